@@ -1,0 +1,34 @@
+# mechlens: the README's commands. Each is idempotent and prints one line per step.
+#   make lab    set up if needed, then JupyterLab on notebooks/ (the main job)
+#   make test   set up if needed, then the Rust tests, the notebooks and the kernel checks
+#   make setup  install everything into the project (.venv, .tools, .cache, target)
+#   make bench  the benchmarks, written to BENCHMARKS.md and bench/results.json
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PY := .venv/bin/python
+# Runs a command as one named step and prints its duration (scripts/step).
+STEP := scripts/step
+
+.PHONY: setup lab test test-rust test-notebooks test-kernel test-setup bench
+
+setup:
+	@scripts/setup
+
+lab: setup
+	@echo "JupyterLab on notebooks/ at http://127.0.0.1:8888 (the URL with the login token follows)"
+	@$(PY) -m jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=8888
+
+TEST_STEPS := rust-tests notebooks kernel setup-checks
+
+test: setup
+	@echo "mechlens tests"
+	@rm -f $(TEST_STEPS:%=.cache/step-logs/%.count)
+	@$(STEP) rust-tests cargo test --workspace
+	@$(STEP) notebooks $(PY) tests/run_notebooks.py
+	@$(STEP) kernel $(PY) tests/kernel_checks.py
+	@$(STEP) setup-checks tests/setup_checks.sh
+	@scripts/test-total $(TEST_STEPS)
+
+bench: setup
+	@$(STEP) kernel-bench $(PY) bench/kernel_bench.py

@@ -1,0 +1,141 @@
+"""Kernel benchmarks for `make bench`: warm start and cell latency of the "Rust · mechlens"
+kernel, beside the floor (a bare evcxr kernel, no crates) measured in the same run.
+
+Writes bench/results.json (one object per figure) and the kernel section of BENCHMARKS.md.
+"""
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "kernel"))
+
+# A bare evcxr kernel for the floor: evcxr_jupyter itself, no config, its own warm dir.
+BARE = Path(tempfile.mkdtemp(prefix="mechlens-bench-"))
+bare_spec = BARE / "kernels" / "evcxr-bare"
+bare_spec.mkdir(parents=True)
+(bare_spec / "kernel.json").write_text(json.dumps({
+    "argv": [str(ROOT / ".tools/evcxr/bin/evcxr_jupyter"), "--control_file", "{connection_file}"],
+    "display_name": "evcxr (bare)",
+    "language": "rust",
+    "interrupt_mode": "message",
+    "env": {"EVCXR_CONFIG_DIR": str(BARE / "config"), "EVCXR_TMPDIR": str(ROOT / ".cache/bench-bare-slot")},
+}))
+os.environ["JUPYTER_PATH"] = str(BARE) + os.pathsep + os.environ.get("JUPYTER_PATH", "")
+
+from session import KernelSession  # noqa: E402  (after JUPYTER_PATH is set)
+
+FIRST_CELL = "Tensor::ones([2, 2], (Kind::Float, best_device())).sum(Kind::Float).double_value(&[])"
+TRIVIAL_CELLS = [f"{i} + 1" for i in range(20)]
+LIBRARY_CELLS = [
+    # Alternating tch and polars work, each small so that the time is the cell's overhead.
+    f"Tensor::arange({i + 2}, (Kind::Float, Device::Cpu)).sum(Kind::Float).double_value(&[])"
+    if i % 2 == 0
+    else f'df!("x" => &[{i}i64, 2, 3])?.height()'
+    for i in range(20)
+]
+WARM_START_RUNS = 3
+
+
+def percentile(values, q):
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def run_cells(kernel, cells):
+    times = []
+    for code in cells:
+        reply = kernel.run(code)
+        if reply.status != "ok":
+            sys.exit(f"benchmark cell failed: {code}\n{reply.error}")
+        times.append(reply.seconds)
+    return times
+
+
+def warm_start(kernel_name, first_cell):
+    """Seconds from launching the kernel to the result of its first cell."""
+    start = time.monotonic()
+    with KernelSession(kernel_name=kernel_name) as k:
+        reply = k.run(first_cell)
+        if reply.status != "ok":
+            sys.exit(f"first cell failed in {kernel_name}: {reply.error}")
+        return time.monotonic() - start
+
+
+def main():
+    # One untimed start of each, so that both build slots are warm.
+    warm_start("evcxr-bare", "1 + 1")
+    warm_start("mechlens", FIRST_CELL)
+
+    ours_start = [warm_start("mechlens", FIRST_CELL) for _ in range(WARM_START_RUNS)]
+    bare_start = [warm_start("evcxr-bare", "1 + 1") for _ in range(WARM_START_RUNS)]
+    with KernelSession() as k:
+        k.run(FIRST_CELL)
+        ours_trivial = run_cells(k, TRIVIAL_CELLS)
+        ours_library = run_cells(k, LIBRARY_CELLS)
+    with KernelSession(kernel_name="evcxr-bare") as k:
+        k.run("1 + 1")
+        bare_trivial = run_cells(k, TRIVIAL_CELLS)
+
+    figures = [
+        ("kernel warm start (launch to first prelude cell result)", statistics.median(ours_start), "s",
+         statistics.median(bare_start), "bare evcxr kernel, launch to first trivial cell"),
+        ("trivial cell latency p50", percentile(ours_trivial, 0.5), "s", percentile(bare_trivial, 0.5), "bare evcxr kernel"),
+        ("trivial cell latency p90", percentile(ours_trivial, 0.9), "s", percentile(bare_trivial, 0.9), "bare evcxr kernel"),
+        ("tch/polars cell latency p50", percentile(ours_library, 0.5), "s", percentile(bare_trivial, 0.5), "bare evcxr kernel, trivial cell"),
+        ("tch/polars cell latency p90", percentile(ours_library, 0.9), "s", percentile(bare_trivial, 0.9), "bare evcxr kernel, trivial cell"),
+    ]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip()
+    results = [
+        {"name": n, "value": round(v, 3), "unit": u, "peer_value": round(p, 3), "peer": peer,
+         "date": date.today().isoformat(), "machine": machine}
+        for n, v, u, p, peer in figures
+    ]
+    write_results("kernel", results)
+    lines = [
+        "## Kernel",
+        "",
+        f"Measured {date.today().isoformat()} on {machine}; {rustc}; evcxr_jupyter 0.22.0.",
+        f"Warm start: median of {WARM_START_RUNS} launches. Latency: 20 cells each, one kernel.",
+        "The peer is the floor: a bare evcxr kernel (no crates), measured in the same run.",
+        "",
+        "| figure | mechlens | bare evcxr | ratio |",
+        "| --- | --- | --- | --- |",
+    ]
+    for n, v, u, p, _ in figures:
+        lines.append(f"| {n} | {v:.2f} {u} | {p:.2f} {u} | {v / p:.1f}× |")
+    write_section("Kernel", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def write_results(group, results):
+    path = ROOT / "bench" / "results.json"
+    existing = json.loads(path.read_text()) if path.exists() else []
+    kept = [r for r in existing if r.get("group") != group]
+    path.write_text(json.dumps(kept + [dict(r, group=group) for r in results], indent=2) + "\n")
+
+
+def write_section(title, body):
+    """Replaces the `## title` section of BENCHMARKS.md, keeping the others."""
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nWritten by `make bench`.\n"
+    sections = text.split("\n## ")
+    head, rest = sections[0], sections[1:]
+    rest = [s for s in rest if not s.startswith(title + "\n")]
+    body = body.removeprefix("## ")
+    path.write_text("\n## ".join([head.rstrip() + "\n"] + [s.rstrip() + "\n" for s in rest] + [body + "\n"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+//! mechlens: mechanistic interpretability in Rust notebooks.
+//!
+//! This is the facade a notebook loads (the "Rust · mechlens" kernel does it for you). It
+//! re-exports the crates a notebook needs — `tch` for tensors, `polars` for tables,
+//! `plotters` for charts — and, through [`prelude`], the display trait that makes
+//! DataFrames, tensors and charts render inline in JupyterLab.
+//!
+//! ```no_run
+//! use mechlens::prelude::*;
+//!
+//! let t = Tensor::randn([2, 3], (Kind::Float, best_device()));
+//! t.evcxr_display(); // what a notebook does with a cell's last expression
+//! ```
+
+pub mod chart;
+pub mod display;
+pub mod prelude;
+
+pub use mechlens_core::{Error, Result, device, shape};
+pub use {plotters, polars, tch};

@@ -1,0 +1,20 @@
+//! Everything a notebook cell needs in scope: `use mechlens::prelude::*;`
+//!
+//! The kernel's `prelude.rs` imports this, so every cell sees the display trait (which makes
+//! the last expression of a cell render as a table, chart or summary), the common `tch` and
+//! `polars` names, and plotters' drawing vocabulary. Whole crates are reachable too, as
+//! `tch::...`, `polars::...` and `plotters::...`.
+
+pub use crate::chart::{Svg, svg_chart};
+pub use crate::display::NotebookDisplay;
+pub use mechlens_core::device::best_device;
+
+pub use plotters;
+pub use plotters::prelude::*;
+pub use polars;
+pub use polars::prelude::{
+    Column, DataFrame, DataType, IntoColumn, IntoLazy, NamedFrom, PolarsResult, Series, col, df,
+    lit,
+};
+pub use tch;
+pub use tch::{Device, IndexOp, Kind, Tensor};

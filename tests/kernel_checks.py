@@ -1,0 +1,179 @@
+"""Checks of the "Rust · mechlens" kernel as a notebook user meets it.
+
+- tch, polars and plotters work in one cell, and their values display richly;
+- a panic inside the library shows as an error and earlier variables survive it;
+- CUDA is visible inside the kernel exactly when the machine has an NVIDIA driver;
+- a library that does not build shows the compiler's error in the cell instead of a kernel
+  that dies and restarts;
+- two kernels at once never share a build slot, and a freed slot is reused.
+
+Prints "N passed, M failed" last; exits non-zero on any failure.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "kernel"))
+from session import KernelSession  # noqa: E402
+
+CHECKS = []
+
+
+def check(fn):
+    CHECKS.append(fn)
+    return fn
+
+
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+# --- one warm kernel for the checks that need the real library ----------------------------
+
+
+@check
+def tch_polars_plotters_in_one_cell(k):
+    reply = k.run(textwrap.dedent("""
+        let t = Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([2, 3]);
+        let df = df!("x" => &[1i64, 2, 3], "y" => Vec::<f32>::try_from(t.get(1)).unwrap())?;
+        let svg = svg_chart(200, 100, |root| { root.fill(&BLUE)?; Ok(()) })?;
+        format!("{} {} {}", t.sum(Kind::Float).double_value(&[]), df.height(), svg.as_str().len() > 100)
+    """))
+    expect(reply.status == "ok", f"cell failed: {reply.error}")
+    expect(reply.text == '"15 3 true"', f"unexpected result {reply.text!r}")
+
+
+@check
+def dataframe_renders_as_html_table(k):
+    reply = k.run('df!("token" => &["<bos>", "cat"], "logit" => &[1.5f64, -0.25])?')
+    expect(reply.status == "ok", f"cell failed: {reply.error}")
+    html = reply.outputs.get("text/html", "")
+    expect("<table" in html and "&lt;bos&gt;" in html and "-0.25" in html, f"no table: {reply.outputs}")
+
+
+@check
+def tensor_renders_as_summary(k):
+    reply = k.run("Tensor::from_slice(&[1.0f32, 2.0, 3.0])")
+    expect(reply.status == "ok", f"cell failed: {reply.error}")
+    expect(reply.text == "Tensor [3] Float cpu\n[1.0, 2.0, 3.0]", f"got {reply.text!r}")
+
+
+@check
+def chart_renders_as_svg(k):
+    reply = k.run(textwrap.dedent("""
+        svg_chart(300, 200, |root| {
+            let mut chart = ChartBuilder::on(root).caption("sine", ("sans-serif", 16))
+                .build_cartesian_2d(0f32..6.3f32, -1f32..1f32)?;
+            chart.draw_series(LineSeries::new((0..63).map(|i| (i as f32 / 10.0, (i as f32 / 10.0).sin())), &RED))?;
+            Ok(())
+        })?
+    """))
+    expect(reply.status == "ok", f"cell failed: {reply.error}")
+    svg = reply.outputs.get("image/svg+xml", "")
+    expect(svg.startswith("<svg") and ">sine</text>" in svg.replace("\n", "") and "<polyline" in svg, f"no chart: {reply.outputs}")
+
+
+@check
+def panic_in_library_keeps_earlier_variables(k):
+    k.run("let kept = vec![1, 2, 3];")
+    # tch's panicking API (as opposed to its f_* methods) panics on a shape error.
+    reply = k.run("let a = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)); a.matmul(&a)")
+    shown = reply.error + reply.stderr
+    expect(reply.status == "error", "the panicking cell did not report an error")
+    expect("cannot be multiplied" in shown, f"the panic message is not shown: {shown!r}")
+    reply = k.run("kept.len()")
+    expect(reply.status == "ok" and reply.text == "3", f"variable lost after panic: {reply}")
+
+
+@check
+def cuda_visible_exactly_when_a_driver_is_present(k):
+    has_driver = Path("/proc/driver/nvidia/version").exists()
+    reply = k.run("tch::Cuda::is_available()")
+    expect(reply.status == "ok", f"cell failed: {reply.error}")
+    expect(reply.text == str(has_driver).lower(), f"driver present: {has_driver}, tch says {reply.text}")
+
+
+# --- checks with their own kernel or launcher ----------------------------------------------
+
+
+def broken_library_shows_compiler_error():
+    with tempfile.TemporaryDirectory() as tmp:
+        crate = Path(tmp, "mechlens")
+        (crate / "src").mkdir(parents=True)
+        (crate / "Cargo.toml").write_text('[package]\nname = "mechlens"\nversion = "0.0.0"\nedition = "2021"\n')
+        (crate / "src" / "lib.rs").write_text("pub mod prelude {}\npub fn broken() -> u32 { \"not a number\" }\n")
+        env = {"MECHLENS_CRATE": str(crate), "MECHLENS_SLOTS_DIR": str(Path(tmp, "slots"))}
+        with KernelSession(env=env, startup_timeout=300) as k:
+            reply = k.run("1 + 1", timeout=60)
+    shown = reply.error + reply.stderr
+    expect(reply.status == "error", "a cell ran although the library does not build")
+    expect("mismatched types" in shown and "lib.rs" in shown, f"compiler error not shown: {shown!r}")
+
+
+def two_kernels_get_different_slots_and_reuse_them():
+    with tempfile.TemporaryDirectory() as tmp:
+        stub = Path(tmp, "fake-evcxr")
+        # Stands in for evcxr_jupyter: reports its build dir, then waits to be stopped.
+        stub.write_text('#!/bin/sh\necho "$EVCXR_TMPDIR" > "$REPORT"\nwhile [ ! -e "$STOP" ]; do sleep 0.05; done\n')
+        stub.chmod(0o755)
+        base = dict(os.environ, MECHLENS_EVCXR=str(stub), MECHLENS_SLOTS_DIR=str(Path(tmp, "slots")),
+                    MECHLENS_SLOT_POOL="2", STOP=str(Path(tmp, "stop")))
+
+        def launch(n):
+            env = dict(base, REPORT=str(Path(tmp, f"report-{n}")))
+            proc = subprocess.Popen([str(ROOT / "kernel" / "launch"), "unused.json"], env=env,
+                                    stderr=subprocess.PIPE, text=True)
+            report = Path(env["REPORT"])
+            deadline = time.monotonic() + 20
+            while not report.exists() or not report.read_text().strip():
+                expect(time.monotonic() < deadline, f"launcher {n} never started the kernel")
+                time.sleep(0.05)
+            return proc, report.read_text().strip()
+
+        (p1, d1), (p2, d2), (p3, d3) = launch(1), launch(2), launch(3)
+        expect(d1.endswith("slot-0/build") and d2.endswith("slot-1/build"), f"slots: {d1}, {d2}")
+        expect("overflow-" in d3, f"a third kernel with a pool of 2 got {d3}")
+        Path(base["STOP"]).touch()
+        warnings = [p.communicate(timeout=20)[1] for p in (p1, p2, p3)]
+        expect("slots are busy" in warnings[2], f"no warning for the overflow kernel: {warnings[2]!r}")
+        expect(not Path(d3).parent.exists(), "the overflow dir was not removed")
+        Path(base["STOP"]).unlink()
+        p4, d4 = launch(4)
+        Path(base["STOP"]).touch()
+        p4.wait(timeout=20)
+        expect(d4 == d1, f"a freed slot was not reused: {d4}")
+
+
+def main() -> int:
+    results = []
+
+    def record(name, fn, *args):
+        try:
+            fn(*args)
+            results.append(True)
+            print(f"ok      {name}")
+        except Exception:
+            results.append(False)
+            print(f"FAILED  {name}\n{traceback.format_exc()}")
+
+    with KernelSession() as k:
+        print(f"kernel started in {k.startup_seconds:.1f} s")
+        for fn in CHECKS:
+            record(fn.__name__, fn, k)
+    record("broken_library_shows_compiler_error", broken_library_shows_compiler_error)
+    record("two_kernels_get_different_slots_and_reuse_them", two_kernels_get_different_slots_and_reuse_them)
+    passed = sum(results)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Executes every notebook under notebooks/ headless with the "Rust · mechlens" kernel.
+
+A cell error fails the run and names the notebook and the cell. Executed copies, outputs
+included, are saved under target/notebooks/ for a person (or the browser test) to look at.
+A notebook may list in its metadata, under "mechlens": {"expect_outputs": [...]}, MIME types
+that its saved outputs must contain (a table, a chart), so that a cell that silently stopped
+displaying is caught too.
+
+Usage: run_notebooks.py [NOTEBOOK...]   (default: all of notebooks/)
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "target" / "notebooks"
+CELL_TIMEOUT_S = 900
+STARTUP_TIMEOUT_S = 1800  # a cold build slot compiles tch and polars first
+
+
+def saved_mime_types(nb) -> set:
+    types = set()
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            types.update(output.get("data", {}).keys())
+    return types
+
+
+def run(path: Path) -> str | None:
+    """Runs one notebook; returns None when it passed, else what went wrong."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name="mechlens",
+        timeout=CELL_TIMEOUT_S,
+        startup_timeout=STARTUP_TIMEOUT_S,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    error = None
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        cell_index = next(
+            (i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))),
+            None,
+        )
+        where = f"cell {cell_index}" if cell_index is not None else "a cell"
+        error = f"{where} failed:\n{e}"
+    except Exception as e:  # the kernel died or timed out: still a named failure
+        error = f"did not run: {type(e).__name__}: {e}"
+    out = OUT / path.relative_to(ROOT / "notebooks")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
+    if error is None:
+        missing = set(nb.metadata.get("mechlens", {}).get("expect_outputs", [])) - saved_mime_types(nb)
+        if missing:
+            error = f"ran, but its outputs lack {sorted(missing)}"
+    return error
+
+
+def main() -> int:
+    paths = [Path(p).resolve() for p in sys.argv[1:]] or sorted(
+        p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+    )
+    passed = failed = 0
+    for path in paths:
+        name = path.relative_to(ROOT)
+        start = time.monotonic()
+        error = run(path)
+        seconds = time.monotonic() - start
+        if error is None:
+            passed += 1
+            print(f"ok      {name} ({seconds:.1f} s)")
+        else:
+            failed += 1
+            print(f"FAILED  {name} ({seconds:.1f} s): {error}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not paths else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
