@@ -1,7 +1,8 @@
 """Stand-in kernel for when evcxr could not start, usually because mechlens does not build.
 
 It takes the Jupyter connection evcxr could not serve and answers every cell with the error
-evcxr printed, so that the notebook shows the compiler's message instead of a kernel that
+evcxr printed and the compiler's messages (the launcher appends them to the log), so that
+the notebook shows what to fix instead of a kernel that
 dies and restarts forever. Fix the error, then restart the kernel.
 
 Usage: build_error_kernel.py CONNECTION_FILE LOG_FILE
@@ -15,6 +16,9 @@ from ipykernel.kernelbase import Kernel
 
 # evcxr colours its errors for a terminal; the notebook shows plain text.
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# evcxr's own stack trace says nothing to a notebook user; it runs up to the cargo output
+# the launcher appends.
+BACKTRACE = re.compile(r"Stack backtrace:.*?(?=\ncargo build of |\Z)", re.S)
 LOG_FILE = sys.argv[2] if len(sys.argv) > 2 else ""
 
 
@@ -22,8 +26,7 @@ def startup_error() -> str:
     try:
         with open(LOG_FILE, encoding="utf-8", errors="replace") as f:
             text = ANSI.sub("", f.read())
-        # evcxr's own stack trace says nothing to a notebook user.
-        text = text.split("Stack backtrace:")[0].strip()
+        text = BACKTRACE.sub("", text).strip()
     except OSError as e:
         text = f"(the kernel's log {LOG_FILE} could not be read: {e})"
     return text or "(evcxr exited without a message)"
@@ -38,8 +41,8 @@ class BuildErrorKernel(Kernel):
     def do_execute(self, code, silent, store_history=True, user_expressions=None,
                    allow_stdin=False, *, cell_meta=None, cell_id=None):
         message = (
-            "The Rust kernel could not start: the mechlens library did not build.\n"
-            "Fix the error below, then restart the kernel.\n\n" + startup_error()
+            "The Rust kernel could not start. Fix the error below, then restart the kernel.\n\n"
+            + startup_error()
         )
         if not silent:
             self.send_response(self.iopub_socket, "stream", {"name": "stderr", "text": message})
@@ -47,7 +50,7 @@ class BuildErrorKernel(Kernel):
             "status": "error",
             "execution_count": self.execution_count,
             "ename": "BuildError",
-            "evalue": "mechlens did not build",
+            "evalue": "the Rust kernel could not start",
             "traceback": [],
         }
 

@@ -1,6 +1,6 @@
 """Executes every notebook under notebooks/ headless with the "Rust · mechlens" kernel.
 
-A cell error fails the run and names the notebook and the cell. Executed copies, outputs
+A cell error or panic fails the run and names the notebook and the cell. Executed copies, outputs
 included, are saved under target/notebooks/ for a person (or the browser test) to look at.
 A notebook may list in its metadata, under "mechlens": {"expect_outputs": [...]}, MIME types
 that its saved outputs must contain (a table, a chart), so that a cell that silently stopped
@@ -31,6 +31,17 @@ def saved_mime_types(nb) -> set:
     return types
 
 
+def first_panic(nb) -> str | None:
+    """evcxr catches a panic (a failed assert! too), prints it to stderr and reports the cell
+    as successful; so a panic message in a cell's output is a failure of that cell."""
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") if output.get("name") == "stderr" else ""
+            if "panicked at" in text:
+                return f"cell {index} panicked:\n{text.strip()}"
+    return None
+
+
 def run(path: Path) -> str | None:
     """Runs one notebook; returns None when it passed, else what went wrong."""
     nb = nbformat.read(path, as_version=4)
@@ -56,6 +67,8 @@ def run(path: Path) -> str | None:
     out = OUT / path.relative_to(ROOT / "notebooks")
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)
+    if error is None:
+        error = first_panic(nb)
     if error is None:
         missing = set(nb.metadata.get("mechlens", {}).get("expect_outputs", [])) - saved_mime_types(nb)
         if missing:

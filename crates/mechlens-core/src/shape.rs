@@ -50,6 +50,9 @@ mod tests {
         let err = expect_shape(&t, "resid", &[Some(2), None, Some(4)])
             .expect_err("rank 2 is not rank 3")
             .to_string();
-        assert_eq!(err, "shape mismatch for resid: expected [2, _, 4], got [2, 3]");
+        assert_eq!(
+            err,
+            "shape mismatch for resid: expected [2, _, 4], got [2, 3]"
+        );
     }
 }

@@ -20,12 +20,21 @@ fn report_cuda_state() {
 fn child_report(mechlens_cuda: &str) -> String {
     let exe = std::env::current_exe().expect("the test binary knows its path");
     let out = Command::new(exe)
-        .args(["--exact", "report_cuda_state", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "report_cuda_state",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("MECHLENS_CUDA", mechlens_cuda)
         .env("MECHLENS_CUDA_REPORT", "1")
         .output()
         .expect("the test binary runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     // The line is the test harness's "test report_cuda_state ... " followed by our report.
     stdout

@@ -112,7 +112,10 @@ mod tests {
         assert!(s.starts_with("<svg"), "{s}");
         assert!(s.contains(r#"width="320""#));
         // plotters puts text content on its own line.
-        assert!(s.replace('\n', "").contains(">loss</text>"), "caption drawn as SVG text: {s}");
+        assert!(
+            s.replace('\n', "").contains(">loss</text>"),
+            "caption drawn as SVG text: {s}"
+        );
         assert!(s.contains("<polyline"), "line series drawn");
         Ok(())
     }

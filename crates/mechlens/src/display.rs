@@ -122,14 +122,20 @@ pub fn dataframe_html(df: &DataFrame) -> String {
     }
     html.push_str("</tr><tr>");
     for c in columns {
-        let _ = write!(html, "<td><i>{}</i></td>", escape_html(&c.dtype().to_string()));
+        let _ = write!(
+            html,
+            "<td><i>{}</i></td>",
+            escape_html(&c.dtype().to_string())
+        );
     }
     html.push_str("</tr></thead><tbody>");
     for row in shown_rows(height) {
         html.push_str("<tr>");
         for c in columns {
             let cell = match row {
-                Some(i) => c.get(i).map_or_else(|e| format!("<{e}>"), |v| format_cell(&v)),
+                Some(i) => c
+                    .get(i)
+                    .map_or_else(|e| format!("<{e}>"), |v| format_cell(&v)),
                 None => "…".to_string(),
             };
             let _ = write!(html, "<td>{}</td>", escape_html(&cell));
@@ -294,6 +300,9 @@ mod tests {
         let empty = Tensor::zeros([0, 3], (Kind::Float, tch::Device::Cpu));
         assert_eq!(tensor_summary(&empty), "Tensor [0, 3] Float cpu\n(empty)");
         let scalar = Tensor::from(2.5f64).set_requires_grad(true);
-        assert_eq!(tensor_summary(&scalar), "Tensor [] Double cpu, requires_grad\n2.5");
+        assert_eq!(
+            tensor_summary(&scalar),
+            "Tensor [] Double cpu, requires_grad\n2.5"
+        );
     }
 }
