@@ -3,6 +3,8 @@
 //! Each check re-runs this test binary with `MECHLENS_CUDA` set, because the loader runs
 //! before `main`, and reads `/proc/self/maps` in that child.
 
+#![allow(clippy::expect_used, clippy::panic)] // helpers of tests: a failure is the report
+
 use std::process::Command;
 
 /// In the child: report whether libtorch_cuda.so is mapped, and what tch says about CUDA.

@@ -251,7 +251,7 @@ mod tests {
     fn floats_keep_six_significant_digits() {
         assert_eq!(format_float(0.0), "0.0");
         assert_eq!(format_float(1.0), "1.0");
-        assert_eq!(format_float(3.14159265), "3.14159");
+        assert_eq!(format_float(1.23456789), "1.23457");
         assert_eq!(format_float(-123.456789), "-123.457");
         assert_eq!(format_float(2.5e-7), "2.50000e-7");
         assert_eq!(format_float(f64::NAN), "NaN");
