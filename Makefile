@@ -10,14 +10,17 @@ PY := .venv/bin/python
 # Runs a command as one named step and prints its duration (scripts/step).
 STEP := scripts/step
 
-.PHONY: setup lab test test-rust test-notebooks test-kernel test-setup bench
+.PHONY: setup lab test bench
 
 setup:
 	@scripts/setup
 
+# Jupyter refuses to run as root unless told; containers often run as root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup
-	@echo "JupyterLab on notebooks/ at http://127.0.0.1:8888 (the URL with the login token follows)"
-	@$(PY) -m jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=8888
+	@echo "JupyterLab on notebooks/; open the URL with the login token printed below"
+	@$(PY) -m jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 $(ALLOW_ROOT)
 
 TEST_STEPS := rust-tests notebooks kernel setup-checks
 
@@ -31,4 +34,5 @@ test: setup
 	@scripts/test-total $(TEST_STEPS)
 
 bench: setup
-	@$(STEP) kernel-bench $(PY) bench/kernel_bench.py
+	@$(STEP) kernel-bench env CI_LOG=$(CI_LOG) $(PY) bench/kernel_bench.py
+	@cat BENCHMARKS.md

@@ -81,8 +81,12 @@ def main():
     bare_start = [warm_start("evcxr-bare", "1 + 1") for _ in range(WARM_START_RUNS)]
     with KernelSession() as k:
         k.run(FIRST_CELL)
+        linker = k.run(":linker").text.strip()
         ours_trivial = run_cells(k, TRIVIAL_CELLS)
         ours_library = run_cells(k, LIBRARY_CELLS)
+        # The alternative: the system linker (GNU ld) instead of mold, same kernel and slot.
+        k.run(":linker system")
+        system_trivial = run_cells(k, TRIVIAL_CELLS)
     with KernelSession(kernel_name="evcxr-bare") as k:
         k.run("1 + 1")
         bare_trivial = run_cells(k, TRIVIAL_CELLS)
@@ -94,6 +98,7 @@ def main():
         ("trivial cell latency p90", percentile(ours_trivial, 0.9), "s", percentile(bare_trivial, 0.9), "bare evcxr kernel"),
         ("tch/polars cell latency p50", percentile(ours_library, 0.5), "s", percentile(bare_trivial, 0.5), "bare evcxr kernel, trivial cell"),
         ("tch/polars cell latency p90", percentile(ours_library, 0.9), "s", percentile(bare_trivial, 0.9), "bare evcxr kernel, trivial cell"),
+        ("trivial cell latency p50, system linker", percentile(system_trivial, 0.5), "s", percentile(bare_trivial, 0.5), "bare evcxr kernel"),
     ]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
     rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip()
@@ -107,7 +112,7 @@ def main():
         "## Kernel",
         "",
         f"Measured {date.today().isoformat()} on {machine}; {rustc}; evcxr_jupyter 0.22.0.",
-        f"Warm start: median of {WARM_START_RUNS} launches. Latency: 20 cells each, one kernel.",
+        f"Warm start: median of {WARM_START_RUNS} launches. Latency: 20 cells each, one kernel ({linker}).",
         "The peer is the floor: a bare evcxr kernel (no crates), measured in the same run.",
         "",
         "| figure | mechlens | bare evcxr | ratio |",
@@ -117,6 +122,35 @@ def main():
         lines.append(f"| {n} | {v:.2f} {u} | {p:.2f} {u} | {v / p:.1f}× |")
     write_section("Kernel", "\n".join(lines))
     print("\n".join(lines))
+    cold_setup_from_ci_log(machine)
+
+
+def cold_setup_from_ci_log(machine):
+    """Cold setup is measured by CI on a clean clone (.ci/run prints "cold setup: N s");
+    `make bench CI_LOG=path` records it from that log with its per-step lines."""
+    log_path = os.environ.get("CI_LOG")
+    if not log_path:
+        return
+    text = Path(log_path).read_text()
+    seconds = next((int(l.split()[2]) for l in text.splitlines() if l.startswith("cold setup: ")), None)
+    if seconds is None:
+        sys.exit(f"no 'cold setup: N s' line in {log_path}")
+    steps = [l.strip() for l in text.split("cold setup:")[0].splitlines() if l.startswith("  ")]
+    write_results("setup", [{"name": "cold setup (clean clone, make setup)", "value": seconds, "unit": "s",
+                             "peer_value": None, "peer": "goal: 1200 s", "date": date.today().isoformat(),
+                             "machine": machine}])
+    body = "\n".join([
+        "## Cold setup",
+        "",
+        f"`make setup` on a clean clone ({machine}; crates.io and PyPI downloads already in the",
+        f"local caches, as on CI's machine): **{seconds} s** ({seconds / 60:.1f} min). Goal: 20 min.",
+        "",
+        "```",
+        *steps,
+        "```",
+    ])
+    write_section("Cold setup", body)
+    print(body)
 
 
 def write_results(group, results):
