@@ -161,15 +161,18 @@ def write_results(group, results):
 
 
 def write_section(title, body):
-    """Replaces the `## title` section of BENCHMARKS.md, keeping the others."""
+    """Replaces the `## title` section of BENCHMARKS.md in place (or appends it), keeping the
+    others."""
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\nWritten by `make bench`.\n"
-    sections = text.split("\n## ")
-    head, rest = sections[0], sections[1:]
-    rest = [s for s in rest if not s.startswith(title + "\n")]
-    body = body.removeprefix("## ")
-    path.write_text("\n## ".join([head.rstrip() + "\n"] + [s.rstrip() + "\n" for s in rest] + [body + "\n"]))
-
+    head, *sections = text.split("\n## ")
+    body = body.removeprefix("## ").rstrip() + "\n"
+    index = next((i for i, s in enumerate(sections) if s.startswith(title + "\n")), None)
+    if index is None:
+        sections.append(body)
+    else:
+        sections[index] = body
+    path.write_text("\n## ".join([head.rstrip() + "\n"] + [s.rstrip() + "\n" for s in sections]))
 
 if __name__ == "__main__":
     main()
