@@ -31,9 +31,7 @@ bare_spec.mkdir(parents=True)
 }))
 os.environ["JUPYTER_PATH"] = str(BARE) + os.pathsep + os.environ.get("JUPYTER_PATH", "")
 
-from session import KernelSession  # noqa: E402  (after JUPYTER_PATH is set)
-
-FIRST_CELL = "Tensor::ones([2, 2], (Kind::Float, best_device())).sum(Kind::Float).double_value(&[])"
+from session import PRELUDE_CELL, KernelSession  # noqa: E402  (after JUPYTER_PATH is set)
 TRIVIAL_CELLS = [f"{i} + 1" for i in range(20)]
 LIBRARY_CELLS = [
     # Alternating tch and polars work, each small so that the time is the cell's overhead.
@@ -75,12 +73,12 @@ def warm_start(kernel_name, first_cell):
 def main():
     # One untimed start of each, so that both build slots are warm.
     warm_start("evcxr-bare", "1 + 1")
-    warm_start("mechlens", FIRST_CELL)
+    warm_start("mechlens", PRELUDE_CELL)
 
-    ours_start = [warm_start("mechlens", FIRST_CELL) for _ in range(WARM_START_RUNS)]
+    ours_start = [warm_start("mechlens", PRELUDE_CELL) for _ in range(WARM_START_RUNS)]
     bare_start = [warm_start("evcxr-bare", "1 + 1") for _ in range(WARM_START_RUNS)]
     with KernelSession() as k:
-        k.run(FIRST_CELL)
+        k.run(PRELUDE_CELL)
         linker = k.run(":linker").text.strip()
         ours_trivial = run_cells(k, TRIVIAL_CELLS)
         ours_library = run_cells(k, LIBRARY_CELLS)

@@ -2,8 +2,8 @@
 
 It takes the Jupyter connection evcxr could not serve and answers every cell with the error
 evcxr printed and the compiler's messages (the launcher appends them to the log), so that
-the notebook shows what to fix instead of a kernel that
-dies and restarts forever. Fix the error, then restart the kernel.
+the notebook shows what to fix instead of a kernel that dies and restarts forever. Fix the
+error, then restart the kernel.
 
 Usage: build_error_kernel.py CONNECTION_FILE LOG_FILE
 """

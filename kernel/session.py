@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 from jupyter_client.manager import KernelManager
 
+# A first cell that needs the prelude (tch through mechlens), and what it must show.
+PRELUDE_CELL = "Tensor::ones([2, 2], (Kind::Float, best_device())).sum(Kind::Float).double_value(&[])"
+PRELUDE_CELL_RESULT = "4.0"
+
 # A cold build slot compiles tch and polars before the first cell answers: minutes on 2 cores.
 STARTUP_TIMEOUT_S = 1800
 

@@ -6,13 +6,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from session import KernelSession  # noqa: E402
-
-FIRST_CELL = 'let t = Tensor::ones([2, 2], (Kind::Float, best_device())); t.sum(Kind::Float).double_value(&[])'
+from session import PRELUDE_CELL, PRELUDE_CELL_RESULT, KernelSession  # noqa: E402
 
 start = time.monotonic()
 with KernelSession() as kernel:
-    reply = kernel.run(FIRST_CELL)
-if reply.status != "ok" or reply.text != "4.0":
+    reply = kernel.run(PRELUDE_CELL)
+if reply.status != "ok" or reply.text != PRELUDE_CELL_RESULT:
     sys.exit(f"the first cell failed: {reply.error or reply.stderr or reply.outputs}")
 print(f"kernel warm: first cell answered after {time.monotonic() - start:.1f} s")

@@ -1,7 +1,8 @@
 """Executes every notebook under notebooks/ headless with the "Rust · mechlens" kernel.
 
-A cell error or panic fails the run and names the notebook and the cell. Executed copies, outputs
-included, are saved under target/notebooks/ for a person (or the browser test) to look at.
+A cell error or panic fails the run and names the notebook and the cell. Executed copies,
+outputs included, are saved under target/notebooks/ for a person (or the browser test) to
+look at.
 A notebook may list in its metadata, under "mechlens": {"expect_outputs": [...]}, MIME types
 that its saved outputs must contain (a table, a chart), so that a cell that silently stopped
 displaying is caught too.

@@ -121,6 +121,19 @@ mod tests {
     }
 
     #[test]
+    fn save_to_a_missing_folder_names_the_file() {
+        let path = std::env::temp_dir().join("mechlens-no-such-dir/chart.svg");
+        let err = Svg::new("<svg/>")
+            .save(&path)
+            .expect_err("folder is missing");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("writing ") && msg.contains("chart.svg"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn zero_size_is_an_error() {
         let err = svg_chart(0, 10, |_| Ok(())).expect_err("zero width");
         assert!(err.to_string().contains("0x10"), "{err}");
