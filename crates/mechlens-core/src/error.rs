@@ -41,6 +41,73 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A hook name that the model does not have.
+    #[error("unknown hook point `{name}`; did you mean {}? (`model.hook_points()` lists every one)", suggestions.join(", "))]
+    UnknownHook {
+        /// The name as given.
+        name: String,
+        /// The closest valid names.
+        suggestions: Vec<String>,
+    },
+
+    /// An analysis asked a cache for an activation it does not hold.
+    #[error("the cache holds no `{hook}`; run `run_with_cache` with a filter that includes it (or `CacheFilter::All`)")]
+    NotCached {
+        /// The hook name.
+        hook: String,
+    },
+
+    /// A checkpoint lacks a tensor the architecture needs.
+    #[error("weight `{name}` is missing from {file}")]
+    MissingWeight {
+        /// The tensor's name in the checkpoint.
+        name: String,
+        /// The file (or folder) searched.
+        file: String,
+    },
+
+    /// A checkpoint tensor has a shape other than the config implies.
+    #[error("weight `{name}` in {file} has shape {got:?}, but the config implies {expected:?}")]
+    WeightShape {
+        /// The tensor's name in the checkpoint.
+        name: String,
+        /// The file it came from.
+        file: String,
+        /// The shape the config implies.
+        expected: Vec<i64>,
+        /// The shape in the file.
+        got: Vec<i64>,
+    },
+
+    /// A weight file could not be parsed (truncated, corrupt, wrong format).
+    #[error("cannot read weights from {path}: {reason}")]
+    WeightFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A config file is malformed or inconsistent.
+    #[error("bad config {path}: {reason}")]
+    Config {
+        /// The file (or `<config>` for one built in code).
+        path: String,
+        /// What is wrong, and what was expected.
+        reason: String,
+    },
+
+    /// A model architecture, tokenizer type or option we do not implement.
+    #[error("unsupported {what} `{name}`; supported: {}", supported.join(", "))]
+    Unsupported {
+        /// What kind of thing (`architecture`, `rope_type`).
+        what: &'static str,
+        /// Its name as given.
+        name: String,
+        /// What is supported instead.
+        supported: Vec<String>,
+    },
+
     /// A chart could not be drawn.
     #[error("chart could not be drawn: {0}")]
     Chart(String),

@@ -5,10 +5,19 @@
 //!   notebook cell costs the user the cell and an abort costs them every variable.
 //! - [`device`]: which device to run on, and the loader that makes libtorch's CUDA backend
 //!   visible to `tch` (see that module for why it is needed).
+//! - [`HookPoint`]: the typed hook names (TransformerLens' strings), [`Hooks`] /
+//!   [`Intervention`]: what to do at them, [`ActivationCache`]: what a run recorded, and
+//!   [`HookSession`]: the per-forward state a model threads through its components.
 //! - [`shape`]: checks that turn a shape mismatch into an [`Error`] naming both shapes.
 
+mod cache;
 pub mod device;
 mod error;
+mod hook_point;
+mod hooks;
 pub mod shape;
 
+pub use cache::{ActivationCache, CacheFilter};
 pub use error::{Error, Result};
+pub use hook_point::{HookPoint, IntoHookPoint, closest};
+pub use hooks::{Hook, HookSession, Hooks, Intervention};

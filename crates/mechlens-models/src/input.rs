@@ -1,0 +1,85 @@
+//! What a model accepts as input: token tensors, token lists, text, batches of text.
+
+use mechlens_core::{Error, Result};
+use tch::Tensor;
+
+use crate::tokenizer::{TokenBatch, Tokenizer};
+
+/// Token ids and an optional attention mask (`[batch, pos]`, 1 = real token).
+pub struct Tokens {
+    /// `[batch, pos]` int64.
+    pub tokens: Tensor,
+    /// `[batch, pos]`, present for padded batches.
+    pub attention_mask: Option<Tensor>,
+}
+
+/// Anything a model can run on. Text is tokenized with the model's tokenizer, BOS first.
+pub trait ModelInput {
+    /// The tokens (not yet checked against the model).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if text is given and the model has no tokenizer.
+    fn to_tokens(&self, tokenizer: Option<&Tokenizer>) -> Result<Tokens>;
+}
+
+impl<T: ModelInput + ?Sized> ModelInput for &T {
+    fn to_tokens(&self, tokenizer: Option<&Tokenizer>) -> Result<Tokens> {
+        (**self).to_tokens(tokenizer)
+    }
+}
+
+impl ModelInput for Tensor {
+    fn to_tokens(&self, _: Option<&Tokenizer>) -> Result<Tokens> {
+        Ok(Tokens { tokens: self.shallow_clone(), attention_mask: None })
+    }
+}
+
+impl ModelInput for [i64] {
+    fn to_tokens(&self, _: Option<&Tokenizer>) -> Result<Tokens> {
+        Ok(Tokens { tokens: Tensor::from_slice(self).unsqueeze(0), attention_mask: None })
+    }
+}
+
+impl ModelInput for Vec<i64> {
+    fn to_tokens(&self, t: Option<&Tokenizer>) -> Result<Tokens> {
+        self.as_slice().to_tokens(t)
+    }
+}
+
+fn need(tokenizer: Option<&Tokenizer>) -> Result<&Tokenizer> {
+    tokenizer.ok_or_else(|| {
+        Error::invalid("input", "this model has no tokenizer, so it cannot take text; pass token ids (a Tensor)")
+    })
+}
+
+impl ModelInput for str {
+    fn to_tokens(&self, tokenizer: Option<&Tokenizer>) -> Result<Tokens> {
+        let t = need(tokenizer)?;
+        Ok(Tokens { tokens: t.to_tokens(self, true)?, attention_mask: None })
+    }
+}
+
+impl ModelInput for String {
+    fn to_tokens(&self, t: Option<&Tokenizer>) -> Result<Tokens> {
+        self.as_str().to_tokens(t)
+    }
+}
+
+impl ModelInput for [&str] {
+    fn to_tokens(&self, tokenizer: Option<&Tokenizer>) -> Result<Tokens> {
+        let batch = need(tokenizer)?.to_tokens_batch(self, true)?;
+        Ok(Tokens { tokens: batch.tokens, attention_mask: Some(batch.attention_mask) })
+    }
+}
+
+impl ModelInput for Vec<&str> {
+    fn to_tokens(&self, t: Option<&Tokenizer>) -> Result<Tokens> {
+        self.as_slice().to_tokens(t)
+    }
+}
+
+impl ModelInput for TokenBatch {
+    fn to_tokens(&self, _: Option<&Tokenizer>) -> Result<Tokens> {
+        Ok(Tokens { tokens: self.tokens.shallow_clone(), attention_mask: Some(self.attention_mask.shallow_clone()) })
+    }
+}

@@ -1,0 +1,35 @@
+//! Hooked transformers on libtorch.
+//!
+//! - [`HookedTransformer`]: GPT-2, GPT-Neo, GPT-NeoX/Pythia, Llama/Qwen2 and llama2.c
+//!   checkpoints, loaded from Hugging Face folders (safetensors or `pytorch_model.bin`), with
+//!   every TransformerLens hook point, caches, hooks, gradients, generation and weight
+//!   processing. Raw weights by default, so logits equal Hugging Face's.
+//! - [`HookedEncoder`]: BERT encoders (token types, attention mask, optional pooler).
+//! - [`Tokenizer`]: `tokenizer.json` or SentencePiece, with TransformerLens' methods.
+//!
+//! Layout: `config` (the architecture-neutral [`ModelConfig`]), `weights` (checkpoint
+//! reading), `components/` (shared layers, each with its hook sites), `architectures/` (one
+//! file per architecture: its HF config and key names).
+
+mod accessors;
+pub mod architectures;
+pub mod components;
+pub mod config;
+mod generate;
+mod hooked_encoder;
+mod hooked_transformer;
+mod input;
+mod processing;
+pub mod resolve;
+mod sentencepiece;
+mod tokenizer;
+pub mod weights;
+
+pub use config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
+pub use generate::GenerateOptions;
+pub use hooked_encoder::{EncoderOutput, HookedEncoder};
+pub use hooked_transformer::{HookedTransformer, KvCache, LoadOptions};
+pub use input::{ModelInput, Tokens};
+pub use processing::Processing;
+pub use sentencepiece::SentencePiece;
+pub use tokenizer::{PaddingSide, TokenBatch, Tokenizer};

@@ -1,0 +1,10 @@
+//! Parity of mechlens with references we did not write: Hugging Face `transformers`,
+//! TransformerLens and SentencePiece (PyPI, run by tests/fixtures/make_fixtures.py), plus
+//! closed-form checks of hooks and the errors every bad input must give.
+
+mod babyllama;
+mod decoders;
+mod encoders;
+mod errors;
+mod hooks;
+mod transformer_lens;
