@@ -34,5 +34,6 @@ test: setup
 	@scripts/test-total $(TEST_STEPS)
 
 bench: setup
+	@$(STEP) model-bench $(PY) bench/model_bench.py
 	@$(STEP) kernel-bench env CI_LOG=$(CI_LOG) $(PY) bench/kernel_bench.py
 	@cat BENCHMARKS.md

@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "kernel"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 # A bare evcxr kernel for the floor: evcxr_jupyter itself, no config, its own warm dir.
 BARE = Path(tempfile.mkdtemp(prefix="mechlens-bench-"))
@@ -32,6 +33,7 @@ bare_spec.mkdir(parents=True)
 os.environ["JUPYTER_PATH"] = str(BARE) + os.pathsep + os.environ.get("JUPYTER_PATH", "")
 
 from session import PRELUDE_CELL, KernelSession  # noqa: E402  (after JUPYTER_PATH is set)
+from report import write_results, write_section  # noqa: E402
 TRIVIAL_CELLS = [f"{i} + 1" for i in range(20)]
 LIBRARY_CELLS = [
     # Alternating tch and polars work, each small so that the time is the cell's overhead.
@@ -150,27 +152,6 @@ def cold_setup_from_ci_log(machine):
     write_section("Cold setup", body)
     print(body)
 
-
-def write_results(group, results):
-    path = ROOT / "bench" / "results.json"
-    existing = json.loads(path.read_text()) if path.exists() else []
-    kept = [r for r in existing if r.get("group") != group]
-    path.write_text(json.dumps(kept + [dict(r, group=group) for r in results], indent=2) + "\n")
-
-
-def write_section(title, body):
-    """Replaces the `## title` section of BENCHMARKS.md in place (or appends it), keeping the
-    others."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nWritten by `make bench`.\n"
-    head, *sections = text.split("\n## ")
-    body = body.removeprefix("## ").rstrip() + "\n"
-    index = next((i for i, s in enumerate(sections) if s.startswith(title + "\n")), None)
-    if index is None:
-        sections.append(body)
-    else:
-        sections[index] = body
-    path.write_text("\n## ".join([head.rstrip() + "\n"] + [s.rstrip() + "\n" for s in sections]))
 
 if __name__ == "__main__":
     main()

@@ -6,28 +6,54 @@ use mechlens_models::{HookedTransformer, LoadOptions};
 use mechlens_tests::{assert_close, fixture, fixtures, load};
 
 fn check(name: &str) {
-    let model = HookedTransformer::from_pretrained(&fixture(name, "model"), LoadOptions::default()).unwrap();
+    let model = HookedTransformer::from_pretrained(&fixture(name, "model"), LoadOptions::default())
+        .unwrap();
     let reference = load(&fixture(name, "reference"));
     let tokens = &reference["tokens"];
     let n_layers = fixtures()[name]["n_layers"].as_u64().unwrap() as usize;
     assert_eq!(model.cfg().n_layers, n_layers);
 
     let (logits, cache) = model.run_with_cache(tokens, CacheFilter::All).unwrap();
-    assert_close(&format!("{name} logits (cached run)"), &logits, &reference["logits"], 1e-4);
+    assert_close(
+        &format!("{name} logits (cached run)"),
+        &logits,
+        &reference["logits"],
+        1e-4,
+    );
     for layer in 0..n_layers {
         let hidden = &reference[&format!("hidden_{layer}")];
-        assert_close(&format!("{name} resid_pre {layer}"), cache.get(HookPoint::ResidPre(layer)).unwrap(), hidden, 1e-4);
+        assert_close(
+            &format!("{name} resid_pre {layer}"),
+            cache.get(HookPoint::ResidPre(layer)).unwrap(),
+            hidden,
+            1e-4,
+        );
         let pattern = cache.get(HookPoint::Pattern(layer)).unwrap();
-        assert_close(&format!("{name} pattern {layer}"), pattern, &reference[&format!("attn_{layer}")], 1e-5);
+        assert_close(
+            &format!("{name} pattern {layer}"),
+            pattern,
+            &reference[&format!("attn_{layer}")],
+            1e-5,
+        );
     }
     // transformers' last hidden state is after the final norm (weights applied), which is
     // what the unembedding reads.
     let last = &reference[&format!("hidden_{n_layers}")];
-    assert_close(&format!("{name} final norm"), cache.get(HookPoint::UnembedIn).unwrap(), last, 1e-4);
+    assert_close(
+        &format!("{name} final norm"),
+        cache.get(HookPoint::UnembedIn).unwrap(),
+        last,
+        1e-4,
+    );
 
     // Without hooks the fused attention kernel runs: same logits.
     let plain = model.forward(tokens).unwrap();
-    assert_close(&format!("{name} logits (no hooks)"), &plain, &reference["logits"], 1e-4);
+    assert_close(
+        &format!("{name} logits (no hooks)"),
+        &plain,
+        &reference["logits"],
+        1e-4,
+    );
 }
 
 #[test]

@@ -7,27 +7,64 @@ use mechlens_tests::{assert_close, fixture, load};
 
 #[test]
 fn random_bert_with_padding_and_token_types_equals_transformers() {
-    let model = HookedEncoder::from_pretrained(&fixture("bert", "model"), LoadOptions::default()).unwrap();
+    let model =
+        HookedEncoder::from_pretrained(&fixture("bert", "model"), LoadOptions::default()).unwrap();
     let r = load(&fixture("bert", "reference"));
-    let batch = TokenBatch { tokens: r["tokens"].shallow_clone(), attention_mask: r["attention_mask"].shallow_clone() };
-    let (out, cache) = model.run_with_cache(&batch, Some(&r["token_type_ids"]), CacheFilter::All).unwrap();
-    assert_close("last_hidden_state", &out.last_hidden_state, &r["last_hidden_state"], 1e-4);
-    assert_close("pooler_output", out.pooler_output.as_ref().unwrap(), &r["pooler_output"], 1e-4);
-    assert_close("embeddings", cache.get(HookPoint::FullEmbed).unwrap(), &r["hidden_0"], 1e-4);
+    let batch = TokenBatch {
+        tokens: r["tokens"].shallow_clone(),
+        attention_mask: r["attention_mask"].shallow_clone(),
+    };
+    let (out, cache) = model
+        .run_with_cache(&batch, Some(&r["token_type_ids"]), CacheFilter::All)
+        .unwrap();
+    assert_close(
+        "last_hidden_state",
+        &out.last_hidden_state,
+        &r["last_hidden_state"],
+        1e-4,
+    );
+    assert_close(
+        "pooler_output",
+        out.pooler_output.as_ref().unwrap(),
+        &r["pooler_output"],
+        1e-4,
+    );
+    assert_close(
+        "embeddings",
+        cache.get(HookPoint::FullEmbed).unwrap(),
+        &r["hidden_0"],
+        1e-4,
+    );
     for l in 0..2 {
         let hidden = cache.get(HookPoint::NormalizedResidPost(l)).unwrap();
-        assert_close(&format!("hidden {l}"), hidden, &r[&format!("hidden_{}", l + 1)], 1e-4);
+        assert_close(
+            &format!("hidden {l}"),
+            hidden,
+            &r[&format!("hidden_{}", l + 1)],
+            1e-4,
+        );
         let pattern = cache.get(HookPoint::Pattern(l)).unwrap();
-        assert_close(&format!("pattern {l}"), pattern, &r[&format!("attn_{l}")], 1e-5);
+        assert_close(
+            &format!("pattern {l}"),
+            pattern,
+            &r[&format!("attn_{l}")],
+            1e-5,
+        );
     }
     // The fused path (no hooks) gives the same result.
     let plain = model.forward(&batch, Some(&r["token_type_ids"])).unwrap();
-    assert_close("no-hook last_hidden_state", &plain.last_hidden_state, &r["last_hidden_state"], 1e-4);
+    assert_close(
+        "no-hook last_hidden_state",
+        &plain.last_hidden_state,
+        &r["last_hidden_state"],
+        1e-4,
+    );
 }
 
 #[test]
 fn minilm_tokens_and_outputs_equal_transformers() {
-    let model = HookedEncoder::from_pretrained(&fixture("minilm", "model"), LoadOptions::default()).unwrap();
+    let model = HookedEncoder::from_pretrained(&fixture("minilm", "model"), LoadOptions::default())
+        .unwrap();
     let r = load(&fixture("minilm", "reference"));
     let sentences: Vec<String> = mechlens_tests::fixtures()["minilm"]["sentences"]
         .as_array()
@@ -36,10 +73,24 @@ fn minilm_tokens_and_outputs_equal_transformers() {
         .map(|s| s.as_str().unwrap().to_string())
         .collect();
     let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let batch = model.tokenizer().unwrap().to_tokens_batch(&texts, true).unwrap();
+    let batch = model
+        .tokenizer()
+        .unwrap()
+        .to_tokens_batch(&texts, true)
+        .unwrap();
     assert_eq!(batch.tokens, r["input_ids"], "token ids");
     assert_eq!(batch.attention_mask, r["attention_mask"], "attention mask");
     let out = model.forward(&batch, None).unwrap();
-    assert_close("MiniLM last_hidden_state", &out.last_hidden_state, &r["last_hidden_state"], 1e-4);
-    assert_close("MiniLM pooler_output", out.pooler_output.as_ref().unwrap(), &r["pooler_output"], 1e-4);
+    assert_close(
+        "MiniLM last_hidden_state",
+        &out.last_hidden_state,
+        &r["last_hidden_state"],
+        1e-4,
+    );
+    assert_close(
+        "MiniLM pooler_output",
+        out.pooler_output.as_ref().unwrap(),
+        &r["pooler_output"],
+        1e-4,
+    );
 }

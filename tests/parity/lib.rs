@@ -10,7 +10,10 @@ use tch::{Kind, Tensor};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The fixture manifest, generating the fixtures when absent or older than the script.
@@ -31,12 +34,23 @@ pub fn fixtures() -> &'static serde_json::Value {
         };
         if stale {
             let python = root.join(".venv").join("bin").join("python");
-            let status = Command::new(&python).arg(&script).arg(&out).status().unwrap_or_else(|e| {
-                panic!("cannot run {} ({e}); run `make setup` first", python.display())
-            });
-            assert!(status.success(), "tests/fixtures/make_fixtures.py failed ({status})");
+            let status = Command::new(&python)
+                .arg(&script)
+                .arg(&out)
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot run {} ({e}); run `make setup` first",
+                        python.display()
+                    )
+                });
+            assert!(
+                status.success(),
+                "tests/fixtures/make_fixtures.py failed ({status})"
+            );
         }
-        let text = std::fs::read_to_string(&manifest).expect("manifest.json written by make_fixtures.py");
+        let text =
+            std::fs::read_to_string(&manifest).expect("manifest.json written by make_fixtures.py");
         serde_json::from_str(&text).expect("manifest.json is JSON")
     })
 }
@@ -44,13 +58,19 @@ pub fn fixtures() -> &'static serde_json::Value {
 /// A string entry of the manifest (`fixture("gpt2", "model")`).
 #[allow(clippy::expect_used)]
 pub fn fixture(name: &str, key: &str) -> String {
-    fixtures()[name][key].as_str().map(String::from).expect("manifest entry")
+    fixtures()[name][key]
+        .as_str()
+        .map(String::from)
+        .expect("manifest entry")
 }
 
 /// Every tensor of a safetensors file, by name.
 #[allow(clippy::expect_used)]
 pub fn load(path: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(path).expect("reference safetensors").into_iter().collect()
+    Tensor::read_safetensors(path)
+        .expect("reference safetensors")
+        .into_iter()
+        .collect()
 }
 
 /// Largest absolute difference; panics naming `what` when the shapes differ.
@@ -61,7 +81,11 @@ pub fn max_diff(what: &str, ours: &Tensor, reference: &Tensor) -> f64 {
     let reference = reference.to_kind(Kind::Double);
     // Masked attention scores are -inf on both sides: equal, not NaN apart.
     let same = ours.eq_tensor(&reference);
-    (ours - reference).abs().masked_fill(&same, 0.0).max().double_value(&[])
+    (ours - reference)
+        .abs()
+        .masked_fill(&same, 0.0)
+        .max()
+        .double_value(&[])
 }
 
 /// Asserts `max |ours - reference| <= tol`.
@@ -75,7 +99,11 @@ pub fn assert_close(what: &str, ours: &Tensor, reference: &Tensor, tol: f64) {
 pub fn temp_dir(name: &str) -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("mechlens-{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let dir = std::env::temp_dir().join(format!(
+        "mechlens-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir

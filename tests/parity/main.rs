@@ -2,6 +2,9 @@
 //! TransformerLens and SentencePiece (PyPI, run by tests/fixtures/make_fixtures.py), plus
 //! closed-form checks of hooks and the errors every bad input must give.
 
+// A test binary: failing loudly on an unexpected Err is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod babyllama;
 mod decoders;
 mod encoders;

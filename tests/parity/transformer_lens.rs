@@ -17,8 +17,12 @@ fn tokens() -> Tensor {
 }
 
 /// Compares every activation TransformerLens cached with ours of the same name.
-fn compare_all(model: &HookedTransformer, reference: &HashMap<String, Tensor>, what: &str) -> Tensor {
-    let (logits, cache) = model.run_with_cache(&tokens(), CacheFilter::All).unwrap();
+fn compare_all(
+    model: &HookedTransformer,
+    reference: &HashMap<String, Tensor>,
+    what: &str,
+) -> Tensor {
+    let (logits, cache) = model.run_with_cache(tokens(), CacheFilter::All).unwrap();
     let mut compared = 0;
     let mut failures = Vec::new();
     for (name, expected) in reference {
@@ -34,19 +38,35 @@ fn compare_all(model: &HookedTransformer, reference: &HashMap<String, Tensor>, w
         compared += 1;
     }
     failures.sort();
-    assert!(failures.is_empty(), "{what}: {} hooks differ from TransformerLens:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{what}: {} hooks differ from TransformerLens:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(compared >= 40, "{what}: only {compared} hooks compared");
-    assert_close(&format!("{what} logits"), &logits, &reference["logits"], 1e-4);
+    assert_close(
+        &format!("{what} logits"),
+        &logits,
+        &reference["logits"],
+        1e-4,
+    );
     logits
 }
 
 #[test]
 fn every_hook_equals_transformer_lens_unprocessed() {
-    let model = HookedTransformer::from_pretrained(&fixture("tl_gpt2", "model"), LoadOptions::default()).unwrap();
+    let model =
+        HookedTransformer::from_pretrained(&fixture("tl_gpt2", "model"), LoadOptions::default())
+            .unwrap();
     let reference = tl("raw");
     let _ = compare_all(&model, &reference, "raw");
     // Our cache has exactly TransformerLens' hook set for this model.
-    let ours: Vec<String> = model.hook_points().iter().map(ToString::to_string).collect();
+    let ours: Vec<String> = model
+        .hook_points()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let mut theirs: Vec<&String> = reference.keys().filter(|k| *k != "logits").collect();
     theirs.sort();
     let mut ours_sorted: Vec<&String> = ours.iter().collect();
@@ -56,7 +76,9 @@ fn every_hook_equals_transformer_lens_unprocessed() {
 
 #[test]
 fn opt_in_hooks_equal_transformer_lens() {
-    let mut model = HookedTransformer::from_pretrained(&fixture("tl_gpt2", "model"), LoadOptions::default()).unwrap();
+    let mut model =
+        HookedTransformer::from_pretrained(&fixture("tl_gpt2", "model"), LoadOptions::default())
+            .unwrap();
     model.set_use_attn_result(true);
     model.set_use_split_qkv_input(true);
     model.set_use_hook_mlp_in(true);
@@ -65,10 +87,16 @@ fn opt_in_hooks_equal_transformer_lens() {
 
 #[test]
 fn processed_weights_equal_transformer_lens_and_keep_log_probs() {
-    let raw = HookedTransformer::from_pretrained(&fixture("tl_gpt2", "model"), LoadOptions::default()).unwrap();
-    let processed = HookedTransformer::from_pretrained(&fixture("tl_gpt2", "model"), LoadOptions::transformer_lens()).unwrap();
+    let raw =
+        HookedTransformer::from_pretrained(&fixture("tl_gpt2", "model"), LoadOptions::default())
+            .unwrap();
+    let processed = HookedTransformer::from_pretrained(
+        &fixture("tl_gpt2", "model"),
+        LoadOptions::transformer_lens(),
+    )
+    .unwrap();
     let logits = compare_all(&processed, &tl("processed"), "processed");
-    let raw_logits = raw.forward(&tokens()).unwrap();
+    let raw_logits = raw.forward(tokens()).unwrap();
     assert_close(
         "log-softmax processed vs raw",
         &logits.log_softmax(-1, Kind::Float),
@@ -76,6 +104,12 @@ fn processed_weights_equal_transformer_lens_and_keep_log_probs() {
         1e-4,
     );
     // Processing folded the norms: centred writing weights have zero mean over d_model.
-    let w_o_mean = processed.w_o().unwrap().mean_dim(-1, false, Kind::Float).abs().max().double_value(&[]);
+    let w_o_mean = processed
+        .w_o()
+        .unwrap()
+        .mean_dim(-1, false, Kind::Float)
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(w_o_mean < 1e-6, "W_O not centred: {w_o_mean}");
 }

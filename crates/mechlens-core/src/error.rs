@@ -51,7 +51,9 @@ pub enum Error {
     },
 
     /// An analysis asked a cache for an activation it does not hold.
-    #[error("the cache holds no `{hook}`; run `run_with_cache` with a filter that includes it (or `CacheFilter::All`)")]
+    #[error(
+        "the cache holds no `{hook}`; run `run_with_cache` with a filter that includes it (or `CacheFilter::All`)"
+    )]
     NotCached {
         /// The hook name.
         hook: String,

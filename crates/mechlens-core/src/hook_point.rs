@@ -123,14 +123,38 @@ impl HookPoint {
     fn block_site(&self) -> Option<(usize, usize)> {
         use HookPoint::*;
         let layer = match *self {
-            ResidPre(l) | AttnIn(l) | QInput(l) | KInput(l) | VInput(l) | Ln1Scale(l)
-            | Ln1Normalized(l) | Q(l) | K(l) | V(l) | RotQ(l) | RotK(l) | AttnScores(l)
-            | Pattern(l) | Z(l) | Result(l) | AttnOut(l) | ResidMid(l) | MlpIn(l) | Ln2Scale(l)
-            | Ln2Normalized(l) | MlpPre(l) | MlpPreLinear(l) | MlpPost(l) | MlpOut(l)
-            | ResidPost(l) | NormalizedResidPost(l) => l,
+            ResidPre(l)
+            | AttnIn(l)
+            | QInput(l)
+            | KInput(l)
+            | VInput(l)
+            | Ln1Scale(l)
+            | Ln1Normalized(l)
+            | Q(l)
+            | K(l)
+            | V(l)
+            | RotQ(l)
+            | RotK(l)
+            | AttnScores(l)
+            | Pattern(l)
+            | Z(l)
+            | Result(l)
+            | AttnOut(l)
+            | ResidMid(l)
+            | MlpIn(l)
+            | Ln2Scale(l)
+            | Ln2Normalized(l)
+            | MlpPre(l)
+            | MlpPreLinear(l)
+            | MlpPost(l)
+            | MlpOut(l)
+            | ResidPost(l)
+            | NormalizedResidPost(l) => l,
             _ => return None,
         };
-        let index = BLOCK_SITES.iter().position(|(make, _)| make(layer) == *self)?;
+        let index = BLOCK_SITES
+            .iter()
+            .position(|(make, _)| make(layer) == *self)?;
         Some((layer, index))
     }
 
@@ -153,7 +177,11 @@ impl HookPoint {
     pub fn all_names(n_layers: usize) -> Vec<String> {
         let mut names: Vec<String> = MODEL_SITES.iter().map(|(_, n)| n.to_string()).collect();
         for layer in 0..n_layers {
-            names.extend(BLOCK_SITES.iter().map(|(_, n)| format!("blocks.{layer}.{n}")));
+            names.extend(
+                BLOCK_SITES
+                    .iter()
+                    .map(|(_, n)| format!("blocks.{layer}.{n}")),
+            );
         }
         names.extend(FINAL_SITES.iter().map(|(_, n)| n.to_string()));
         names
@@ -299,25 +327,56 @@ mod tests {
 
     #[test]
     fn names_are_transformer_lens_strings() {
-        assert_eq!(HookPoint::Pattern(3).to_string(), "blocks.3.attn.hook_pattern");
-        assert_eq!(HookPoint::Ln1Scale(0).to_string(), "blocks.0.ln1.hook_scale");
-        assert_eq!(HookPoint::LnFinalNormalized.to_string(), "ln_final.hook_normalized");
-        assert_eq!("embed.hook_embed".parse::<HookPoint>().unwrap(), HookPoint::Embed);
+        assert_eq!(
+            HookPoint::Pattern(3).to_string(),
+            "blocks.3.attn.hook_pattern"
+        );
+        assert_eq!(
+            HookPoint::Ln1Scale(0).to_string(),
+            "blocks.0.ln1.hook_scale"
+        );
+        assert_eq!(
+            HookPoint::LnFinalNormalized.to_string(),
+            "ln_final.hook_normalized"
+        );
+        assert_eq!(
+            "embed.hook_embed".parse::<HookPoint>().unwrap(),
+            HookPoint::Embed
+        );
     }
 
     #[test]
     fn unknown_name_suggests_close_ones() {
-        let err = "blocks.2.attn.hook_patern".parse::<HookPoint>().unwrap_err();
+        let err = "blocks.2.attn.hook_patern"
+            .parse::<HookPoint>()
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("blocks.2.attn.hook_pattern"), "{text}");
         let err = HookPoint::parse_for("blocks.9.hook_resid_pre", &[HookPoint::ResidPre(1)]);
-        assert!(err.unwrap_err().to_string().contains("blocks.1.hook_resid_pre"));
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("blocks.1.hook_resid_pre")
+        );
     }
 
     #[test]
     fn forward_order_sorts_layers_then_sites() {
-        let mut points = vec![HookPoint::LnFinalScale, HookPoint::Q(1), HookPoint::Pattern(0), HookPoint::Embed];
+        let mut points = vec![
+            HookPoint::LnFinalScale,
+            HookPoint::Q(1),
+            HookPoint::Pattern(0),
+            HookPoint::Embed,
+        ];
         points.sort_by_key(HookPoint::forward_order);
-        assert_eq!(points, vec![HookPoint::Embed, HookPoint::Pattern(0), HookPoint::Q(1), HookPoint::LnFinalScale]);
+        assert_eq!(
+            points,
+            vec![
+                HookPoint::Embed,
+                HookPoint::Pattern(0),
+                HookPoint::Q(1),
+                HookPoint::LnFinalScale
+            ]
+        );
     }
 }

@@ -75,7 +75,8 @@ impl<'a> Hooks<'a> {
     /// # Errors
     /// [`Error::UnknownHook`] for a bad name.
     pub fn intervene(mut self, point: impl IntoHookPoint, edit: Intervention) -> Result<Self> {
-        self.entries.push((point.into_hook_point()?, Hook::Intervene(edit)));
+        self.entries
+            .push((point.into_hook_point()?, Hook::Intervene(edit)));
         Ok(self)
     }
 
@@ -89,7 +90,8 @@ impl<'a> Hooks<'a> {
         mut read: impl FnMut(&Tensor) -> Result<()> + 'a,
     ) -> Result<Self> {
         let hook: HookFn<'a> = Box::new(move |act, _| read(act).map(|()| None));
-        self.entries.push((point.into_hook_point()?, Hook::Closure(hook)));
+        self.entries
+            .push((point.into_hook_point()?, Hook::Closure(hook)));
         Ok(self)
     }
 
@@ -103,7 +105,8 @@ impl<'a> Hooks<'a> {
         mut edit: impl FnMut(&Tensor, HookPoint) -> Result<Tensor> + 'a,
     ) -> Result<Self> {
         let hook: HookFn<'a> = Box::new(move |act, p| edit(act, p).map(Some));
-        self.entries.push((point.into_hook_point()?, Hook::Closure(hook)));
+        self.entries
+            .push((point.into_hook_point()?, Hook::Closure(hook)));
         Ok(self)
     }
 
@@ -156,11 +159,12 @@ fn apply_hook(hook: &mut Hook<'_>, point: HookPoint, act: Tensor) -> Result<Tens
             Intervention::MeanAblate => act.f_mean_dim(0, true, None)?.f_expand_as(&act)?,
             Intervention::Mean(t) => {
                 let t = t.f_to_device(act.device())?.f_to_kind(act.kind())?;
-                t.f_expand(shape.as_slice(), false).map_err(|_| Error::ShapeMismatch {
-                    what: format!("mean for {point}"),
-                    expected: format!("a shape that broadcasts to {shape:?}"),
-                    got: t.size(),
-                })?
+                t.f_expand(shape.as_slice(), false)
+                    .map_err(|_| Error::ShapeMismatch {
+                        what: format!("mean for {point}"),
+                        expected: format!("a shape that broadcasts to {shape:?}"),
+                        got: t.size(),
+                    })?
             }
         },
     };
@@ -228,7 +232,10 @@ impl<'s, 'a> HookSession<'s, 'a> {
 
     /// Whether anything at all happens at hook sites (lets models take fused fast paths).
     pub fn is_active(&self) -> bool {
-        self.persistent.is_some() || self.hooks.is_some() || self.filter.is_some() || self.track_grad
+        self.persistent.is_some()
+            || self.hooks.is_some()
+            || self.filter.is_some()
+            || self.track_grad
     }
 
     /// Whether `point` is hooked or cached in this run.
@@ -267,7 +274,11 @@ impl<'s, 'a> HookSession<'s, 'a> {
             act = hooks.apply(point, act)?;
         }
         if self.filter.is_some_and(|f| f.keeps(&point)) {
-            let stored = if self.track_grad { act.shallow_clone() } else { act.detach() };
+            let stored = if self.track_grad {
+                act.shallow_clone()
+            } else {
+                act.detach()
+            };
             let stored = match self.cache_device {
                 Some(device) => stored.f_to_device(device)?,
                 None => stored,
@@ -298,7 +309,10 @@ mod tests {
         let mut hooks = Hooks::new()
             .intervene(point, Intervention::Scale(2.0))
             .unwrap()
-            .intervene(point, Intervention::Add(Tensor::from_slice(&[1.0f32, 1.0, 1.0])))
+            .intervene(
+                point,
+                Intervention::Add(Tensor::from_slice(&[1.0f32, 1.0, 1.0])),
+            )
             .unwrap();
         let mut session = HookSession::none().with_hooks(&mut hooks);
         let out = session.hook(point, act()).unwrap();
@@ -309,7 +323,9 @@ mod tests {
     #[test]
     fn mean_ablation_averages_over_batch() {
         let point = HookPoint::MlpOut(1);
-        let mut hooks = Hooks::new().intervene(point, Intervention::MeanAblate).unwrap();
+        let mut hooks = Hooks::new()
+            .intervene(point, Intervention::MeanAblate)
+            .unwrap();
         let mut session = HookSession::none().with_hooks(&mut hooks);
         let out = session.hook(point, act()).unwrap();
         let expected = Tensor::from_slice(&[1.5f32, 2.5, 3.5, 1.5, 2.5, 3.5]).reshape([2, 3]);
@@ -320,7 +336,10 @@ mod tests {
     fn wrong_replacement_shape_names_hook_and_shapes() {
         let point = HookPoint::Z(2);
         let mut hooks = Hooks::new()
-            .intervene(point, Intervention::Replace(Tensor::zeros([3, 2], (Kind::Float, Device::Cpu))))
+            .intervene(
+                point,
+                Intervention::Replace(Tensor::zeros([3, 2], (Kind::Float, Device::Cpu))),
+            )
             .unwrap();
         let mut session = HookSession::none().with_hooks(&mut hooks);
         let err = session.hook(point, act()).unwrap_err().to_string();
@@ -332,10 +351,16 @@ mod tests {
     fn cache_keeps_only_filtered_points() {
         let filter = CacheFilter::names(["blocks.0.hook_resid_pre"]).unwrap();
         let mut session = HookSession::none().with_cache(&filter, None);
-        session.hook(HookPoint::ResidPre(0), act()).unwrap();
-        session.hook(HookPoint::ResidPost(0), act()).unwrap();
+        let _ = session.hook(HookPoint::ResidPre(0), act()).unwrap();
+        let _ = session.hook(HookPoint::ResidPost(0), act()).unwrap();
         let cache = session.into_cache();
         assert_eq!(cache.hook_points(), vec![HookPoint::ResidPre(0)]);
-        assert!(cache.get("blocks.0.hook_resid_post").unwrap_err().to_string().contains("run_with_cache"));
+        assert!(
+            cache
+                .get("blocks.0.hook_resid_post")
+                .unwrap_err()
+                .to_string()
+                .contains("run_with_cache")
+        );
     }
 }

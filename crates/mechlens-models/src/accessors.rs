@@ -17,7 +17,11 @@ impl HookedTransformer {
     fn heads(&self, a: &Attention, w: &Tensor, n: i64) -> Result<Tensor> {
         let d_model = w.size()[0];
         let w = w.f_view([d_model, n, a.d_head])?.f_permute([1, 0, 2])?;
-        Ok(if n < a.n_heads { w.f_repeat_interleave_self_int(a.n_heads / n, 0, None)? } else { w })
+        Ok(if n < a.n_heads {
+            w.f_repeat_interleave_self_int(a.n_heads / n, 0, None)?
+        } else {
+            w
+        })
     }
 
     fn head_bias(&self, a: &Attention, b: Option<&Tensor>, n: i64) -> Result<Tensor> {
@@ -25,7 +29,11 @@ impl HookedTransformer {
             Some(b) => b.f_view([n, a.d_head])?,
             None => Tensor::f_zeros([n, a.d_head], (a.w_q.kind(), a.w_q.device()))?,
         };
-        Ok(if n < a.n_heads { b.f_repeat_interleave_self_int(a.n_heads / n, 0, None)? } else { b })
+        Ok(if n < a.n_heads {
+            b.f_repeat_interleave_self_int(a.n_heads / n, 0, None)?
+        } else {
+            b
+        })
     }
 
     /// Token embedding `W_E`, `[d_vocab, d_model]`.
@@ -50,7 +58,10 @@ impl HookedTransformer {
     pub fn b_u(&self) -> Result<Tensor> {
         match &self.m.b_u {
             Some(b) => Ok(b.shallow_clone()),
-            None => Ok(Tensor::f_zeros([self.m.cfg.d_vocab as i64], (self.m.w_u.kind(), self.m.w_u.device()))?),
+            None => Ok(Tensor::f_zeros(
+                [self.m.cfg.d_vocab as i64],
+                (self.m.w_u.kind(), self.m.w_u.device()),
+            )?),
         }
     }
 
@@ -118,7 +129,10 @@ impl HookedTransformer {
         let d = self.m.cfg.d_model as i64;
         self.stack(|b| match &b.attn.b_o {
             Some(x) => Ok(x.shallow_clone()),
-            None => Ok(Tensor::f_zeros([d], (b.attn.w_o.kind(), b.attn.w_o.device()))?),
+            None => Ok(Tensor::f_zeros(
+                [d],
+                (b.attn.w_o.kind(), b.attn.w_o.device()),
+            )?),
         })
     }
 
@@ -138,7 +152,14 @@ impl HookedTransformer {
         if self.m.blocks.iter().any(|b| b.mlp.w_gate.is_none()) {
             return Ok(None);
         }
-        self.stack(|b| Ok(b.mlp.w_gate.as_ref().map(Tensor::shallow_clone).unwrap_or_else(Tensor::new))).map(Some)
+        self.stack(|b| {
+            Ok(b.mlp
+                .w_gate
+                .as_ref()
+                .map(Tensor::shallow_clone)
+                .unwrap_or_else(Tensor::new))
+        })
+        .map(Some)
     }
 
     /// `W_out`, `[n_layers, d_mlp, d_model]`.
@@ -157,7 +178,10 @@ impl HookedTransformer {
         let n = self.m.cfg.d_mlp as i64;
         self.stack(|b| match &b.mlp.b_in {
             Some(x) => Ok(x.shallow_clone()),
-            None => Ok(Tensor::f_zeros([n], (b.mlp.w_in.kind(), b.mlp.w_in.device()))?),
+            None => Ok(Tensor::f_zeros(
+                [n],
+                (b.mlp.w_in.kind(), b.mlp.w_in.device()),
+            )?),
         })
     }
 
@@ -169,7 +193,10 @@ impl HookedTransformer {
         let d = self.m.cfg.d_model as i64;
         self.stack(|b| match &b.mlp.b_out {
             Some(x) => Ok(x.shallow_clone()),
-            None => Ok(Tensor::f_zeros([d], (b.mlp.w_out.kind(), b.mlp.w_out.device()))?),
+            None => Ok(Tensor::f_zeros(
+                [d],
+                (b.mlp.w_out.kind(), b.mlp.w_out.device()),
+            )?),
         })
     }
 }

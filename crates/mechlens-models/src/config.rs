@@ -35,9 +35,17 @@ impl Activation {
                 return Err(Error::Unsupported {
                     what: "activation",
                     name: name.to_string(),
-                    supported: ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "quick_gelu"]
-                        .map(String::from)
-                        .to_vec(),
+                    supported: [
+                        "gelu",
+                        "gelu_new",
+                        "gelu_pytorch_tanh",
+                        "gelu_fast",
+                        "relu",
+                        "silu",
+                        "quick_gelu",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
                 });
             }
         })
@@ -120,14 +128,18 @@ impl RopeScaling {
             .and_then(|t| t.as_str())
             .unwrap_or("default");
         let num = |key: &str| {
-            v.get(key).and_then(serde_json::Value::as_f64).ok_or_else(|| Error::Config {
-                path: "config.json".into(),
-                reason: format!("rope type `{kind}` needs a number `{key}`"),
-            })
+            v.get(key)
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| Error::Config {
+                    path: "config.json".into(),
+                    reason: format!("rope type `{kind}` needs a number `{key}`"),
+                })
         };
         Ok(match kind {
             "default" => Self::None,
-            "linear" => Self::Linear { factor: num("factor")? },
+            "linear" => Self::Linear {
+                factor: num("factor")?,
+            },
             "llama3" => Self::Llama3 {
                 factor: num("factor")?,
                 low_freq_factor: num("low_freq_factor")?,
@@ -198,18 +210,26 @@ impl ModelConfig {
     /// # Errors
     /// [`Error::Config`] naming the inconsistency.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Err(Error::Config { path: "config.json".into(), reason });
+        let bad = |reason: String| {
+            Err(Error::Config {
+                path: "config.json".into(),
+                reason,
+            })
+        };
         if self.n_layers == 0 || self.d_model == 0 || self.n_heads == 0 || self.d_vocab == 0 {
             return bad("n_layers, d_model, n_heads and vocab size must be positive".into());
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "{} attention heads cannot be grouped over {} key/value heads",
                 self.n_heads, self.n_kv_heads
             ));
         }
         if self.d_head == 0 {
-            return bad(format!("{} heads do not divide d_model = {}", self.n_heads, self.d_model));
+            return bad(format!(
+                "{} heads do not divide d_model = {}",
+                self.n_heads, self.d_model
+            ));
         }
         if self.windows.len() != self.n_layers {
             return bad(format!(
@@ -221,13 +241,19 @@ impl ModelConfig {
         if let Positional::Rotary(r) = &self.positional
             && (r.dim > self.d_head || r.dim % 2 != 0)
         {
-            return bad(format!("rotary dim {} must be even and at most d_head {}", r.dim, self.d_head));
+            return bad(format!(
+                "rotary dim {} must be even and at most d_head {}",
+                r.dim, self.d_head
+            ));
         }
         Ok(())
     }
 
     /// Whether the blocks' norms still carry weights (not folded).
     pub fn has_norm_weights(&self) -> bool {
-        matches!(self.normalization, Normalization::LayerNorm | Normalization::Rms)
+        matches!(
+            self.normalization,
+            Normalization::LayerNorm | Normalization::Rms
+        )
     }
 }

@@ -29,7 +29,15 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 20, temperature: 0.0, top_k: None, top_p: None, stop_at_eos: true, seed: None, use_kv_cache: true }
+        Self {
+            max_new_tokens: 20,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            stop_at_eos: true,
+            seed: None,
+            use_kv_cache: true,
+        }
     }
 }
 
@@ -39,7 +47,11 @@ struct Rng(u64);
 impl Rng {
     fn new(seed: Option<i64>) -> Self {
         let seed = seed.map_or_else(
-            || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+            || {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            },
             |s| s as u64,
         );
         Self(seed)
@@ -68,7 +80,9 @@ fn sample(logits: &Tensor, o: &GenerateOptions, rng: &mut Rng) -> Result<Tensor>
     }
     if let Some(p) = o.top_p {
         let (sorted, order) = logits.f_sort(-1, true)?;
-        let cumulative = sorted.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
+        let cumulative = sorted
+            .f_softmax(-1, Kind::Float)?
+            .f_cumsum(-1, Kind::Float)?;
         // Drop a token when the tokens before it already reach p (the first always stays).
         let before = cumulative.f_sub(&sorted.f_softmax(-1, Kind::Float)?)?;
         let drop_sorted = before.f_ge(p)?;
@@ -76,11 +90,17 @@ fn sample(logits: &Tensor, o: &GenerateOptions, rng: &mut Rng) -> Result<Tensor>
         logits = logits.f_masked_fill(&drop, f64::NEG_INFINITY)?;
     }
     // Inverse-CDF sampling: the first token whose cumulative probability exceeds u.
-    let cdf = logits.f_softmax(-1, Kind::Double)?.f_cumsum(-1, Kind::Double)?;
+    let cdf = logits
+        .f_softmax(-1, Kind::Double)?
+        .f_cumsum(-1, Kind::Double)?;
     let (batch, vocab) = (cdf.size()[0], cdf.size()[1]);
     let u: Vec<f64> = (0..batch).map(|_| rng.uniform()).collect();
-    let u = Tensor::from_slice(&u).f_to_device(cdf.device())?.f_unsqueeze(1)?;
-    let below = cdf.f_lt_tensor(&u)?.f_sum_dim_intlist(-1, false, Kind::Int64)?;
+    let u = Tensor::from_slice(&u)
+        .f_to_device(cdf.device())?
+        .f_unsqueeze(1)?;
+    let below = cdf
+        .f_lt_tensor(&u)?
+        .f_sum_dim_intlist(-1, false, Kind::Int64)?;
     Ok(below.f_clamp_max(vocab - 1)?)
 }
 
@@ -99,7 +119,12 @@ impl HookedTransformer {
     ///
     /// # Errors
     /// As [`HookedTransformer::generate`], and hook errors.
-    pub fn generate_with_hooks(&self, input: impl ModelInput, opts: &GenerateOptions, mut hooks: Hooks<'_>) -> Result<Tensor> {
+    pub fn generate_with_hooks(
+        &self,
+        input: impl ModelInput,
+        opts: &GenerateOptions,
+        mut hooks: Hooks<'_>,
+    ) -> Result<Tensor> {
         for p in hooks.points() {
             self.hook_point(p)?;
         }
@@ -109,11 +134,17 @@ impl HookedTransformer {
         if prompt_len + opts.max_new_tokens as i64 > n_ctx {
             return Err(Error::invalid(
                 "max_new_tokens",
-                format!("{prompt_len} prompt tokens + {} new exceed the context of {n_ctx}", opts.max_new_tokens),
+                format!(
+                    "{prompt_len} prompt tokens + {} new exceed the context of {n_ctx}",
+                    opts.max_new_tokens
+                ),
             ));
         }
         let mut rng = Rng::new(opts.seed);
-        let eos = self.tokenizer().and_then(|t| t.eos_token_id).or(self.cfg().eos_token_id);
+        let eos = self
+            .tokenizer()
+            .and_then(|t| t.eos_token_id)
+            .or(self.cfg().eos_token_id);
         let _guard = tch::no_grad_guard();
         let mut tokens = t.tokens.shallow_clone();
         let mut mask = t.attention_mask.as_ref().map(Tensor::shallow_clone);
@@ -124,11 +155,20 @@ impl HookedTransformer {
         let mut step_mask = mask.as_ref().map(Tensor::shallow_clone);
         for _ in 0..opts.max_new_tokens {
             let mut persistent = self.persistent()?;
-            let mut s = HookSession::none().with_persistent(&mut persistent).with_hooks(&mut hooks);
+            let mut s = HookSession::none()
+                .with_persistent(&mut persistent)
+                .with_hooks(&mut hooks);
             let logits = if opts.use_kv_cache {
-                self.m.run(Start::Tokens(&step_input), step_mask.as_ref(), None, Some(&mut cache), &mut s)?
+                self.m.run(
+                    Start::Tokens(&step_input),
+                    step_mask.as_ref(),
+                    None,
+                    Some(&mut cache),
+                    &mut s,
+                )?
             } else {
-                self.m.run(Start::Tokens(&tokens), mask.as_ref(), None, None, &mut s)?
+                self.m
+                    .run(Start::Tokens(&tokens), mask.as_ref(), None, None, &mut s)?
             };
             drop(s);
             drop(persistent);
@@ -142,10 +182,16 @@ impl HookedTransformer {
             let next = next.f_unsqueeze(1)?;
             tokens = Tensor::f_cat(&[&tokens, &next], 1)?;
             if let Some(m) = &mask {
-                mask = Some(Tensor::f_cat(&[m, &m.f_ones_like()?.f_narrow(1, 0, 1)?], 1)?);
+                mask = Some(Tensor::f_cat(
+                    &[m, &m.f_ones_like()?.f_narrow(1, 0, 1)?],
+                    1,
+                )?);
             }
             step_input = next;
-            step_mask = mask.as_ref().map(|m| m.f_narrow(1, m.size()[1] - 1, 1)).transpose()?;
+            step_mask = mask
+                .as_ref()
+                .map(|m| m.f_narrow(1, m.size()[1] - 1, 1))
+                .transpose()?;
             if opts.stop_at_eos && eos.is_some() && finished.f_all()?.int64_value(&[]) != 0 {
                 break;
             }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::architectures::{norm, parse};
-use crate::components::{AttnContext, Attention, Mlp, Norm, affine};
+use crate::components::{Attention, AttnContext, Mlp, Norm, affine};
 use crate::config::{Activation, Normalization};
 use crate::hooked_transformer::LoadOptions;
 use crate::input::ModelInput;
@@ -81,13 +81,22 @@ impl HookedEncoder {
     pub fn from_pretrained(name_or_path: &str, opts: LoadOptions) -> Result<Self> {
         let dir = crate::resolve::resolve(name_or_path)?;
         let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|source| Error::Io { action: "reading", path: config_path.clone(), source })?;
-        let raw: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Config { path: config_path.display().to_string(), reason: format!("not valid JSON: {e}") })?;
+        let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
+            action: "reading",
+            path: config_path.clone(),
+            source,
+        })?;
+        let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+            path: config_path.display().to_string(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
         let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
         if model_type != "bert" {
-            return Err(Error::Unsupported { what: "encoder architecture", name: model_type.to_string(), supported: vec!["bert".into()] });
+            return Err(Error::Unsupported {
+                what: "encoder architecture",
+                name: model_type.to_string(),
+                supported: vec!["bert".into()],
+            });
         }
         let cfg: BertConfig = parse(&raw, &config_path)?;
         let store = WeightStore::from_folder(&dir, opts.kind, opts.device)?;
@@ -102,16 +111,29 @@ impl HookedEncoder {
         Self::load(cfg, &store, tokenizer, opts.device, &dir)
     }
 
-    fn load(cfg: BertConfig, store: &WeightStore, tokenizer: Option<Tokenizer>, device: Device, dir: &Path) -> Result<Self> {
+    fn load(
+        cfg: BertConfig,
+        store: &WeightStore,
+        tokenizer: Option<Tokenizer>,
+        device: Device,
+        dir: &Path,
+    ) -> Result<Self> {
         let (d, v) = (cfg.hidden_size as i64, cfg.vocab_size as i64);
         let h = cfg.num_attention_heads as i64;
         if h == 0 || d % h != 0 {
-            return Err(Error::Config { path: dir.join("config.json").display().to_string(), reason: format!("hidden_size {d} is not a multiple of {h} heads") });
+            return Err(Error::Config {
+                path: dir.join("config.json").display().to_string(),
+                reason: format!("hidden_size {d} is not a multiple of {h} heads"),
+            });
         }
         let dh = d / h;
         let d_mlp = cfg.intermediate_size as i64;
         let act = Activation::from_hf(&cfg.hidden_act)?;
-        let root = if store.contains("bert.embeddings.word_embeddings.weight") { store.root().pp("bert") } else { store.root() };
+        let root = if store.contains("bert.embeddings.word_embeddings.weight") {
+            store.root().pp("bert")
+        } else {
+            store.root()
+        };
         let emb = root.pp("embeddings");
         let ln = |vb: WeightPath| norm(&vb, Normalization::LayerNorm, d, cfg.layer_norm_eps);
         let mut blocks = Vec::new();
@@ -150,14 +172,23 @@ impl HookedEncoder {
             });
         }
         let pooler = if root.contains("pooler.dense.weight") {
-            Some((root.linear_t("pooler.dense.weight", d, d)?, root.get("pooler.dense.bias", &[d])?))
+            Some((
+                root.linear_t("pooler.dense.weight", d, d)?,
+                root.get("pooler.dense.bias", &[d])?,
+            ))
         } else {
             None
         };
         Ok(Self {
             w_e: emb.get("word_embeddings.weight", &[v, d])?,
-            w_pos: emb.get("position_embeddings.weight", &[cfg.max_position_embeddings as i64, d])?,
-            w_token_type: emb.get("token_type_embeddings.weight", &[cfg.type_vocab_size as i64, d])?,
+            w_pos: emb.get(
+                "position_embeddings.weight",
+                &[cfg.max_position_embeddings as i64, d],
+            )?,
+            w_token_type: emb.get(
+                "token_type_embeddings.weight",
+                &[cfg.type_vocab_size as i64, d],
+            )?,
             embed_ln: ln(emb.pp("LayerNorm"))?,
             blocks,
             pooler,
@@ -175,9 +206,35 @@ impl HookedEncoder {
     /// Every hook point, in forward order.
     pub fn hook_points(&self) -> Vec<HookPoint> {
         use HookPoint::*;
-        let mut points = vec![Embed, PosEmbed, TokenTypeEmbed, EmbedLnScale, EmbedLnNormalized, FullEmbed];
+        let mut points = vec![
+            Embed,
+            PosEmbed,
+            TokenTypeEmbed,
+            EmbedLnScale,
+            EmbedLnNormalized,
+            FullEmbed,
+        ];
         for l in 0..self.blocks.len() {
-            points.extend([ResidPre(l), Q(l), K(l), V(l), AttnScores(l), Pattern(l), Z(l), AttnOut(l), ResidMid(l), Ln1Scale(l), Ln1Normalized(l), MlpPre(l), MlpPost(l), MlpOut(l), ResidPost(l), Ln2Scale(l), Ln2Normalized(l), NormalizedResidPost(l)]);
+            points.extend([
+                ResidPre(l),
+                Q(l),
+                K(l),
+                V(l),
+                AttnScores(l),
+                Pattern(l),
+                Z(l),
+                AttnOut(l),
+                ResidMid(l),
+                Ln1Scale(l),
+                Ln1Normalized(l),
+                MlpPre(l),
+                MlpPost(l),
+                MlpOut(l),
+                ResidPost(l),
+                Ln2Scale(l),
+                Ln2Normalized(l),
+                NormalizedResidPost(l),
+            ]);
         }
         points
     }
@@ -189,7 +246,11 @@ impl HookedEncoder {
     ///
     /// # Errors
     /// Bad tokens (empty, out of range, too long), a mismatched `token_type_ids`.
-    pub fn forward(&self, input: impl ModelInput, token_type_ids: Option<&Tensor>) -> Result<EncoderOutput> {
+    pub fn forward(
+        &self,
+        input: impl ModelInput,
+        token_type_ids: Option<&Tensor>,
+    ) -> Result<EncoderOutput> {
         let mut s = HookSession::none();
         self.run(&input, token_type_ids, &mut s)
     }
@@ -198,7 +259,12 @@ impl HookedEncoder {
     ///
     /// # Errors
     /// As [`HookedEncoder::forward`]; [`Error::UnknownHook`]; hook errors.
-    pub fn run_with_hooks(&self, input: impl ModelInput, token_type_ids: Option<&Tensor>, mut hooks: Hooks<'_>) -> Result<EncoderOutput> {
+    pub fn run_with_hooks(
+        &self,
+        input: impl ModelInput,
+        token_type_ids: Option<&Tensor>,
+        mut hooks: Hooks<'_>,
+    ) -> Result<EncoderOutput> {
         let valid = self.hook_points();
         for p in hooks.points() {
             HookPoint::parse_for(&p.to_string(), &valid)?;
@@ -211,7 +277,12 @@ impl HookedEncoder {
     ///
     /// # Errors
     /// As [`HookedEncoder::forward`].
-    pub fn run_with_cache(&self, input: impl ModelInput, token_type_ids: Option<&Tensor>, filter: CacheFilter) -> Result<(EncoderOutput, ActivationCache)> {
+    pub fn run_with_cache(
+        &self,
+        input: impl ModelInput,
+        token_type_ids: Option<&Tensor>,
+        filter: CacheFilter,
+    ) -> Result<(EncoderOutput, ActivationCache)> {
         if let CacheFilter::Names(points) = &filter {
             let valid = self.hook_points();
             for p in points {
@@ -223,78 +294,168 @@ impl HookedEncoder {
         Ok((out, s.into_cache()))
     }
 
-    fn run(&self, input: &(impl ModelInput + ?Sized), token_type_ids: Option<&Tensor>, s: &mut HookSession) -> Result<EncoderOutput> {
+    fn run(
+        &self,
+        input: &(impl ModelInput + ?Sized),
+        token_type_ids: Option<&Tensor>,
+        s: &mut HookSession,
+    ) -> Result<EncoderOutput> {
         let _guard = tch::no_grad_guard();
         let t = input.to_tokens(self.tokenizer.as_ref())?;
-        let tokens = check_tokens(&t.tokens, self.cfg.vocab_size, self.cfg.max_position_embeddings)?.f_to_device(self.device)?;
+        let tokens = check_tokens(
+            &t.tokens,
+            self.cfg.vocab_size,
+            self.cfg.max_position_embeddings,
+        )?
+        .f_to_device(self.device)?;
         let (b, p) = (tokens.size()[0], tokens.size()[1]);
         let types = match token_type_ids {
             Some(tt) => {
-                let tt = if tt.dim() == 1 { tt.f_unsqueeze(0)? } else { tt.shallow_clone() };
+                let tt = if tt.dim() == 1 {
+                    tt.f_unsqueeze(0)?
+                } else {
+                    tt.shallow_clone()
+                };
                 if tt.size() != tokens.size() {
-                    return Err(Error::ShapeMismatch { what: "token_type_ids".into(), expected: format!("{:?} (the tokens' shape)", tokens.size()), got: tt.size() });
+                    return Err(Error::ShapeMismatch {
+                        what: "token_type_ids".into(),
+                        expected: format!("{:?} (the tokens' shape)", tokens.size()),
+                        got: tt.size(),
+                    });
                 }
-                check_tokens(&tt, self.cfg.type_vocab_size, usize::MAX).map_err(|_| {
-                    Error::invalid("token_type_ids", format!("ids must be in 0..{}", self.cfg.type_vocab_size))
-                })?.f_to_device(self.device)?
+                check_tokens(&tt, self.cfg.type_vocab_size, usize::MAX)
+                    .map_err(|_| {
+                        Error::invalid(
+                            "token_type_ids",
+                            format!("ids must be in 0..{}", self.cfg.type_vocab_size),
+                        )
+                    })?
+                    .f_to_device(self.device)?
             }
             None => tokens.f_zeros_like()?,
         };
         let mask = match &t.attention_mask {
             Some(m) if m.size() != tokens.size() => {
-                return Err(Error::ShapeMismatch { what: "attention_mask".into(), expected: format!("{:?}", tokens.size()), got: m.size() });
+                return Err(Error::ShapeMismatch {
+                    what: "attention_mask".into(),
+                    expected: format!("{:?}", tokens.size()),
+                    got: m.size(),
+                });
             }
             Some(m) => Some(m.f_to_device(self.device)?.f_ne(0)?),
             None => None,
         };
-        let positions = Tensor::f_arange(p, (Kind::Int64, self.device))?.f_unsqueeze(0)?.f_expand([b, p], false)?;
-        let embed = s.hook(HookPoint::Embed, Tensor::f_embedding(&self.w_e, &tokens, -1, false, false)?)?;
-        let pos = s.hook(HookPoint::PosEmbed, Tensor::f_embedding(&self.w_pos, &positions, -1, false, false)?)?;
-        let tt = s.hook(HookPoint::TokenTypeEmbed, Tensor::f_embedding(&self.w_token_type, &types, -1, false, false)?)?;
+        let positions = Tensor::f_arange(p, (Kind::Int64, self.device))?
+            .f_unsqueeze(0)?
+            .f_expand([b, p], false)?;
+        let embed = s.hook(
+            HookPoint::Embed,
+            Tensor::f_embedding(&self.w_e, &tokens, -1, false, false)?,
+        )?;
+        let pos = s.hook(
+            HookPoint::PosEmbed,
+            Tensor::f_embedding(&self.w_pos, &positions, -1, false, false)?,
+        )?;
+        let tt = s.hook(
+            HookPoint::TokenTypeEmbed,
+            Tensor::f_embedding(&self.w_token_type, &types, -1, false, false)?,
+        )?;
         let sum = embed.f_add(&pos)?.f_add(&tt)?;
-        let x = self.embed_ln.forward(&sum, HookPoint::EmbedLnScale, HookPoint::EmbedLnNormalized, s)?;
+        let x = self.embed_ln.forward(
+            &sum,
+            HookPoint::EmbedLnScale,
+            HookPoint::EmbedLnNormalized,
+            s,
+        )?;
         let mut x = s.hook(HookPoint::FullEmbed, x)?;
-        let ctx = AttnContext { positions: &positions, key_mask: mask.as_ref(), past_len: 0, causal: false };
+        let ctx = AttnContext {
+            positions: &positions,
+            key_mask: mask.as_ref(),
+            past_len: 0,
+            causal: false,
+        };
         for (l, block) in self.blocks.iter().enumerate() {
             let resid_pre = s.hook(HookPoint::ResidPre(l), x)?;
-            let attn_out = block.attn.forward(l, &resid_pre, &resid_pre, &resid_pre, &ctx, None, s)?;
+            let attn_out = block
+                .attn
+                .forward(l, &resid_pre, &resid_pre, &resid_pre, &ctx, None, s)?;
             let attn_out = s.hook(HookPoint::AttnOut(l), attn_out)?;
             let resid_mid = s.hook(HookPoint::ResidMid(l), resid_pre.f_add(&attn_out)?)?;
-            let normalized_mid = block.ln1.forward(&resid_mid, HookPoint::Ln1Scale(l), HookPoint::Ln1Normalized(l), s)?;
+            let normalized_mid = block.ln1.forward(
+                &resid_mid,
+                HookPoint::Ln1Scale(l),
+                HookPoint::Ln1Normalized(l),
+                s,
+            )?;
             let mlp_out = block.mlp.forward(l, &normalized_mid, s)?;
             let mlp_out = s.hook(HookPoint::MlpOut(l), mlp_out)?;
             let resid_post = s.hook(HookPoint::ResidPost(l), normalized_mid.f_add(&mlp_out)?)?;
-            let normalized = block.ln2.forward(&resid_post, HookPoint::Ln2Scale(l), HookPoint::Ln2Normalized(l), s)?;
+            let normalized = block.ln2.forward(
+                &resid_post,
+                HookPoint::Ln2Scale(l),
+                HookPoint::Ln2Normalized(l),
+                s,
+            )?;
             x = s.hook(HookPoint::NormalizedResidPost(l), normalized)?;
         }
         let pooler_output = match &self.pooler {
             Some((w, bias)) => Some(affine(&x.f_select(1, 0)?, w, Some(bias))?.f_tanh()?),
             None => None,
         };
-        Ok(EncoderOutput { last_hidden_state: x, pooler_output })
+        Ok(EncoderOutput {
+            last_hidden_state: x,
+            pooler_output,
+        })
     }
 }
 
 fn check_tokens(tokens: &Tensor, vocab: usize, n_ctx: usize) -> Result<Tensor> {
     if tokens.is_floating_point() {
-        return Err(Error::invalid("tokens", format!("expected integer token ids, got a {:?} tensor", tokens.kind())));
+        return Err(Error::invalid(
+            "tokens",
+            format!(
+                "expected integer token ids, got a {:?} tensor",
+                tokens.kind()
+            ),
+        ));
     }
     let tokens = match tokens.dim() {
         1 => tokens.f_unsqueeze(0)?,
         2 => tokens.shallow_clone(),
-        _ => return Err(Error::ShapeMismatch { what: "tokens".into(), expected: "[batch, pos] or [pos]".into(), got: tokens.size() }),
+        _ => {
+            return Err(Error::ShapeMismatch {
+                what: "tokens".into(),
+                expected: "[batch, pos] or [pos]".into(),
+                got: tokens.size(),
+            });
+        }
     };
     if tokens.numel() == 0 {
-        return Err(Error::invalid("input", "it is empty; give at least one token"));
+        return Err(Error::invalid(
+            "input",
+            "it is empty; give at least one token",
+        ));
     }
     let tokens = tokens.f_to_kind(Kind::Int64)?;
-    let (min, max) = (tokens.f_min()?.int64_value(&[]), tokens.f_max()?.int64_value(&[]));
+    let (min, max) = (
+        tokens.f_min()?.int64_value(&[]),
+        tokens.f_max()?.int64_value(&[]),
+    );
     if min < 0 || max >= vocab as i64 {
         let bad = if min < 0 { min } else { max };
-        return Err(Error::invalid("token id", format!("{bad} is outside the vocabulary 0..{vocab}")));
+        return Err(Error::invalid(
+            "token id",
+            format!("{bad} is outside the vocabulary 0..{vocab}"),
+        ));
     }
     if tokens.size()[1] as usize > n_ctx {
-        return Err(Error::invalid("sequence length", format!("{} tokens exceed the model's context of {n_ctx}", tokens.size()[1])));
+        return Err(Error::invalid(
+            "sequence length",
+            format!(
+                "{} tokens exceed the model's context of {n_ctx}",
+                tokens.size()[1]
+            ),
+        ));
     }
     Ok(tokens)
 }

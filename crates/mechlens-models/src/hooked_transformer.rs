@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use mechlens_core::{
     ActivationCache, CacheFilter, Error, Hook, HookPoint, HookSession, Hooks, IntoHookPoint, Result,
@@ -11,7 +11,7 @@ use mechlens_core::{
 use tch::{Device, Kind, Tensor};
 
 use crate::architectures::{self, DecoderWeights};
-use crate::components::{AttnContext, Attention, Block, Embed, LayerKv, Norm, Rotary, affine};
+use crate::components::{Attention, AttnContext, Block, Embed, LayerKv, Norm, Rotary, affine};
 use crate::config::{ModelConfig, Positional};
 use crate::input::{ModelInput, Tokens};
 use crate::processing::Processing;
@@ -31,14 +31,21 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { kind: Kind::Float, device: Device::Cpu, processing: Processing::none() }
+        Self {
+            kind: Kind::Float,
+            device: Device::Cpu,
+            processing: Processing::none(),
+        }
     }
 }
 
 impl LoadOptions {
     /// Defaults with TransformerLens' `from_pretrained` processing.
     pub fn transformer_lens() -> Self {
-        Self { processing: Processing::transformer_lens(), ..Self::default() }
+        Self {
+            processing: Processing::transformer_lens(),
+            ..Self::default()
+        }
     }
 }
 
@@ -86,14 +93,20 @@ impl HookedTransformer {
     pub fn from_pretrained(name_or_path: &str, opts: LoadOptions) -> Result<Self> {
         let dir = crate::resolve::resolve(name_or_path)?;
         let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|source| Error::Io { action: "reading", path: config_path.clone(), source })?;
+        let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
+            action: "reading",
+            path: config_path.clone(),
+            source,
+        })?;
         let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
             path: config_path.display().to_string(),
             reason: format!("not valid JSON: {e}"),
         })?;
         if !config.is_object() {
-            return Err(Error::Config { path: config_path.display().to_string(), reason: "expected a JSON object".into() });
+            return Err(Error::Config {
+                path: config_path.display().to_string(),
+                reason: "expected a JSON object".into(),
+            });
         }
         let store = WeightStore::from_folder(&dir, opts.kind, opts.device)?;
         let (cfg, weights) = architectures::load_decoder(&config, &config_path, &store)?;
@@ -107,9 +120,15 @@ impl HookedTransformer {
     ///
     /// # Errors
     /// See [`architectures::llama2c::load`] and [`Tokenizer::from_sentencepiece`].
-    pub fn from_llama2c(model_bin: &Path, tokenizer_model: Option<&Path>, opts: LoadOptions) -> Result<Self> {
+    pub fn from_llama2c(
+        model_bin: &Path,
+        tokenizer_model: Option<&Path>,
+        opts: LoadOptions,
+    ) -> Result<Self> {
         let (cfg, weights) = architectures::llama2c::load(model_bin, opts.kind, opts.device)?;
-        let tokenizer = tokenizer_model.map(Tokenizer::from_sentencepiece).transpose()?;
+        let tokenizer = tokenizer_model
+            .map(Tokenizer::from_sentencepiece)
+            .transpose()?;
         let mut model = Self::from_parts(cfg, weights, tokenizer, opts.device)?;
         model.process_weights(&opts.processing)?;
         Ok(model)
@@ -119,10 +138,15 @@ impl HookedTransformer {
     ///
     /// # Errors
     /// [`Error::Config`] for an inconsistent config.
-    pub fn from_parts(cfg: ModelConfig, w: DecoderWeights, tokenizer: Option<Tokenizer>, device: Device) -> Result<Self> {
+    pub fn from_parts(
+        cfg: ModelConfig,
+        w: DecoderWeights,
+        tokenizer: Option<Tokenizer>,
+        device: Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let rotary = match &cfg.positional {
-            Positional::Rotary(r) => Some(Arc::new(Rotary::new(r, cfg.n_ctx, device)?)),
+            Positional::Rotary(r) => Some(Rc::new(Rotary::new(r, cfg.n_ctx, device)?)),
             Positional::Learned => None,
         };
         let blocks = w
@@ -164,7 +188,14 @@ impl HookedTransformer {
             t.pad_token_id = t.pad_token_id.or(cfg.pad_token_id);
         }
         Ok(Self {
-            m: Modules { cfg, embed: w.embed, blocks, ln_final: w.ln_final, w_u: w.w_u, b_u: w.b_u },
+            m: Modules {
+                cfg,
+                embed: w.embed,
+                blocks,
+                ln_final: w.ln_final,
+                w_u: w.w_u,
+                b_u: w.b_u,
+            },
             tokenizer,
             hooks: RefCell::new(Hooks::new()),
             device,
@@ -198,12 +229,18 @@ impl HookedTransformer {
 
     /// Computes per-head attention results (`attn.hook_result`) in every run.
     pub fn set_use_attn_result(&mut self, on: bool) {
-        self.m.blocks.iter_mut().for_each(|b| b.attn.use_result = on);
+        self.m
+            .blocks
+            .iter_mut()
+            .for_each(|b| b.attn.use_result = on);
     }
 
     /// Computes per-head query/key/value inputs (`hook_q_input`...) in every run.
     pub fn set_use_split_qkv_input(&mut self, on: bool) {
-        self.m.blocks.iter_mut().for_each(|b| b.split_qkv_input = on);
+        self.m
+            .blocks
+            .iter_mut()
+            .for_each(|b| b.split_qkv_input = on);
     }
 
     /// Computes `hook_attn_in` in every run.
@@ -263,7 +300,14 @@ impl HookedTransformer {
     fn possible_hook_points(&self) -> Vec<HookPoint> {
         let mut points = self.hook_points();
         for l in 0..self.m.cfg.n_layers {
-            points.extend([HookPoint::AttnIn(l), HookPoint::QInput(l), HookPoint::KInput(l), HookPoint::VInput(l), HookPoint::Result(l), HookPoint::MlpIn(l)]);
+            points.extend([
+                HookPoint::AttnIn(l),
+                HookPoint::QInput(l),
+                HookPoint::KInput(l),
+                HookPoint::VInput(l),
+                HookPoint::Result(l),
+                HookPoint::MlpIn(l),
+            ]);
         }
         points
     }
@@ -283,7 +327,9 @@ impl HookedTransformer {
     }
 
     fn check_hooks(&self, points: &[HookPoint]) -> Result<()> {
-        points.iter().try_for_each(|p| self.hook_point(*p).map(|_| ()))
+        points
+            .iter()
+            .try_for_each(|p| self.hook_point(*p).map(|_| ()))
     }
 
     /// Adds a hook that stays for every later run until [`HookedTransformer::reset_hooks`].
@@ -306,43 +352,77 @@ impl HookedTransformer {
     }
 
     pub(crate) fn persistent(&self) -> Result<std::cell::RefMut<'_, Hooks<'static>>> {
-        self.hooks
-            .try_borrow_mut()
-            .map_err(|_| Error::invalid("hooks", "a hook cannot run or change the model it is hooked into"))
+        self.hooks.try_borrow_mut().map_err(|_| {
+            Error::invalid(
+                "hooks",
+                "a hook cannot run or change the model it is hooked into",
+            )
+        })
     }
 
     /// Checks and moves tokens to the model's device, as `[batch, pos]` int64.
     pub(crate) fn check_tokens(&self, tokens: &Tensor, past_len: i64) -> Result<Tensor> {
         let cfg = &self.m.cfg;
         if tokens.is_floating_point() || tokens.kind() == Kind::Bool {
-            return Err(Error::invalid("tokens", format!("expected integer token ids, got a {:?} tensor", tokens.kind())));
+            return Err(Error::invalid(
+                "tokens",
+                format!(
+                    "expected integer token ids, got a {:?} tensor",
+                    tokens.kind()
+                ),
+            ));
         }
         let tokens = match tokens.dim() {
             1 => tokens.f_unsqueeze(0)?,
             2 => tokens.shallow_clone(),
-            _ => return Err(Error::ShapeMismatch { what: "tokens".into(), expected: "[batch, pos] or [pos]".into(), got: tokens.size() }),
+            _ => {
+                return Err(Error::ShapeMismatch {
+                    what: "tokens".into(),
+                    expected: "[batch, pos] or [pos]".into(),
+                    got: tokens.size(),
+                });
+            }
         };
         if tokens.numel() == 0 {
-            return Err(Error::invalid("input", "it is empty; give at least one token"));
+            return Err(Error::invalid(
+                "input",
+                "it is empty; give at least one token",
+            ));
         }
         let tokens = tokens.f_to_kind(Kind::Int64)?;
-        let (min, max) = (tokens.f_min()?.int64_value(&[]), tokens.f_max()?.int64_value(&[]));
+        let (min, max) = (
+            tokens.f_min()?.int64_value(&[]),
+            tokens.f_max()?.int64_value(&[]),
+        );
         if min < 0 || max >= cfg.d_vocab as i64 {
             let bad = if min < 0 { min } else { max };
-            return Err(Error::invalid("token id", format!("{bad} is outside the vocabulary 0..{}", cfg.d_vocab)));
+            return Err(Error::invalid(
+                "token id",
+                format!("{bad} is outside the vocabulary 0..{}", cfg.d_vocab),
+            ));
         }
         let len = tokens.size()[1] + past_len;
         if len > cfg.n_ctx as i64 {
             return Err(Error::invalid(
                 "sequence length",
-                format!("{len} tokens exceed the model's context of n_ctx = {} tokens", cfg.n_ctx),
+                format!(
+                    "{len} tokens exceed the model's context of n_ctx = {} tokens",
+                    cfg.n_ctx
+                ),
             ));
         }
         Ok(tokens.f_to_device(self.device)?)
     }
 
-    pub(crate) fn input(&self, input: &(impl ModelInput + ?Sized), past_len: i64) -> Result<Tokens> {
-        let Tokens { tokens, attention_mask } = input.to_tokens(self.tokenizer.as_ref())?;
+    pub(crate) fn input(
+        &self,
+        input: &(impl ModelInput + ?Sized),
+        past_len: i64,
+    ) -> Result<Tokens> {
+        let Tokens {
+            tokens,
+            attention_mask,
+        } = input.to_tokens(self.tokenizer.as_ref())?;
         let tokens = self.check_tokens(&tokens, past_len)?;
         let attention_mask = match attention_mask {
             Some(mask) if mask.size() != tokens.size() => {
@@ -355,7 +435,10 @@ impl HookedTransformer {
             Some(mask) => Some(mask.f_to_device(self.device)?),
             None => None,
         };
-        Ok(Tokens { tokens, attention_mask })
+        Ok(Tokens {
+            tokens,
+            attention_mask,
+        })
     }
 
     /// Logits of `input`.
@@ -370,7 +453,13 @@ impl HookedTransformer {
         let mut hooks = self.persistent()?;
         let mut s = HookSession::none().with_persistent(&mut hooks);
         let _guard = tch::no_grad_guard();
-        self.m.run(Start::Tokens(&t.tokens), t.attention_mask.as_ref(), None, None, &mut s)
+        self.m.run(
+            Start::Tokens(&t.tokens),
+            t.attention_mask.as_ref(),
+            None,
+            None,
+            &mut s,
+        )
     }
 
     /// Runs with `hooks` active for this run only; returns the logits.
@@ -382,16 +471,28 @@ impl HookedTransformer {
         self.check_hooks(&hooks.points())?;
         let t = self.input(&input, 0)?;
         let mut persistent = self.persistent()?;
-        let mut s = HookSession::none().with_persistent(&mut persistent).with_hooks(&mut hooks);
+        let mut s = HookSession::none()
+            .with_persistent(&mut persistent)
+            .with_hooks(&mut hooks);
         let _guard = tch::no_grad_guard();
-        self.m.run(Start::Tokens(&t.tokens), t.attention_mask.as_ref(), None, None, &mut s)
+        self.m.run(
+            Start::Tokens(&t.tokens),
+            t.attention_mask.as_ref(),
+            None,
+            None,
+            &mut s,
+        )
     }
 
     /// Runs and records the activations `filter` keeps. Returns `(logits, cache)`.
     ///
     /// # Errors
     /// As [`HookedTransformer::forward`]; [`Error::UnknownHook`] for a filter name the model lacks.
-    pub fn run_with_cache(&self, input: impl ModelInput, filter: CacheFilter) -> Result<(Tensor, ActivationCache)> {
+    pub fn run_with_cache(
+        &self,
+        input: impl ModelInput,
+        filter: CacheFilter,
+    ) -> Result<(Tensor, ActivationCache)> {
         self.run_with_hooks_and_cache(input, Hooks::new(), filter, None)
     }
 
@@ -413,9 +514,18 @@ impl HookedTransformer {
         }
         let t = self.input(&input, 0)?;
         let mut persistent = self.persistent()?;
-        let mut s = HookSession::none().with_persistent(&mut persistent).with_hooks(&mut hooks).with_cache(&filter, cache_device);
+        let mut s = HookSession::none()
+            .with_persistent(&mut persistent)
+            .with_hooks(&mut hooks)
+            .with_cache(&filter, cache_device);
         let _guard = tch::no_grad_guard();
-        let logits = self.m.run(Start::Tokens(&t.tokens), t.attention_mask.as_ref(), None, None, &mut s)?;
+        let logits = self.m.run(
+            Start::Tokens(&t.tokens),
+            t.attention_mask.as_ref(),
+            None,
+            None,
+            &mut s,
+        )?;
         Ok((logits, s.into_cache()))
     }
 
@@ -435,11 +545,24 @@ impl HookedTransformer {
         }
         let t = self.input(&input, 0)?;
         let mut persistent = self.persistent()?;
-        let mut s = HookSession::none().with_persistent(&mut persistent).with_cache(&filter, None).tracking_gradients();
-        let logits = self.m.run(Start::Tokens(&t.tokens), t.attention_mask.as_ref(), None, None, &mut s)?;
+        let mut s = HookSession::none()
+            .with_persistent(&mut persistent)
+            .with_cache(&filter, None)
+            .tracking_gradients();
+        let logits = self.m.run(
+            Start::Tokens(&t.tokens),
+            t.attention_mask.as_ref(),
+            None,
+            None,
+            &mut s,
+        )?;
         let value = metric(&logits)?;
         if value.numel() != 1 {
-            return Err(Error::ShapeMismatch { what: "metric".into(), expected: "a scalar (one element)".into(), got: value.size() });
+            return Err(Error::ShapeMismatch {
+                what: "metric".into(),
+                expected: "a scalar (one element)".into(),
+                got: value.size(),
+            });
         }
         let acts = s.into_cache();
         let (points, tensors): (Vec<HookPoint>, Vec<Tensor>) =
@@ -447,7 +570,11 @@ impl HookedTransformer {
         let grads = Tensor::f_run_backward(&[&value], &tensors, false, false)?;
         let mut out = ActivationCache::new();
         for ((point, act), grad) in points.into_iter().zip(&tensors).zip(grads) {
-            let grad = if grad.defined() { grad } else { act.zeros_like() };
+            let grad = if grad.defined() {
+                grad
+            } else {
+                act.zeros_like()
+            };
             out.insert(point, grad.detach());
         }
         Ok((value.f_double_value(&[])?, out))
@@ -462,8 +589,13 @@ impl HookedTransformer {
         let per_token = self.per_token_loss_of(&t)?;
         match &t.attention_mask {
             Some(mask) => {
-                let m = mask.f_narrow(1, 1, per_token.size()[1])?.f_to_kind(Kind::Float)?;
-                Ok(per_token.f_mul(&m)?.f_sum(Kind::Float)?.f_div(&m.f_sum(Kind::Float)?)?)
+                let m = mask
+                    .f_narrow(1, 1, per_token.size()[1])?
+                    .f_to_kind(Kind::Float)?;
+                Ok(per_token
+                    .f_mul(&m)?
+                    .f_sum(Kind::Float)?
+                    .f_div(&m.f_sum(Kind::Float)?)?)
             }
             None => Ok(per_token.f_mean(Kind::Float)?),
         }
@@ -486,10 +618,21 @@ impl HookedTransformer {
         let mut hooks = self.persistent()?;
         let mut s = HookSession::none().with_persistent(&mut hooks);
         let _guard = tch::no_grad_guard();
-        let logits = self.m.run(Start::Tokens(&t.tokens), t.attention_mask.as_ref(), None, None, &mut s)?;
-        let logp = logits.f_narrow(1, 0, p - 1)?.f_log_softmax(-1, Kind::Float)?;
+        let logits = self.m.run(
+            Start::Tokens(&t.tokens),
+            t.attention_mask.as_ref(),
+            None,
+            None,
+            &mut s,
+        )?;
+        let logp = logits
+            .f_narrow(1, 0, p - 1)?
+            .f_log_softmax(-1, Kind::Float)?;
         let next = t.tokens.f_narrow(1, 1, p - 1)?.f_unsqueeze(-1)?;
-        Ok(logp.f_gather(-1, &next, false)?.f_squeeze_dim(-1)?.f_neg()?)
+        Ok(logp
+            .f_gather(-1, &next, false)?
+            .f_squeeze_dim(-1)?
+            .f_neg()?)
     }
 
     /// The residual stream entering block `stop_at_layer` (TransformerLens' `stop_at_layer`).
@@ -505,7 +648,13 @@ impl HookedTransformer {
         let mut hooks = self.persistent()?;
         let mut s = HookSession::none().with_persistent(&mut hooks);
         let _guard = tch::no_grad_guard();
-        self.m.run(Start::Tokens(&t.tokens), t.attention_mask.as_ref(), Some(stop_at_layer), None, &mut s)
+        self.m.run(
+            Start::Tokens(&t.tokens),
+            t.attention_mask.as_ref(),
+            Some(stop_at_layer),
+            None,
+            &mut s,
+        )
     }
 
     /// Logits from a residual stream entering block `start_at_layer` (TransformerLens'
@@ -525,13 +674,22 @@ impl HookedTransformer {
         let mut hooks = self.persistent()?;
         let mut s = HookSession::none().with_persistent(&mut hooks);
         let _guard = tch::no_grad_guard();
-        self.m.run(Start::Residual(&residual, start_at_layer), None, None, None, &mut s)
+        self.m.run(
+            Start::Residual(&residual, start_at_layer),
+            None,
+            None,
+            None,
+            &mut s,
+        )
     }
 
     fn check_layer(&self, what: &str, layer: usize) -> Result<()> {
         let n = self.m.cfg.n_layers;
         if layer > n {
-            return Err(Error::invalid(what, format!("layer {layer} is past the model's {n} layers (0..={n})")));
+            return Err(Error::invalid(
+                what,
+                format!("layer {layer} is past the model's {n} layers (0..={n})"),
+            ));
         }
         Ok(())
     }
@@ -609,22 +767,38 @@ impl Modules {
                 cache.mask = Some(all.shallow_clone());
                 Some(all)
             }
-            (Some(cache), None) => cache.mask.as_ref().map(|prev| -> Result<Tensor> {
-                let ones = Tensor::f_ones([b, p], (Kind::Int64, device))?;
-                Ok(Tensor::f_cat(&[prev, &ones], 1)?)
-            }).transpose()?.inspect(|all| cache.mask = Some(all.shallow_clone())),
+            (Some(cache), None) => cache
+                .mask
+                .as_ref()
+                .map(|prev| -> Result<Tensor> {
+                    let ones = Tensor::f_ones([b, p], (Kind::Int64, device))?;
+                    Ok(Tensor::f_cat(&[prev, &ones], 1)?)
+                })
+                .transpose()?
+                .inspect(|all| cache.mask = Some(all.shallow_clone())),
             (None, m) => m.map(Tensor::shallow_clone),
         };
         let positions = match &full_mask {
-            Some(m) => m.f_cumsum(1, Kind::Int64)?.f_sub_scalar(1)?.f_clamp_min(0)?.f_narrow(1, past_len, p)?,
-            None => Tensor::f_arange_start(past_len, past_len + p, (Kind::Int64, device))?.f_unsqueeze(0)?.f_expand([b, p], false)?,
+            Some(m) => m
+                .f_cumsum(1, Kind::Int64)?
+                .f_sub_scalar(1)?
+                .f_clamp_min(0)?
+                .f_narrow(1, past_len, p)?,
+            None => Tensor::f_arange_start(past_len, past_len + p, (Kind::Int64, device))?
+                .f_unsqueeze(0)?
+                .f_expand([b, p], false)?,
         };
         if let Start::Tokens(tokens) = start {
             x = Some(self.embed.forward(tokens, &positions, s)?);
         }
         let mut x = x.unwrap_or_else(Tensor::new);
         let key_mask = full_mask.as_ref().map(|m| m.f_ne(0)).transpose()?;
-        let ctx = AttnContext { positions: &positions, key_mask: key_mask.as_ref(), past_len, causal: true };
+        let ctx = AttnContext {
+            positions: &positions,
+            key_mask: key_mask.as_ref(),
+            past_len,
+            causal: true,
+        };
         let last = stop.unwrap_or(self.blocks.len());
         for block in &self.blocks[first.min(last)..last] {
             let layer_kv = kv.as_mut().map(|c| {
@@ -641,7 +815,9 @@ impl Modules {
         if stop.is_some() {
             return Ok(x);
         }
-        let x = self.ln_final.forward(&x, HookPoint::LnFinalScale, HookPoint::LnFinalNormalized, s)?;
+        let x =
+            self.ln_final
+                .forward(&x, HookPoint::LnFinalScale, HookPoint::LnFinalNormalized, s)?;
         let x = s.hook(HookPoint::UnembedIn, x)?;
         let logits = affine(&x, &self.w_u, self.b_u.as_ref())?;
         s.hook(HookPoint::UnembedOut, logits)

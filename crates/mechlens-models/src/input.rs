@@ -30,13 +30,19 @@ impl<T: ModelInput + ?Sized> ModelInput for &T {
 
 impl ModelInput for Tensor {
     fn to_tokens(&self, _: Option<&Tokenizer>) -> Result<Tokens> {
-        Ok(Tokens { tokens: self.shallow_clone(), attention_mask: None })
+        Ok(Tokens {
+            tokens: self.shallow_clone(),
+            attention_mask: None,
+        })
     }
 }
 
 impl ModelInput for [i64] {
     fn to_tokens(&self, _: Option<&Tokenizer>) -> Result<Tokens> {
-        Ok(Tokens { tokens: Tensor::from_slice(self).unsqueeze(0), attention_mask: None })
+        Ok(Tokens {
+            tokens: Tensor::from_slice(self).unsqueeze(0),
+            attention_mask: None,
+        })
     }
 }
 
@@ -48,14 +54,20 @@ impl ModelInput for Vec<i64> {
 
 fn need(tokenizer: Option<&Tokenizer>) -> Result<&Tokenizer> {
     tokenizer.ok_or_else(|| {
-        Error::invalid("input", "this model has no tokenizer, so it cannot take text; pass token ids (a Tensor)")
+        Error::invalid(
+            "input",
+            "this model has no tokenizer, so it cannot take text; pass token ids (a Tensor)",
+        )
     })
 }
 
 impl ModelInput for str {
     fn to_tokens(&self, tokenizer: Option<&Tokenizer>) -> Result<Tokens> {
         let t = need(tokenizer)?;
-        Ok(Tokens { tokens: t.to_tokens(self, true)?, attention_mask: None })
+        Ok(Tokens {
+            tokens: t.to_tokens(self, true)?,
+            attention_mask: None,
+        })
     }
 }
 
@@ -68,7 +80,10 @@ impl ModelInput for String {
 impl ModelInput for [&str] {
     fn to_tokens(&self, tokenizer: Option<&Tokenizer>) -> Result<Tokens> {
         let batch = need(tokenizer)?.to_tokens_batch(self, true)?;
-        Ok(Tokens { tokens: batch.tokens, attention_mask: Some(batch.attention_mask) })
+        Ok(Tokens {
+            tokens: batch.tokens,
+            attention_mask: Some(batch.attention_mask),
+        })
     }
 }
 
@@ -80,6 +95,9 @@ impl ModelInput for Vec<&str> {
 
 impl ModelInput for TokenBatch {
     fn to_tokens(&self, _: Option<&Tokenizer>) -> Result<Tokens> {
-        Ok(Tokens { tokens: self.tokens.shallow_clone(), attention_mask: Some(self.attention_mask.shallow_clone()) })
+        Ok(Tokens {
+            tokens: self.tokens.shallow_clone(),
+            attention_mask: Some(self.attention_mask.shallow_clone()),
+        })
     }
 }

@@ -33,7 +33,12 @@ impl Processing {
 
     /// TransformerLens' `from_pretrained` defaults: everything on.
     pub fn transformer_lens() -> Self {
-        Self { fold_ln: true, center_writing_weights: true, center_unembed: true, fold_value_biases: true }
+        Self {
+            fold_ln: true,
+            center_writing_weights: true,
+            center_unembed: true,
+            fold_value_biases: true,
+        }
     }
 
     fn any(&self) -> bool {
@@ -46,7 +51,13 @@ fn center_last(t: &Tensor) -> Result<Tensor> {
 }
 
 /// Folds a norm (`w`, `b`) into a reader `x @ weight + bias`; returns the new weight and bias.
-fn fold(weight: &Tensor, bias: Option<&Tensor>, w: Option<&Tensor>, b: Option<&Tensor>, center: bool) -> Result<(Tensor, Option<Tensor>)> {
+fn fold(
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    w: Option<&Tensor>,
+    b: Option<&Tensor>,
+    center: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     let bias = match b {
         Some(b) => {
             let shift = b.f_matmul(weight)?;
@@ -79,26 +90,42 @@ impl HookedTransformer {
         }
         let _guard = tch::no_grad_guard();
         let m = &mut self.m;
-        let layer_norm = matches!(m.cfg.normalization, Normalization::LayerNorm | Normalization::LayerNormPre);
+        let layer_norm = matches!(
+            m.cfg.normalization,
+            Normalization::LayerNorm | Normalization::LayerNormPre
+        );
         // The unembedding may be a view of W_E; processing changes them separately.
         m.w_u = m.w_u.copy();
         if p.fold_ln && m.cfg.has_norm_weights() {
             for block in &mut m.blocks {
                 let (w1, b1) = (block.ln1.w.take(), block.ln1.b.take());
                 let a = &mut block.attn;
-                (a.w_q, a.b_q) = fold(&a.w_q, a.b_q.as_ref(), w1.as_ref(), b1.as_ref(), layer_norm)?;
-                (a.w_k, a.b_k) = fold(&a.w_k, a.b_k.as_ref(), w1.as_ref(), b1.as_ref(), layer_norm)?;
-                (a.w_v, a.b_v) = fold(&a.w_v, a.b_v.as_ref(), w1.as_ref(), b1.as_ref(), layer_norm)?;
+                (a.w_q, a.b_q) =
+                    fold(&a.w_q, a.b_q.as_ref(), w1.as_ref(), b1.as_ref(), layer_norm)?;
+                (a.w_k, a.b_k) =
+                    fold(&a.w_k, a.b_k.as_ref(), w1.as_ref(), b1.as_ref(), layer_norm)?;
+                (a.w_v, a.b_v) =
+                    fold(&a.w_v, a.b_v.as_ref(), w1.as_ref(), b1.as_ref(), layer_norm)?;
                 let (w2, b2) = (block.ln2.w.take(), block.ln2.b.take());
                 let mlp = &mut block.mlp;
-                (mlp.w_in, mlp.b_in) = fold(&mlp.w_in, mlp.b_in.as_ref(), w2.as_ref(), b2.as_ref(), layer_norm)?;
+                (mlp.w_in, mlp.b_in) = fold(
+                    &mlp.w_in,
+                    mlp.b_in.as_ref(),
+                    w2.as_ref(),
+                    b2.as_ref(),
+                    layer_norm,
+                )?;
                 if let Some(gate) = &mlp.w_gate {
                     mlp.w_gate = Some(fold(gate, None, w2.as_ref(), None, layer_norm)?.0);
                 }
             }
             let (wf, bf) = (m.ln_final.w.take(), m.ln_final.b.take());
             (m.w_u, m.b_u) = fold(&m.w_u, m.b_u.as_ref(), wf.as_ref(), bf.as_ref(), layer_norm)?;
-            let pre = if layer_norm { Normalization::LayerNormPre } else { Normalization::RmsPre };
+            let pre = if layer_norm {
+                Normalization::LayerNormPre
+            } else {
+                Normalization::RmsPre
+            };
             m.cfg.normalization = pre;
             for block in &mut m.blocks {
                 block.ln1.kind = pre;
@@ -129,7 +156,10 @@ impl HookedTransformer {
                 let a = &mut block.attn;
                 let Some(b_v) = a.b_v.take() else { continue };
                 // One value bias per key/value head, shared by its group of query heads.
-                let per_query_head = b_v.f_view([-1, d_head])?.f_repeat_interleave_self_int(group, 0, None)?.f_reshape([-1])?;
+                let per_query_head = b_v
+                    .f_view([-1, d_head])?
+                    .f_repeat_interleave_self_int(group, 0, None)?
+                    .f_reshape([-1])?;
                 let shift = per_query_head.f_matmul(&a.w_o)?;
                 a.b_o = Some(match &a.b_o {
                     Some(b_o) => b_o.f_add(&shift)?,

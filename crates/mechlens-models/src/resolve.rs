@@ -30,7 +30,10 @@ pub fn resolve(name_or_path: &str) -> Result<PathBuf> {
         return Ok(local.to_path_buf());
     }
     if local.is_dir() {
-        return Err(Error::invalid("model folder", format!("{} has no config.json", local.display())));
+        return Err(Error::invalid(
+            "model folder",
+            format!("{} has no config.json", local.display()),
+        ));
     }
     let cache = hub_cache_dir();
     let repo = cache.join(format!("models--{}", name_or_path.replace('/', "--")));
@@ -43,7 +46,10 @@ pub fn resolve(name_or_path: &str) -> Result<PathBuf> {
             .unwrap_or_default(),
     };
     candidates.sort();
-    if let Some(found) = candidates.into_iter().find(|dir| dir.join("config.json").is_file()) {
+    if let Some(found) = candidates
+        .into_iter()
+        .find(|dir| dir.join("config.json").is_file())
+    {
         return Ok(found);
     }
     Err(Error::invalid(

@@ -91,8 +91,15 @@ impl SentencePiece {
     /// [`Error::Io`] if unreadable; [`Error::Unsupported`] for a non-BPE model;
     /// [`Error::WeightFile`] if it is not a SentencePiece protobuf.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let buf = std::fs::read(path).map_err(|source| Error::Io { action: "reading", path: path.to_path_buf(), source })?;
-        let bad = || Error::WeightFile { path: path.to_path_buf(), reason: "not a SentencePiece model protobuf".into() };
+        let buf = std::fs::read(path).map_err(|source| Error::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = || Error::WeightFile {
+            path: path.to_path_buf(),
+            reason: "not a SentencePiece model protobuf".into(),
+        };
         let mut pieces = Vec::new();
         let mut model_type = 1u64; // UNIGRAM is the protobuf default
         let mut unk_surface = " \u{2047} ".to_string();
@@ -103,7 +110,10 @@ impl SentencePiece {
             match (field, wire) {
                 (1, 2) => pieces.push(parse_piece(payload).ok_or_else(bad)?),
                 (2, 2) => {
-                    let mut spec = Reader { buf: payload, pos: 0 };
+                    let mut spec = Reader {
+                        buf: payload,
+                        pos: 0,
+                    };
                     while !spec.done() {
                         let (f, _, payload, v) = spec.field().ok_or_else(bad)?;
                         match f {
@@ -114,7 +124,10 @@ impl SentencePiece {
                     }
                 }
                 (3, 2) => {
-                    let mut spec = Reader { buf: payload, pos: 0 };
+                    let mut spec = Reader {
+                        buf: payload,
+                        pos: 0,
+                    };
                     while !spec.done() {
                         let (f, _, _, v) = spec.field().ok_or_else(bad)?;
                         match f {
@@ -128,13 +141,23 @@ impl SentencePiece {
             }
         }
         if model_type != 2 {
-            let name = ["?", "unigram", "bpe", "word", "char"].get(model_type as usize).unwrap_or(&"?");
-            return Err(Error::Unsupported { what: "SentencePiece model type", name: name.to_string(), supported: vec!["bpe".into()] });
+            let name = ["?", "unigram", "bpe", "word", "char"]
+                .get(model_type as usize)
+                .unwrap_or(&"?");
+            return Err(Error::Unsupported {
+                what: "SentencePiece model type",
+                name: name.to_string(),
+                supported: vec!["bpe".into()],
+            });
         }
         if pieces.is_empty() {
             return Err(bad());
         }
-        let ids = pieces.iter().enumerate().map(|(i, (p, _, _))| (p.clone(), i)).collect();
+        let ids = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _, _))| (p.clone(), i))
+            .collect();
         let mut bytes = [None; 256];
         for (i, (piece, _, kind)) in pieces.iter().enumerate() {
             if *kind == PieceType::Byte
@@ -145,7 +168,15 @@ impl SentencePiece {
             }
         }
         let unk = pieces.iter().position(|(_, _, k)| *k == PieceType::Unknown);
-        Ok(Self { pieces, ids, bytes, unk, add_dummy_prefix, remove_extra_whitespaces, unk_surface })
+        Ok(Self {
+            pieces,
+            ids,
+            bytes,
+            unk,
+            add_dummy_prefix,
+            remove_extra_whitespaces,
+            unk_surface,
+        })
     }
 
     /// Number of pieces.
@@ -166,7 +197,10 @@ impl SentencePiece {
     /// Token ids of `text` (no BOS).
     pub fn encode(&self, text: &str) -> Vec<usize> {
         let mut text = if self.remove_extra_whitespaces {
-            text.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+            text.split(' ')
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
         } else {
             text.to_string()
         };
@@ -186,8 +220,11 @@ impl SentencePiece {
                 _ => {
                     // Byte fallback when the model has byte pieces; else one unknown piece.
                     let mut buf = [0u8; 4];
-                    let bytes: Option<Vec<usize>> =
-                        c.encode_utf8(&mut buf).bytes().map(|b| self.bytes[b as usize]).collect();
+                    let bytes: Option<Vec<usize>> = c
+                        .encode_utf8(&mut buf)
+                        .bytes()
+                        .map(|b| self.bytes[b as usize])
+                        .collect();
                     let ids = bytes.unwrap_or_else(|| self.unk.into_iter().collect());
                     symbols.push((s, ids));
                 }
@@ -214,7 +251,10 @@ impl SentencePiece {
     }
 
     fn mergeable(&self, id: usize) -> bool {
-        matches!(self.pieces[id].2, PieceType::Normal | PieceType::UserDefined)
+        matches!(
+            self.pieces[id].2,
+            PieceType::Normal | PieceType::UserDefined
+        )
     }
 
     /// Text of `ids`: byte pieces become bytes, `▁` a space; control tokens are dropped and the
@@ -222,10 +262,16 @@ impl SentencePiece {
     pub fn decode(&self, ids: &[usize]) -> String {
         let mut bytes = Vec::new();
         for &id in ids {
-            let Some((piece, _, kind)) = self.pieces.get(id) else { continue };
+            let Some((piece, _, kind)) = self.pieces.get(id) else {
+                continue;
+            };
             match kind {
                 PieceType::Byte => {
-                    if let Some(b) = piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    if let Some(b) = piece
+                        .strip_prefix("<0x")
+                        .and_then(|h| h.strip_suffix('>'))
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    {
                         bytes.push(b);
                     }
                 }

@@ -20,7 +20,7 @@ pub enum PaddingSide {
 
 enum Backend {
     Hf(Box<tokenizers::Tokenizer>),
-    SentencePiece(SentencePiece),
+    SentencePiece(Box<SentencePiece>),
 }
 
 /// A tokenizer with the model's special tokens.
@@ -53,14 +53,17 @@ impl Tokenizer {
     /// # Errors
     /// [`Error::WeightFile`] if the file cannot be parsed.
     pub fn from_hf_file(path: &Path) -> Result<Self> {
-        let mut inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::WeightFile { path: path.to_path_buf(), reason: format!("not a tokenizer.json: {e}") })?;
+        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::WeightFile {
+            path: path.to_path_buf(),
+            reason: format!("not a tokenizer.json: {e}"),
+        })?;
         // Padding and truncation are ours to do (batches, n_ctx checks), not the file's.
         inner.with_padding(None);
         let _ = inner.with_truncation(None);
         let special = |key: &str| -> Option<i64> {
             let cfg = path.parent()?.join("tokenizer_config.json");
-            let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cfg).ok()?).ok()?;
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(cfg).ok()?).ok()?;
             let token = json.get(key)?;
             let text = token.as_str().or_else(|| token.get("content")?.as_str())?;
             inner.token_to_id(text).map(i64::from)
@@ -90,7 +93,7 @@ impl Tokenizer {
             bos_token_id: id("<s>").or(Some(1)),
             eos_token_id: id("</s>").or(Some(2)),
             pad_token_id: None,
-            backend: Backend::SentencePiece(sp),
+            backend: Backend::SentencePiece(Box::new(sp)),
             padding_side: PaddingSide::Right,
             add_special_tokens: false,
         })
@@ -123,7 +126,10 @@ impl Tokenizer {
         };
         if prepend_bos && !self.add_special_tokens {
             let bos = self.bos_token_id.ok_or_else(|| {
-                Error::invalid("prepend_bos", "this tokenizer has no BOS token; pass prepend_bos = false")
+                Error::invalid(
+                    "prepend_bos",
+                    "this tokenizer has no BOS token; pass prepend_bos = false",
+                )
             })?;
             ids.insert(0, bos);
         }
@@ -137,12 +143,17 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[i64]) -> Result<String> {
         let vocab = self.vocab_size() as i64;
         if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= vocab) {
-            return Err(Error::invalid("token id", format!("{bad} is outside the vocabulary 0..{vocab}")));
+            return Err(Error::invalid(
+                "token id",
+                format!("{bad} is outside the vocabulary 0..{vocab}"),
+            ));
         }
         Ok(match &self.backend {
             Backend::Hf(t) => {
                 let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
-                t.decode(&ids, false).map_err(|e| Error::invalid("token ids", format!("the tokenizer failed: {e}")))?
+                t.decode(&ids, false).map_err(|e| {
+                    Error::invalid("token ids", format!("the tokenizer failed: {e}"))
+                })?
             }
             Backend::SentencePiece(sp) => {
                 let ids: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
@@ -158,7 +169,10 @@ impl Tokenizer {
     pub fn to_tokens(&self, text: &str, prepend_bos: bool) -> Result<Tensor> {
         let ids = self.encode(text, prepend_bos)?;
         if ids.is_empty() {
-            return Err(Error::invalid("text", "it tokenizes to no tokens; give some text or prepend_bos = true"));
+            return Err(Error::invalid(
+                "text",
+                "it tokenizes to no tokens; give some text or prepend_bos = true",
+            ));
         }
         Ok(Tensor::from_slice(&ids).unsqueeze(0))
     }
@@ -169,9 +183,15 @@ impl Tokenizer {
     /// See [`Tokenizer::to_tokens`]; [`Error::InvalidInput`] for an empty list.
     pub fn to_tokens_batch(&self, texts: &[&str], prepend_bos: bool) -> Result<TokenBatch> {
         if texts.is_empty() {
-            return Err(Error::invalid("texts", "the batch is empty; give at least one text"));
+            return Err(Error::invalid(
+                "texts",
+                "the batch is empty; give at least one text",
+            ));
         }
-        let encoded = texts.iter().map(|t| self.encode(t, prepend_bos)).collect::<Result<Vec<_>>>()?;
+        let encoded = texts
+            .iter()
+            .map(|t| self.encode(t, prepend_bos))
+            .collect::<Result<Vec<_>>>()?;
         let len = encoded.iter().map(Vec::len).max().unwrap_or(0);
         if len == 0 {
             return Err(Error::invalid("texts", "they tokenize to no tokens"));
@@ -182,12 +202,21 @@ impl Tokenizer {
             let fill = len - ids.len();
             let (row, m): (Vec<i64>, Vec<i64>) = match self.padding_side {
                 PaddingSide::Right => (
-                    ids.iter().copied().chain(std::iter::repeat_n(pad, fill)).collect(),
-                    std::iter::repeat_n(1, ids.len()).chain(std::iter::repeat_n(0, fill)).collect(),
+                    ids.iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(pad, fill))
+                        .collect(),
+                    std::iter::repeat_n(1, ids.len())
+                        .chain(std::iter::repeat_n(0, fill))
+                        .collect(),
                 ),
                 PaddingSide::Left => (
-                    std::iter::repeat_n(pad, fill).chain(ids.iter().copied()).collect(),
-                    std::iter::repeat_n(0, fill).chain(std::iter::repeat_n(1, ids.len())).collect(),
+                    std::iter::repeat_n(pad, fill)
+                        .chain(ids.iter().copied())
+                        .collect(),
+                    std::iter::repeat_n(0, fill)
+                        .chain(std::iter::repeat_n(1, ids.len()))
+                        .collect(),
                 ),
             };
             tokens.extend(row);
@@ -205,7 +234,10 @@ impl Tokenizer {
     /// # Errors
     /// See [`Tokenizer::encode`].
     pub fn to_str_tokens(&self, text: &str, prepend_bos: bool) -> Result<Vec<String>> {
-        self.encode(text, prepend_bos)?.iter().map(|&id| self.token_to_str(id)).collect()
+        self.encode(text, prepend_bos)?
+            .iter()
+            .map(|&id| self.token_to_str(id))
+            .collect()
     }
 
     /// One token's string. SentencePiece pieces show `▁` as a space.
@@ -218,7 +250,12 @@ impl Tokenizer {
                 .piece(id.max(0) as usize)
                 .filter(|_| id >= 0)
                 .map(|p| p.replace('\u{2581}', " "))
-                .ok_or_else(|| Error::invalid("token id", format!("{id} is outside the vocabulary 0..{}", sp.vocab_size()))),
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "token id",
+                        format!("{id} is outside the vocabulary 0..{}", sp.vocab_size()),
+                    )
+                }),
             Backend::Hf(_) => self.decode(&[id]),
         }
     }
@@ -233,7 +270,11 @@ impl Tokenizer {
             [id] => Ok(*id),
             _ => Err(Error::invalid(
                 "single token",
-                format!("`{text}` is {} tokens ({:?}), not one", ids.len(), self.to_str_tokens(text, false)?),
+                format!(
+                    "`{text}` is {} tokens ({:?}), not one",
+                    ids.len(),
+                    self.to_str_tokens(text, false)?
+                ),
             )),
         }
     }
@@ -245,7 +286,11 @@ impl Tokenizer {
     pub fn tokens_to_string(&self, tokens: &Tensor) -> Result<String> {
         let flat = tokens.f_to_device(Device::Cpu)?.f_to_kind(Kind::Int64)?;
         if flat.dim() > 2 || (flat.dim() == 2 && flat.size()[0] != 1) {
-            return Err(Error::ShapeMismatch { what: "tokens".into(), expected: "[pos] or [1, pos]".into(), got: flat.size() });
+            return Err(Error::ShapeMismatch {
+                what: "tokens".into(),
+                expected: "[pos] or [1, pos]".into(),
+                got: flat.size(),
+            });
         }
         let ids: Vec<i64> = Vec::<i64>::try_from(flat.f_reshape([-1])?)?;
         self.decode(&ids)

@@ -7,15 +7,21 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use mechlens_core::{Error, Result};
+use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use tch::{Device, Kind, Tensor};
 
 /// Where a named tensor lives.
 enum Entry {
     /// Bytes in a memory-mapped safetensors file.
-    Mapped { file: usize, dtype: Dtype, shape: Vec<i64>, start: usize, end: usize },
+    Mapped {
+        file: usize,
+        dtype: Dtype,
+        shape: Vec<i64>,
+        start: usize,
+        end: usize,
+    },
     /// Already a tensor (pytorch_model.bin, llama2.c).
     Loaded { file: usize, tensor: Tensor },
 }
@@ -93,7 +99,13 @@ impl WeightStore {
                 let (start, end) = info.data_offsets;
                 store.entries.insert(
                     name,
-                    Entry::Mapped { file: index, dtype: info.dtype, shape, start: base + start, end: base + end },
+                    Entry::Mapped {
+                        file: index,
+                        dtype: info.dtype,
+                        shape,
+                        start: base + start,
+                        end: base + end,
+                    },
                 );
             }
             store.files.push(path.clone());
@@ -121,20 +133,37 @@ impl WeightStore {
 
     /// A store over tensors already in memory (converted checkpoints such as llama2.c's),
     /// attributed to `origin` in error messages.
-    pub fn from_tensors(origin: PathBuf, tensors: Vec<(String, Tensor)>, kind: Kind, device: Device) -> Self {
+    pub fn from_tensors(
+        origin: PathBuf,
+        tensors: Vec<(String, Tensor)>,
+        kind: Kind,
+        device: Device,
+    ) -> Self {
         let mut store = Self::empty(kind, device);
         store.add_tensors(origin, tensors);
         store
     }
 
     fn empty(kind: Kind, device: Device) -> Self {
-        Self { files: Vec::new(), maps: Vec::new(), entries: HashMap::new(), kind, device }
+        Self {
+            files: Vec::new(),
+            maps: Vec::new(),
+            entries: HashMap::new(),
+            kind,
+            device,
+        }
     }
 
     fn add_tensors(&mut self, origin: PathBuf, tensors: Vec<(String, Tensor)>) {
         let index = self.files.len();
         for (name, tensor) in tensors {
-            self.entries.insert(name, Entry::Loaded { file: index, tensor });
+            self.entries.insert(
+                name,
+                Entry::Loaded {
+                    file: index,
+                    tensor,
+                },
+            );
         }
         self.files.push(origin);
         self.maps.push(None);
@@ -180,16 +209,31 @@ impl WeightStore {
             file: self.origin(),
         })?;
         let (file, got, tensor) = match entry {
-            Entry::Mapped { file, dtype, shape: got, start, end } => {
+            Entry::Mapped {
+                file,
+                dtype,
+                shape: got,
+                start,
+                end,
+            } => {
                 let kind = kind_of(*dtype).ok_or_else(|| Error::WeightFile {
                     path: self.files[*file].clone(),
-                    reason: format!("tensor `{name}` has dtype {dtype:?}, which mechlens does not read"),
+                    reason: format!(
+                        "tensor `{name}` has dtype {dtype:?}, which mechlens does not read"
+                    ),
                 })?;
                 if got.as_slice() != shape {
                     (*file, got.clone(), None)
                 } else {
-                    let bytes = self.maps[*file].as_ref().map(|m| &m[*start..*end]).unwrap_or(&[]);
-                    (*file, got.clone(), Some(Tensor::f_from_data_size(bytes, got, kind)?))
+                    let bytes = self.maps[*file]
+                        .as_ref()
+                        .map(|m| &m[*start..*end])
+                        .unwrap_or(&[]);
+                    (
+                        *file,
+                        got.clone(),
+                        Some(Tensor::f_from_data_size(bytes, got, kind)?),
+                    )
                 }
             }
             Entry::Loaded { file, tensor } => (*file, tensor.size(), Some(tensor.shallow_clone())),
@@ -211,12 +255,19 @@ impl WeightStore {
     /// # Errors
     /// [`Error::WeightShape`] when present with another shape.
     pub fn get_opt(&self, name: &str, shape: &[i64]) -> Result<Option<Tensor>> {
-        if self.contains(name) { self.get(name, shape).map(Some) } else { Ok(None) }
+        if self.contains(name) {
+            self.get(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// A path at the root of the key tree.
     pub fn root(&self) -> WeightPath<'_> {
-        WeightPath { store: self, prefix: String::new() }
+        WeightPath {
+            store: self,
+            prefix: String::new(),
+        }
     }
 }
 
@@ -227,8 +278,12 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
         path: index.to_path_buf(),
         source,
     })?;
-    let bad = |reason: String| Error::WeightFile { path: index.to_path_buf(), reason };
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let bad = |reason: String| Error::WeightFile {
+        path: index.to_path_buf(),
+        reason,
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
@@ -236,7 +291,10 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut files: Vec<PathBuf> = Vec::new();
     for file in map.values() {
-        let file = dir.join(file.as_str().ok_or_else(|| bad("a `weight_map` value is not a file name".into()))?);
+        let file = dir.join(
+            file.as_str()
+                .ok_or_else(|| bad("a `weight_map` value is not a file name".into()))?,
+        );
         if !files.contains(&file) {
             files.push(file);
         }
@@ -269,7 +327,10 @@ pub struct WeightPath<'a> {
 impl<'a> WeightPath<'a> {
     /// The path one level down (`pp("h").pp(3)` is `h.3.`).
     pub fn pp(&self, part: impl ToString) -> Self {
-        Self { store: self.store, prefix: format!("{}{}.", self.prefix, part.to_string()) }
+        Self {
+            store: self.store,
+            prefix: format!("{}{}.", self.prefix, part.to_string()),
+        }
     }
 
     /// The full key of `name` under this path.

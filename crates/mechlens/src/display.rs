@@ -236,6 +236,12 @@ fn tensor_values(tensor: &Tensor, shape: &[i64]) -> Result<String, tch::TchError
     }
 }
 
+impl NotebookDisplay for mechlens_core::ActivationCache {
+    fn evcxr_display(&self) {
+        emit("text/plain", &self.to_string());
+    }
+}
+
 impl NotebookDisplay for Tensor {
     fn evcxr_display(&self) {
         emit("text/plain", &tensor_summary(self));

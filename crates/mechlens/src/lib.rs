@@ -1,7 +1,8 @@
 //! mechlens: mechanistic interpretability in Rust notebooks.
 //!
 //! This is the facade a notebook loads (the "Rust · mechlens" kernel does it for you). It
-//! re-exports the crates a notebook needs — `tch` for tensors, `polars` for tables,
+//! re-exports the hooked transformers of `mechlens-models` (as [`models`] and through the
+//! prelude), and the crates a notebook needs — `tch` for tensors, `polars` for tables,
 //! `plotters` for charts — and, through [`prelude`], the display trait that makes
 //! DataFrames, tensors and charts render inline in JupyterLab.
 //!
@@ -16,5 +17,9 @@ pub mod chart;
 pub mod display;
 pub mod prelude;
 
-pub use mechlens_core::{Error, Result, device, shape};
+pub use mechlens_core::{
+    ActivationCache, CacheFilter, Error, Hook, HookPoint, Hooks, Intervention, Result, device,
+    shape,
+};
+pub use mechlens_models as models;
 pub use {plotters, polars, tch};

@@ -8,6 +8,11 @@
 pub use crate::chart::{Svg, svg_chart};
 pub use crate::display::NotebookDisplay;
 pub use mechlens_core::device::best_device;
+pub use mechlens_core::{ActivationCache, CacheFilter, Hook, HookPoint, Hooks, Intervention};
+pub use mechlens_models::{
+    GenerateOptions, HookedEncoder, HookedTransformer, LoadOptions, PaddingSide, Processing,
+    TokenBatch, Tokenizer,
+};
 
 pub use plotters;
 pub use plotters::prelude::*;

@@ -53,7 +53,11 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
     let (d, v, n) = (c.n_embd as i64, c.vocab_size as i64, c.n_positions as i64);
     let d_mlp = c.n_inner.unwrap_or(4 * c.n_embd) as i64;
     let cfg = ModelConfig {
-        architecture: c.architectures.as_ref().and_then(|a| a.first().cloned()).unwrap_or("GPT2LMHeadModel".into()),
+        architecture: c
+            .architectures
+            .as_ref()
+            .and_then(|a| a.first().cloned())
+            .unwrap_or("GPT2LMHeadModel".into()),
         n_layers: c.n_layer,
         d_model: c.n_embd,
         n_heads: c.n_head,
@@ -76,7 +80,11 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
         pad_token_id: None,
     };
     cfg.validate()?;
-    let root = if store.contains("transformer.wte.weight") { store.root().pp("transformer") } else { store.root() };
+    let root = if store.contains("transformer.wte.weight") {
+        store.root().pp("transformer")
+    } else {
+        store.root()
+    };
     let w_e = root.get("wte.weight", &[v, d])?;
     let w_pos = root.get("wpe.weight", &[n, d])?;
     let mut layers = Vec::with_capacity(c.n_layer);
@@ -87,7 +95,12 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
         let w = qkv.split(d, 1);
         let b = qkv_b.split(d, 0);
         layers.push(LayerWeights {
-            ln1: norm(&vb.pp("ln_1"), Normalization::LayerNorm, d, c.layer_norm_epsilon)?,
+            ln1: norm(
+                &vb.pp("ln_1"),
+                Normalization::LayerNorm,
+                d,
+                c.layer_norm_epsilon,
+            )?,
             attn: AttnWeights {
                 w_q: w[0].contiguous(),
                 b_q: Some(b[0].contiguous()),
@@ -98,7 +111,12 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
                 w_o: vb.get("attn.c_proj.weight", &[d, d])?,
                 b_o: Some(vb.get("attn.c_proj.bias", &[d])?),
             },
-            ln2: norm(&vb.pp("ln_2"), Normalization::LayerNorm, d, c.layer_norm_epsilon)?,
+            ln2: norm(
+                &vb.pp("ln_2"),
+                Normalization::LayerNorm,
+                d,
+                c.layer_norm_epsilon,
+            )?,
             mlp: Mlp {
                 w_in: vb.get("mlp.c_fc.weight", &[d, d_mlp])?,
                 b_in: Some(vb.get("mlp.c_fc.bias", &[d_mlp])?),
@@ -109,7 +127,24 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
             },
         });
     }
-    let ln_final = norm(&root.pp("ln_f"), Normalization::LayerNorm, d, c.layer_norm_epsilon)?;
+    let ln_final = norm(
+        &root.pp("ln_f"),
+        Normalization::LayerNorm,
+        d,
+        c.layer_norm_epsilon,
+    )?;
     let w_u = super::unembed(store, &w_e, c.tie_word_embeddings, d, v)?;
-    Ok((cfg, DecoderWeights { embed: Embed { w_e, w_pos: Some(w_pos) }, layers, ln_final, w_u, b_u: None }))
+    Ok((
+        cfg,
+        DecoderWeights {
+            embed: Embed {
+                w_e,
+                w_pos: Some(w_pos),
+            },
+            layers,
+            ln_final,
+            w_u,
+            b_u: None,
+        },
+    ))
 }

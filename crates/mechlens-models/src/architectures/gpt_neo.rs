@@ -65,14 +65,20 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
                     other => {
                         return Err(Error::Config {
                             path: "config.json".into(),
-                            reason: format!("attention type `{other}` is neither `global` nor `local`"),
+                            reason: format!(
+                                "attention type `{other}` is neither `global` nor `local`"
+                            ),
                         });
                     }
                 });
             }
         }
     }
-    let (d, v, n) = (c.hidden_size as i64, c.vocab_size as i64, c.max_position_embeddings as i64);
+    let (d, v, n) = (
+        c.hidden_size as i64,
+        c.vocab_size as i64,
+        c.max_position_embeddings as i64,
+    );
     let d_mlp = c.intermediate_size.unwrap_or(4 * c.hidden_size) as i64;
     let cfg = ModelConfig {
         architecture: "GPTNeoForCausalLM".into(),
@@ -98,7 +104,11 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
         pad_token_id: None,
     };
     cfg.validate()?;
-    let root = if store.contains("transformer.wte.weight") { store.root().pp("transformer") } else { store.root() };
+    let root = if store.contains("transformer.wte.weight") {
+        store.root().pp("transformer")
+    } else {
+        store.root()
+    };
     let w_e = root.get("wte.weight", &[v, d])?;
     let w_pos = root.get("wpe.weight", &[n, d])?;
     let mut layers = Vec::with_capacity(c.num_layers);
@@ -106,7 +116,12 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
         let vb = root.pp("h").pp(l);
         let at = vb.pp("attn").pp("attention");
         layers.push(LayerWeights {
-            ln1: norm(&vb.pp("ln_1"), Normalization::LayerNorm, d, c.layer_norm_epsilon)?,
+            ln1: norm(
+                &vb.pp("ln_1"),
+                Normalization::LayerNorm,
+                d,
+                c.layer_norm_epsilon,
+            )?,
             attn: AttnWeights {
                 w_q: at.linear_t("q_proj.weight", d, d)?,
                 b_q: None,
@@ -117,7 +132,12 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
                 w_o: at.linear_t("out_proj.weight", d, d)?,
                 b_o: Some(at.get("out_proj.bias", &[d])?),
             },
-            ln2: norm(&vb.pp("ln_2"), Normalization::LayerNorm, d, c.layer_norm_epsilon)?,
+            ln2: norm(
+                &vb.pp("ln_2"),
+                Normalization::LayerNorm,
+                d,
+                c.layer_norm_epsilon,
+            )?,
             mlp: Mlp {
                 w_in: vb.linear_t("mlp.c_fc.weight", d, d_mlp)?,
                 b_in: Some(vb.get("mlp.c_fc.bias", &[d_mlp])?),
@@ -128,7 +148,24 @@ pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeig
             },
         });
     }
-    let ln_final = norm(&root.pp("ln_f"), Normalization::LayerNorm, d, c.layer_norm_epsilon)?;
+    let ln_final = norm(
+        &root.pp("ln_f"),
+        Normalization::LayerNorm,
+        d,
+        c.layer_norm_epsilon,
+    )?;
     let w_u = super::unembed(store, &w_e, c.tie_word_embeddings, d, v)?;
-    Ok((cfg, DecoderWeights { embed: Embed { w_e, w_pos: Some(w_pos) }, layers, ln_final, w_u, b_u: None }))
+    Ok((
+        cfg,
+        DecoderWeights {
+            embed: Embed {
+                w_e,
+                w_pos: Some(w_pos),
+            },
+            layers,
+            ln_final,
+            w_u,
+            b_u: None,
+        },
+    ))
 }

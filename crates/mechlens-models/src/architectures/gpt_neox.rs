@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use super::{AttnWeights, DecoderWeights, LayerWeights, arch_of, norm};
 use crate::components::{Embed, Mlp};
-use crate::config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
+use crate::config::{
+    Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig,
+};
 use crate::weights::WeightStore;
 
 /// `config.json` of a GPT-NeoX model. Rotary settings come from `rope_parameters`
@@ -59,13 +61,23 @@ fn yes() -> bool {
 ///
 /// # Errors
 /// Config, missing-weight or shape errors.
-pub fn load(c: &Config, raw: &serde_json::Value, store: &WeightStore) -> Result<(ModelConfig, DecoderWeights)> {
+pub fn load(
+    c: &Config,
+    raw: &serde_json::Value,
+    store: &WeightStore,
+) -> Result<(ModelConfig, DecoderWeights)> {
     let (d, v) = (c.hidden_size as i64, c.vocab_size as i64);
     let h = c.num_attention_heads as i64;
     let dh = super::head_dim(c.hidden_size, c.num_attention_heads) as i64;
     let params = c.rope_parameters.as_ref();
-    let num = |key: &str| params.and_then(|p| p.get(key)).and_then(serde_json::Value::as_f64);
-    let fraction = num("partial_rotary_factor").or(c.rotary_pct).unwrap_or(0.25);
+    let num = |key: &str| {
+        params
+            .and_then(|p| p.get(key))
+            .and_then(serde_json::Value::as_f64)
+    };
+    let fraction = num("partial_rotary_factor")
+        .or(c.rotary_pct)
+        .unwrap_or(0.25);
     let base = num("rope_theta").or(c.rotary_emb_base).unwrap_or(10000.0);
     let scaling = RopeScaling::from_hf(c.rope_scaling.as_ref().or(params))?;
     let cfg = ModelConfig {
@@ -104,12 +116,21 @@ pub fn load(c: &Config, raw: &serde_json::Value, store: &WeightStore) -> Result<
     for l in 0..c.num_hidden_layers {
         let vb = root.pp("layers").pp(l);
         // Rows are [head, (q|k|v), d_head]; regroup into three [d_model, head * d_head].
-        let qkv = vb.get("attention.query_key_value.weight", &[3 * d, d])?.view([h, 3, dh, d]);
-        let qkv_b = vb.get("attention.query_key_value.bias", &[3 * d])?.view([h, 3, dh]);
+        let qkv = vb
+            .get("attention.query_key_value.weight", &[3 * d, d])?
+            .view([h, 3, dh, d]);
+        let qkv_b = vb
+            .get("attention.query_key_value.bias", &[3 * d])?
+            .view([h, 3, dh]);
         let w = |i: i64| qkv.select(1, i).reshape([h * dh, d]).tr().contiguous();
         let b = |i: i64| qkv_b.select(1, i).reshape([h * dh]);
         layers.push(LayerWeights {
-            ln1: norm(&vb.pp("input_layernorm"), Normalization::LayerNorm, d, c.layer_norm_eps)?,
+            ln1: norm(
+                &vb.pp("input_layernorm"),
+                Normalization::LayerNorm,
+                d,
+                c.layer_norm_eps,
+            )?,
             attn: AttnWeights {
                 w_q: w(0),
                 b_q: Some(b(0)),
@@ -120,7 +141,12 @@ pub fn load(c: &Config, raw: &serde_json::Value, store: &WeightStore) -> Result<
                 w_o: vb.linear_t("attention.dense.weight", d, d)?,
                 b_o: Some(vb.get("attention.dense.bias", &[d])?),
             },
-            ln2: norm(&vb.pp("post_attention_layernorm"), Normalization::LayerNorm, d, c.layer_norm_eps)?,
+            ln2: norm(
+                &vb.pp("post_attention_layernorm"),
+                Normalization::LayerNorm,
+                d,
+                c.layer_norm_eps,
+            )?,
             mlp: Mlp {
                 w_in: vb.linear_t("mlp.dense_h_to_4h.weight", d, d_mlp)?,
                 b_in: Some(vb.get("mlp.dense_h_to_4h.bias", &[d_mlp])?),
@@ -131,11 +157,25 @@ pub fn load(c: &Config, raw: &serde_json::Value, store: &WeightStore) -> Result<
             },
         });
     }
-    let ln_final = norm(&root.pp("final_layer_norm"), Normalization::LayerNorm, d, c.layer_norm_eps)?;
+    let ln_final = norm(
+        &root.pp("final_layer_norm"),
+        Normalization::LayerNorm,
+        d,
+        c.layer_norm_eps,
+    )?;
     let w_u = if c.tie_word_embeddings && !store.contains("embed_out.weight") {
         w_e.tr()
     } else {
         store.root().linear_t("embed_out.weight", d, v)?
     };
-    Ok((cfg, DecoderWeights { embed: Embed { w_e, w_pos: None }, layers, ln_final, w_u, b_u: None }))
+    Ok((
+        cfg,
+        DecoderWeights {
+            embed: Embed { w_e, w_pos: None },
+            layers,
+            ln_final,
+            w_u,
+            b_u: None,
+        },
+    ))
 }

@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::{AttnWeights, DecoderWeights, LayerWeights, arch_of, norm};
 use crate::components::{Embed, Mlp};
-use crate::config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
+use crate::config::{
+    Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig,
+};
 use crate::weights::WeightStore;
 
 /// `config.json` of a Llama or Qwen2 model (Hugging Face field names).
@@ -69,11 +71,18 @@ pub(crate) fn token_id(v: &Option<serde_json::Value>) -> Option<i64> {
 ///
 /// # Errors
 /// Config, missing-weight or shape errors.
-pub fn load(c: &Config, raw: &serde_json::Value, store: &WeightStore) -> Result<(ModelConfig, DecoderWeights)> {
+pub fn load(
+    c: &Config,
+    raw: &serde_json::Value,
+    store: &WeightStore,
+) -> Result<(ModelConfig, DecoderWeights)> {
     let (d, v) = (c.hidden_size as i64, c.vocab_size as i64);
     let h = c.num_attention_heads as i64;
     let kvh = c.num_key_value_heads.unwrap_or(c.num_attention_heads) as i64;
-    let dh = c.head_dim.unwrap_or_else(|| super::head_dim(c.hidden_size, c.num_attention_heads)) as i64;
+    let dh = c
+        .head_dim
+        .unwrap_or_else(|| super::head_dim(c.hidden_size, c.num_attention_heads))
+        as i64;
     let d_mlp = c.intermediate_size as i64;
     let qkv_bias = c.attention_bias || c.model_type == "qwen2";
     let params = c.rope_parameters.as_ref();
@@ -117,11 +126,28 @@ pub fn load(c: &Config, raw: &serde_json::Value, store: &WeightStore) -> Result<
     for l in 0..c.num_hidden_layers {
         let vb = root.pp("layers").pp(l);
         let at = vb.pp("self_attn");
-        let bias = |name: &str, n: i64, on: bool| if on { at.get(name, &[n]).map(Some) } else { Ok(None) };
+        let bias = |name: &str, n: i64, on: bool| {
+            if on {
+                at.get(name, &[n]).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
         let mlp = vb.pp("mlp");
-        let mlp_bias = |name: &str, n: i64| if c.mlp_bias { mlp.get(name, &[n]).map(Some) } else { Ok(None) };
+        let mlp_bias = |name: &str, n: i64| {
+            if c.mlp_bias {
+                mlp.get(name, &[n]).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
         layers.push(LayerWeights {
-            ln1: norm(&vb.pp("input_layernorm"), Normalization::Rms, d, c.rms_norm_eps)?,
+            ln1: norm(
+                &vb.pp("input_layernorm"),
+                Normalization::Rms,
+                d,
+                c.rms_norm_eps,
+            )?,
             attn: AttnWeights {
                 w_q: at.linear_t("q_proj.weight", d, h * dh)?,
                 b_q: bias("q_proj.bias", h * dh, qkv_bias)?,
@@ -132,7 +158,12 @@ pub fn load(c: &Config, raw: &serde_json::Value, store: &WeightStore) -> Result<
                 w_o: at.linear_t("o_proj.weight", h * dh, d)?,
                 b_o: bias("o_proj.bias", d, c.attention_bias)?,
             },
-            ln2: norm(&vb.pp("post_attention_layernorm"), Normalization::Rms, d, c.rms_norm_eps)?,
+            ln2: norm(
+                &vb.pp("post_attention_layernorm"),
+                Normalization::Rms,
+                d,
+                c.rms_norm_eps,
+            )?,
             mlp: Mlp {
                 w_in: mlp.linear_t("up_proj.weight", d, d_mlp)?,
                 b_in: mlp_bias("up_proj.bias", d_mlp)?,
@@ -145,5 +176,14 @@ pub fn load(c: &Config, raw: &serde_json::Value, store: &WeightStore) -> Result<
     }
     let ln_final = norm(&root.pp("norm"), Normalization::Rms, d, c.rms_norm_eps)?;
     let w_u = super::unembed(store, &w_e, c.tie_word_embeddings, d, v)?;
-    Ok((cfg, DecoderWeights { embed: Embed { w_e, w_pos: None }, layers, ln_final, w_u, b_u: None }))
+    Ok((
+        cfg,
+        DecoderWeights {
+            embed: Embed { w_e, w_pos: None },
+            layers,
+            ln_final,
+            w_u,
+            b_u: None,
+        },
+    ))
 }

@@ -11,7 +11,9 @@ use tch::{Device, Kind, Tensor};
 
 use super::{AttnWeights, DecoderWeights, LayerWeights};
 use crate::components::{Embed, Mlp, Norm};
-use crate::config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
+use crate::config::{
+    Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig,
+};
 
 /// Reads a llama2.c `model.bin`.
 ///
@@ -19,24 +21,39 @@ use crate::config::{Activation, ModelConfig, Normalization, Positional, RopeScal
 /// [`Error::Io`] if unreadable; [`Error::WeightFile`] for a bad header or a truncated file
 /// (the message gives both byte counts).
 pub fn load(path: &Path, kind: Kind, device: Device) -> Result<(ModelConfig, DecoderWeights)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { action: "reading", path: path.to_path_buf(), source })?;
-    let bad = |reason: String| Error::WeightFile { path: path.to_path_buf(), reason };
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        action: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| Error::WeightFile {
+        path: path.to_path_buf(),
+        reason,
+    };
     if bytes.len() < 28 {
-        return Err(bad(format!("{} bytes is shorter than the 28-byte llama2.c header", bytes.len())));
+        return Err(bad(format!(
+            "{} bytes is shorter than the 28-byte llama2.c header",
+            bytes.len()
+        )));
     }
     let header: Vec<i64> = bytes[..28]
         .chunks_exact(4)
         .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
         .collect();
-    let (dim, hidden, n_layers, n_heads, n_kv, vocab_signed, seq_len) =
-        (header[0], header[1], header[2], header[3], header[4], header[5], header[6]);
+    let (dim, hidden, n_layers, n_heads, n_kv, vocab_signed, seq_len) = (
+        header[0], header[1], header[2], header[3], header[4], header[5], header[6],
+    );
     let vocab = vocab_signed.abs();
     let tied = vocab_signed > 0;
-    if [dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len].iter().any(|&x| x <= 0)
+    if [dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len]
+        .iter()
+        .any(|&x| x <= 0)
         || dim % n_heads != 0
         || n_heads % n_kv != 0
     {
-        return Err(bad(format!("header {header:?} is not a valid llama2.c config")));
+        return Err(bad(format!(
+            "header {header:?} is not a valid llama2.c config"
+        )));
     }
     let hs = dim / n_heads;
     let sizes: Vec<(&str, Vec<i64>)> = vec![
@@ -75,7 +92,11 @@ pub fn load(path: &Path, kind: Kind, device: Device) -> Result<(ModelConfig, Dec
         t.insert(*name, tensor);
         offset += n;
     }
-    let get = |name: &str| t.get(name).map(Tensor::shallow_clone).unwrap_or_else(Tensor::new);
+    let get = |name: &str| {
+        t.get(name)
+            .map(Tensor::shallow_clone)
+            .unwrap_or_else(Tensor::new)
+    };
     let cfg = ModelConfig {
         architecture: "llama2.c".into(),
         n_layers: n_layers as usize,
@@ -105,7 +126,12 @@ pub fn load(path: &Path, kind: Kind, device: Device) -> Result<(ModelConfig, Dec
         pad_token_id: None,
     };
     let layer_t = |name: &str, l: i64| get(name).get(l).tr().contiguous();
-    let rms = |w: Tensor| Norm { kind: Normalization::Rms, w: Some(w), b: None, eps: 1e-5 };
+    let rms = |w: Tensor| Norm {
+        kind: Normalization::Rms,
+        w: Some(w),
+        b: None,
+        eps: 1e-5,
+    };
     let layers = (0..n_layers)
         .map(|l| LayerWeights {
             ln1: rms(get("rms_att").get(l)),
@@ -131,6 +157,19 @@ pub fn load(path: &Path, kind: Kind, device: Device) -> Result<(ModelConfig, Dec
         })
         .collect();
     let w_e = get("token_embedding");
-    let w_u = if tied { w_e.tr() } else { get("wcls").tr().contiguous() };
-    Ok((cfg, DecoderWeights { embed: Embed { w_e, w_pos: None }, layers, ln_final: rms(get("rms_final")), w_u, b_u: None }))
+    let w_u = if tied {
+        w_e.tr()
+    } else {
+        get("wcls").tr().contiguous()
+    };
+    Ok((
+        cfg,
+        DecoderWeights {
+            embed: Embed { w_e, w_pos: None },
+            layers,
+            ln_final: rms(get("rms_final")),
+            w_u,
+            b_u: None,
+        },
+    ))
 }

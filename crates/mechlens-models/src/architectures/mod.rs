@@ -71,8 +71,15 @@ pub struct DecoderWeights {
 /// # Errors
 /// [`Error::Unsupported`] for an architecture not in [`SUPPORTED_DECODERS`], or a config or
 /// weight error.
-pub fn load_decoder(config: &serde_json::Value, path: &Path, store: &WeightStore) -> Result<(ModelConfig, DecoderWeights)> {
-    let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+pub fn load_decoder(
+    config: &serde_json::Value,
+    path: &Path,
+    store: &WeightStore,
+) -> Result<(ModelConfig, DecoderWeights)> {
+    let model_type = config
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     let (cfg, weights) = match model_type {
         "gpt2" => gpt2::load(&parse(config, path)?, store)?,
         "gpt_neo" => gpt_neo::load(&parse(config, path)?, store)?,
@@ -89,7 +96,11 @@ pub fn load_decoder(config: &serde_json::Value, path: &Path, store: &WeightStore
             if other == "bert" {
                 supported.push("bert is an encoder: load it with HookedEncoder".into());
             }
-            return Err(Error::Unsupported { what: "architecture", name, supported });
+            return Err(Error::Unsupported {
+                what: "architecture",
+                name,
+                supported,
+            });
         }
     };
     cfg.validate()?;
@@ -97,17 +108,28 @@ pub fn load_decoder(config: &serde_json::Value, path: &Path, store: &WeightStore
 }
 
 fn architecture_name(config: &serde_json::Value) -> Option<String> {
-    config.get("architectures")?.get(0)?.as_str().map(String::from)
+    config
+        .get("architectures")?
+        .get(0)?
+        .as_str()
+        .map(String::from)
 }
 
 /// Deserialises an architecture's config, naming the file and the field on failure.
 pub(crate) fn parse<T: DeserializeOwned>(config: &serde_json::Value, path: &Path) -> Result<T> {
-    T::deserialize(config).map_err(|e| Error::Config { path: path.display().to_string(), reason: e.to_string() })
+    T::deserialize(config).map_err(|e| Error::Config {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// `d_model / n_heads`, or 0 (which `ModelConfig::validate` reports) when they do not divide.
 pub(crate) fn head_dim(d_model: usize, n_heads: usize) -> usize {
-    if n_heads == 0 || d_model % n_heads != 0 { 0 } else { d_model / n_heads }
+    if n_heads == 0 || !d_model.is_multiple_of(n_heads) {
+        0
+    } else {
+        d_model / n_heads
+    }
 }
 
 /// The HF architecture name, or the model type.
@@ -116,7 +138,12 @@ pub(crate) fn arch_of(config: &serde_json::Value, fallback: &str) -> String {
 }
 
 /// A LayerNorm or RMSNorm read from `{prefix}.weight` (and `.bias` for LayerNorm).
-pub(crate) fn norm(vb: &crate::weights::WeightPath, kind: Normalization, d: i64, eps: f64) -> Result<Norm> {
+pub(crate) fn norm(
+    vb: &crate::weights::WeightPath,
+    kind: Normalization,
+    d: i64,
+    eps: f64,
+) -> Result<Norm> {
     let w = Some(vb.get("weight", &[d])?);
     let b = match kind {
         Normalization::LayerNorm => Some(vb.get("bias", &[d])?),
@@ -126,9 +153,15 @@ pub(crate) fn norm(vb: &crate::weights::WeightPath, kind: Normalization, d: i64,
 }
 
 /// The unembedding: `lm_head.weight` transposed, or a view of `W_E` when tied.
-pub(crate) fn unembed(store: &WeightStore, w_e: &Tensor, tied: bool, d_model: i64, vocab: i64) -> Result<Tensor> {
+pub(crate) fn unembed(
+    store: &WeightStore,
+    w_e: &Tensor,
+    tied: bool,
+    d_model: i64,
+    vocab: i64,
+) -> Result<Tensor> {
     if !tied || store.contains("lm_head.weight") {
-        return Ok(store.root().linear_t("lm_head.weight", d_model, vocab)?);
+        return store.root().linear_t("lm_head.weight", d_model, vocab);
     }
     Ok(w_e.tr())
 }

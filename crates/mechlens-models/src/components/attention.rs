@@ -62,7 +62,7 @@ pub struct Attention {
     /// `Some(w)`: a query sees only the last `w` positions (itself included).
     pub window: Option<i64>,
     /// Rotary embeddings, if the model uses them.
-    pub rotary: Option<std::sync::Arc<Rotary>>,
+    pub rotary: Option<std::rc::Rc<Rotary>>,
     /// Compute per-head results (`hook_result`) even when no hook names them.
     pub use_result: bool,
 }
@@ -102,9 +102,18 @@ impl Attention {
         s: &mut HookSession,
     ) -> Result<Tensor> {
         let (h, kvh, dh) = (self.n_heads, self.n_kv_heads, self.d_head);
-        let q = s.hook(HookPoint::Q(layer), project(q_in, &self.w_q, self.b_q.as_ref(), h, dh)?)?;
-        let k = s.hook(HookPoint::K(layer), project(k_in, &self.w_k, self.b_k.as_ref(), kvh, dh)?)?;
-        let v = s.hook(HookPoint::V(layer), project(v_in, &self.w_v, self.b_v.as_ref(), kvh, dh)?)?;
+        let q = s.hook(
+            HookPoint::Q(layer),
+            project(q_in, &self.w_q, self.b_q.as_ref(), h, dh)?,
+        )?;
+        let k = s.hook(
+            HookPoint::K(layer),
+            project(k_in, &self.w_k, self.b_k.as_ref(), kvh, dh)?,
+        )?;
+        let v = s.hook(
+            HookPoint::V(layer),
+            project(v_in, &self.w_v, self.b_v.as_ref(), kvh, dh)?,
+        )?;
         let (q, mut k) = match &self.rotary {
             Some(rotary) => {
                 let k_positions = ctx.positions;
@@ -137,7 +146,9 @@ impl Attention {
                 kt = kt.f_repeat_interleave_self_int(h / kvh, 1, None)?;
                 vt = vt.f_repeat_interleave_self_int(h / kvh, 1, None)?;
             }
-            let scores = qt.f_matmul(&kt.f_transpose(-1, -2)?)?.f_div_scalar(self.attn_scale)?;
+            let scores = qt
+                .f_matmul(&kt.f_transpose(-1, -2)?)?
+                .f_div_scalar(self.attn_scale)?;
             let scores = match &allowed {
                 Some(mask) => scores.f_masked_fill(&mask.f_logical_not()?, f64::NEG_INFINITY)?,
                 None => scores,
@@ -151,10 +162,18 @@ impl Attention {
             let pattern = s.hook(HookPoint::Pattern(layer), pattern)?;
             pattern.f_matmul(&vt)?
         } else {
-            let simple_causal = ctx.causal && ctx.key_mask.is_none() && self.window.is_none() && p == kp;
+            let simple_causal =
+                ctx.causal && ctx.key_mask.is_none() && self.window.is_none() && p == kp;
             let mask = if simple_causal { None } else { allowed };
             Tensor::f_scaled_dot_product_attention(
-                &qt, &kt, &vt, mask.as_ref(), 0.0, simple_causal, 1.0 / self.attn_scale, kvh < h,
+                &qt,
+                &kt,
+                &vt,
+                mask.as_ref(),
+                0.0,
+                simple_causal,
+                1.0 / self.attn_scale,
+                kvh < h,
             )?
         };
         let z = s.hook(HookPoint::Z(layer), z.f_transpose(1, 2)?)?;
@@ -173,10 +192,18 @@ impl Attention {
     }
 
     /// Which (query, key) pairs may attend, `[batch | 1, 1, pos, key_pos]`; `None` when all.
-    fn allowed(&self, p: i64, kp: i64, ctx: &AttnContext, device: Device) -> Result<Option<Tensor>> {
+    fn allowed(
+        &self,
+        p: i64,
+        kp: i64,
+        ctx: &AttnContext,
+        device: Device,
+    ) -> Result<Option<Tensor>> {
         let mut mask: Option<Tensor> = None;
         if ctx.causal {
-            let q_pos = Tensor::f_arange_start(ctx.past_len, ctx.past_len + p, (Kind::Int64, device))?.f_unsqueeze(1)?;
+            let q_pos =
+                Tensor::f_arange_start(ctx.past_len, ctx.past_len + p, (Kind::Int64, device))?
+                    .f_unsqueeze(1)?;
             let k_pos = Tensor::f_arange(kp, (Kind::Int64, device))?.f_unsqueeze(0)?;
             let mut causal = k_pos.f_le_tensor(&q_pos)?;
             if let Some(w) = self.window {

@@ -6,7 +6,7 @@
 use mechlens_core::{HookPoint, HookSession, Result};
 use tch::Tensor;
 
-use super::{AttnContext, Attention, LayerKv, Mlp, Norm};
+use super::{Attention, AttnContext, LayerKv, Mlp, Norm};
 
 /// One block.
 pub struct Block {
@@ -43,20 +43,33 @@ impl Block {
         let l = self.layer;
         let resid_pre = s.hook(HookPoint::ResidPre(l), x)?;
         let ln1 = |x: &Tensor, s: &mut HookSession| {
-            self.ln1.forward(x, HookPoint::Ln1Scale(l), HookPoint::Ln1Normalized(l), s)
+            self.ln1
+                .forward(x, HookPoint::Ln1Scale(l), HookPoint::Ln1Normalized(l), s)
         };
         let per_head = |x: &Tensor, n: i64| -> Result<Tensor> {
-            Ok(x.f_unsqueeze(2)?.f_expand([-1, -1, n, -1], false)?.f_contiguous()?)
+            Ok(x.f_unsqueeze(2)?
+                .f_expand([-1, -1, n, -1], false)?
+                .f_contiguous()?)
         };
         let (h, kvh) = (self.attn.n_heads, self.attn.n_kv_heads);
         let attn_out = if self.attn_in || s.names(HookPoint::AttnIn(l)) {
             let attn_in = s.hook(HookPoint::AttnIn(l), per_head(&resid_pre, h)?)?;
             let n = ln1(&attn_in, s)?;
             // Keys and values of grouped-query attention read one copy per key/value head.
-            let kv_in = if kvh < h { n.f_narrow(2, 0, kvh)? } else { n.shallow_clone() };
+            let kv_in = if kvh < h {
+                n.f_narrow(2, 0, kvh)?
+            } else {
+                n.shallow_clone()
+            };
             self.attn.forward(l, &n, &kv_in, &kv_in, ctx, kv, s)?
         } else if self.split_qkv_input
-            || [HookPoint::QInput(l), HookPoint::KInput(l), HookPoint::VInput(l)].iter().any(|p| s.names(*p))
+            || [
+                HookPoint::QInput(l),
+                HookPoint::KInput(l),
+                HookPoint::VInput(l),
+            ]
+            .iter()
+            .any(|p| s.names(*p))
         {
             let q_in = s.hook(HookPoint::QInput(l), per_head(&resid_pre, h)?)?;
             let k_in = s.hook(HookPoint::KInput(l), per_head(&resid_pre, kvh)?)?;
@@ -79,7 +92,12 @@ impl Block {
         } else {
             mlp_stream.shallow_clone()
         };
-        let n2 = self.ln2.forward(&mlp_in, HookPoint::Ln2Scale(l), HookPoint::Ln2Normalized(l), s)?;
+        let n2 = self.ln2.forward(
+            &mlp_in,
+            HookPoint::Ln2Scale(l),
+            HookPoint::Ln2Normalized(l),
+            s,
+        )?;
         let mlp_out = self.mlp.forward(l, &n2, s)?;
         let mlp_out = s.hook(HookPoint::MlpOut(l), mlp_out)?;
         let resid_post = if self.parallel {

@@ -17,8 +17,16 @@ impl Embed {
     ///
     /// # Shapes
     /// - `tokens`, `positions`: `[batch, pos]` int64 → `[batch, pos, d_model]`
-    pub fn forward(&self, tokens: &Tensor, positions: &Tensor, s: &mut HookSession) -> Result<Tensor> {
-        let embed = s.hook(HookPoint::Embed, Tensor::f_embedding(&self.w_e, tokens, -1, false, false)?)?;
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        s: &mut HookSession,
+    ) -> Result<Tensor> {
+        let embed = s.hook(
+            HookPoint::Embed,
+            Tensor::f_embedding(&self.w_e, tokens, -1, false, false)?,
+        )?;
         match &self.w_pos {
             Some(w_pos) => {
                 let pos = Tensor::f_embedding(w_pos, positions, -1, false, false)?;

@@ -31,11 +31,17 @@ impl Mlp {
         let post = match &self.w_gate {
             Some(w_gate) => {
                 let pre = s.hook(HookPoint::MlpPre(layer), affine(x, w_gate, None)?)?;
-                let linear = s.hook(HookPoint::MlpPreLinear(layer), affine(x, &self.w_in, self.b_in.as_ref())?)?;
+                let linear = s.hook(
+                    HookPoint::MlpPreLinear(layer),
+                    affine(x, &self.w_in, self.b_in.as_ref())?,
+                )?;
                 activate(&pre, self.act)?.f_mul(&linear)?
             }
             None => {
-                let pre = s.hook(HookPoint::MlpPre(layer), affine(x, &self.w_in, self.b_in.as_ref())?)?;
+                let pre = s.hook(
+                    HookPoint::MlpPre(layer),
+                    affine(x, &self.w_in, self.b_in.as_ref())?,
+                )?;
                 activate(&pre, self.act)?
             }
         };

@@ -20,7 +20,10 @@ pub struct Norm {
 
 impl Norm {
     fn centers(&self) -> bool {
-        matches!(self.kind, Normalization::LayerNorm | Normalization::LayerNormPre)
+        matches!(
+            self.kind,
+            Normalization::LayerNorm | Normalization::LayerNormPre
+        )
     }
 
     /// Normalises the last dim. When neither hook is wanted it takes libtorch's fused kernel.
@@ -44,7 +47,11 @@ impl Norm {
         }
         // TransformerLens' explicit form, so that a hook on the scale changes the output.
         let x = x.f_to_kind(Kind::Float)?;
-        let x = if self.centers() { x.f_sub(&x.f_mean_dim(-1, true, None)?)? } else { x };
+        let x = if self.centers() {
+            x.f_sub(&x.f_mean_dim(-1, true, None)?)?
+        } else {
+            x
+        };
         let var = x.f_pow_tensor_scalar(2)?.f_mean_dim(-1, true, None)?;
         let scale = s.hook(scale_hook, var.f_add_scalar(self.eps)?.f_sqrt()?)?;
         // As in TransformerLens, `hook_normalized` is before the weight and bias.

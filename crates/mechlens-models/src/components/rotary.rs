@@ -25,14 +25,23 @@ impl Rotary {
         let exponents = Tensor::f_arange_start_step(0, dim, 2, (Kind::Int64, Device::Cpu))?
             .f_to_kind(Kind::Float)?
             .f_div_scalar(dim as f64)?;
-        let mut inv_freq = Tensor::from(cfg.base as f32).f_pow(&exponents)?.f_reciprocal()?;
+        let mut inv_freq = Tensor::from(cfg.base as f32)
+            .f_pow(&exponents)?
+            .f_reciprocal()?;
         match cfg.scaling {
             RopeScaling::None => {}
             RopeScaling::Linear { factor } => inv_freq = inv_freq.f_div_scalar(factor)?,
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
                 let low_wavelen = original_max_position_embeddings / low_freq_factor;
                 let high_wavelen = original_max_position_embeddings / high_freq_factor;
-                let wavelen = inv_freq.f_reciprocal()?.f_mul_scalar(2.0 * std::f64::consts::PI)?;
+                let wavelen = inv_freq
+                    .f_reciprocal()?
+                    .f_mul_scalar(2.0 * std::f64::consts::PI)?;
                 let scaled = inv_freq.f_div_scalar(factor)?;
                 let long = wavelen.f_gt(low_wavelen)?;
                 let llama = scaled.f_where_self(&long, &inv_freq)?;
@@ -42,8 +51,13 @@ impl Rotary {
                     .f_sub_scalar(low_freq_factor)?
                     .f_div_scalar(high_freq_factor - low_freq_factor)?;
                 let one_minus = smooth.f_neg()?.f_add_scalar(1.0)?;
-                let smoothed = one_minus.f_mul(&llama)?.f_div_scalar(factor)?.f_add(&smooth.f_mul(&llama)?)?;
-                let medium = wavelen.f_ge(high_wavelen)?.f_logical_and(&wavelen.f_le(low_wavelen)?)?;
+                let smoothed = one_minus
+                    .f_mul(&llama)?
+                    .f_div_scalar(factor)?
+                    .f_add(&smooth.f_mul(&llama)?)?;
+                let medium = wavelen
+                    .f_ge(high_wavelen)?
+                    .f_logical_and(&wavelen.f_le(low_wavelen)?)?;
                 inv_freq = smoothed.f_where_self(&medium, &llama)?;
             }
         }
@@ -68,8 +82,16 @@ impl Rotary {
         let half = self.dim / 2;
         let flat = positions.f_reshape([-1])?;
         let kind = x.kind();
-        let cos = self.cos.f_index_select(0, &flat)?.f_view([b, p, 1, half])?.f_to_kind(kind)?;
-        let sin = self.sin.f_index_select(0, &flat)?.f_view([b, p, 1, half])?.f_to_kind(kind)?;
+        let cos = self
+            .cos
+            .f_index_select(0, &flat)?
+            .f_view([b, p, 1, half])?
+            .f_to_kind(kind)?;
+        let sin = self
+            .sin
+            .f_index_select(0, &flat)?
+            .f_view([b, p, 1, half])?
+            .f_to_kind(kind)?;
         let rot = x.f_narrow(-1, 0, self.dim)?;
         let rotated = if self.interleaved {
             let pairs = rot.f_reshape([b, p, h, half, 2])?;
@@ -88,6 +110,9 @@ impl Rotary {
         if self.dim == dh {
             return Ok(rotated);
         }
-        Ok(Tensor::f_cat(&[rotated, x.f_narrow(-1, self.dim, dh - self.dim)?], -1)?)
+        Ok(Tensor::f_cat(
+            &[rotated, x.f_narrow(-1, self.dim, dh - self.dim)?],
+            -1,
+        )?)
     }
 }
