@@ -90,3 +90,67 @@ fn llama3_rope_scaling_tied_equals_transformers() {
 fn qwen2_qkv_bias_equals_transformers() {
     check("qwen2");
 }
+
+#[test]
+fn pytorch_bin_and_sharded_safetensors_load_the_same_weights() {
+    let reference = load(&fixture("gpt2", "reference"));
+    let dir = std::path::PathBuf::from(fixture("gpt2", "model"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    for variant in ["model_bin", "model_sharded"] {
+        let path = dir.join(variant);
+        let files: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let expected = if variant == "model_bin" {
+            "pytorch_model.bin"
+        } else {
+            "model.safetensors.index.json"
+        };
+        assert!(files.iter().any(|f| f == expected), "{variant}: {files:?}");
+        let model =
+            HookedTransformer::from_pretrained(path.to_str().unwrap(), LoadOptions::default())
+                .unwrap();
+        let logits = model.forward(&reference["tokens"]).unwrap();
+        assert_close(
+            &format!("{variant} logits"),
+            &logits,
+            &reference["logits"],
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn half_precision_runs_close_to_f32() {
+    let reference = load(&fixture("llama", "reference"));
+    for kind in [tch::Kind::BFloat16, tch::Kind::Half] {
+        let opts = LoadOptions {
+            kind,
+            ..LoadOptions::default()
+        };
+        let model = HookedTransformer::from_pretrained(&fixture("llama", "model"), opts).unwrap();
+        let logits = model.forward(&reference["tokens"]).unwrap();
+        let (_, all) = model
+            .run_with_cache(&reference["tokens"], CacheFilter::All)
+            .unwrap();
+        for (point, t) in all.iter() {
+            assert_eq!(t.kind(), kind, "{point}");
+        }
+        assert_eq!(logits.kind(), kind);
+        let (cached, cache) = model
+            .run_with_cache(&reference["tokens"], CacheFilter::All)
+            .unwrap();
+        assert_eq!(cache.get(HookPoint::Ln1Normalized(0)).unwrap().kind(), kind);
+        let scale = reference["logits"].abs().max().double_value(&[]);
+        for (what, ours) in [("forward", &logits), ("cached", &cached)] {
+            let d = mechlens_tests::max_diff(what, ours, &reference["logits"]);
+            assert!(
+                d < 0.05 * scale,
+                "{kind:?} {what}: max |Δ| = {d} (logit scale {scale})"
+            );
+        }
+    }
+}

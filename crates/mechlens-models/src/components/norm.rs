@@ -45,7 +45,9 @@ impl Norm {
                 x.f_rms_norm([d], self.w.as_ref(), self.eps)?
             });
         }
-        // TransformerLens' explicit form, so that a hook on the scale changes the output.
+        // TransformerLens' explicit form, so that a hook on the scale changes the output;
+        // computed in f32 and returned in the input's dtype.
+        let kind = x.kind();
         let x = x.f_to_kind(Kind::Float)?;
         let x = if self.centers() {
             x.f_sub(&x.f_mean_dim(-1, true, None)?)?
@@ -53,15 +55,17 @@ impl Norm {
             x
         };
         let var = x.f_pow_tensor_scalar(2)?.f_mean_dim(-1, true, None)?;
-        let scale = s.hook(scale_hook, var.f_add_scalar(self.eps)?.f_sqrt()?)?;
+        let scale = var.f_add_scalar(self.eps)?.f_sqrt()?.f_to_kind(kind)?;
+        let scale = s.hook(scale_hook, scale)?.f_to_kind(Kind::Float)?;
         // As in TransformerLens, `hook_normalized` is before the weight and bias.
-        let mut out = s.hook(normalized_hook, x.f_div(&scale)?)?;
+        let normalized = x.f_div(&scale)?.f_to_kind(kind)?;
+        let mut out = s.hook(normalized_hook, normalized)?;
         if let Some(w) = &self.w {
             out = out.f_mul(w)?;
         }
         if let Some(b) = &self.b {
             out = out.f_add(b)?;
         }
-        Ok(out)
+        Ok(out.f_to_kind(kind)?)
     }
 }
