@@ -33,13 +33,16 @@ def saved_mime_types(nb) -> set:
 
 
 def first_panic(nb) -> str | None:
-    """evcxr catches a panic (a failed assert! too), prints it to stderr and reports the cell
-    as successful; so a panic message in a cell's output is a failure of that cell."""
+    """evcxr catches a panic (a failed assert! too) and an error returned by `?`, prints it to
+    stderr and reports the cell as successful; so text on a cell's stderr is a failure of that
+    cell, unless the cell is tagged `stderr-ok` (one that shows an error on purpose)."""
     for index, cell in enumerate(nb.cells):
-        for output in cell.get("outputs", []):
-            text = output.get("text", "") if output.get("name") == "stderr" else ""
-            if "panicked at" in text:
-                return f"cell {index} panicked:\n{text.strip()}"
+        if "stderr-ok" in cell.get("metadata", {}).get("tags", []):
+            continue
+        text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("name") == "stderr")
+        if text.strip():
+            kind = "panicked" if "panicked at" in text else "wrote an error"
+            return f"cell {index} {kind}:\n{text.strip()[:2000]}"
     return None
 
 
@@ -68,8 +71,11 @@ def run(path: Path) -> str | None:
     out = OUT / path.relative_to(ROOT / "notebooks")
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)
-    if error is None:
-        error = first_panic(nb)
+    # A panic drops the variables of its cell, so a later "not found in this scope" is only
+    # its consequence: report the panic first.
+    panic = first_panic(nb)
+    if panic is not None:
+        error = panic if error is None else f"{panic}\n\n(then {error})"
     if error is None:
         missing = set(nb.metadata.get("mechlens", {}).get("expect_outputs", [])) - saved_mime_types(nb)
         if missing:

@@ -65,7 +65,7 @@ let model = HookedTransformer::from_llama2c(
     Some(&babyllama.join("tokenizer.model")),
     LoadOptions::default(),
 )?;
-let cfg = model.cfg();
+let cfg = model.cfg().clone();   // owned: evcxr keeps variables between cells, not borrows
 println!("{} layers, d_model {}, {} heads ({} key/value heads), d_head {}, vocab {}, context {}",
     cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_vocab, cfg.n_ctx);
 assert_eq!((cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_kv_heads), (5, 128, 8, 4));
@@ -118,8 +118,9 @@ code("""
 let filter = CacheFilter::by_name(|name| name.ends_with("hook_pattern") || name.ends_with("hook_resid_post"));
 let (logits, cache) = model.run_with_cache(&tokens, filter)?;
 println!("logits {:?}; cached {} activations", logits.size(), cache.len());
-let pattern = cache.get("blocks.0.attn.hook_pattern")?;   // [batch, head, query, key]
-assert_eq!(pattern.size(), vec![1, 8, 52, 52]);
+let pattern = cache.get("blocks.0.attn.hook_pattern")?.shallow_clone();   // [batch, head, query, key]
+let n = tokens.size()[1];   // BOS + 52 characters
+assert_eq!(pattern.size(), vec![1, 8, n, n]);
 pattern.size()
 """)
 
@@ -186,7 +187,7 @@ reusing keys and values of earlier positions (a KV cache). Starting from the BOS
 BabyLlama tells a story:
 """)
 code("""
-let opts = GenerateOptions { max_new_tokens: 120, ..GenerateOptions::default() };
+let opts = GenerateOptions { max_new_tokens: 120, ..GenerateOptions::default() };   // greedy
 let story = model.generate_text("", &opts)?;   // "" + BOS: the model starts the story
 println!("{story}");
 assert!(story.starts_with("Once upon a time"));
@@ -196,14 +197,18 @@ md("""
 *Steering*: add a vector to the residual stream at every generated position. A simple
 vector is the difference between the residual streams of two words at the same layer.
 Hooks stay active for every step of generation.
+
+BabyLlama has under a million parameters and reads characters, so steering is blunt: at
+half strength in layer 3 the story changes; at full strength or in earlier layers it
+degenerates into repeated letters (try `layer = 1` or `* 1.0`).
 """)
 code("""
-let layer: usize = 2;
-let resid_of = |text: &str| -> mechlens::Result<Tensor> {
-    let r = model.forward_to_layer(text, layer)?;   // residual entering block `layer`
-    Ok(r.get(0).get(-1))
-};
-let steer = (resid_of(" sad")? - resid_of(" happy")?) * 4.0;
+let layer: usize = 3;
+// The residual stream entering block `layer`, at the last position.
+fn resid_of(model: &HookedTransformer, text: &str, layer: usize) -> mechlens::Result<Tensor> {
+    Ok(model.forward_to_layer(text, layer)?.get(0).get(-1))
+}
+let steer = (resid_of(&model, " sad", layer)? - resid_of(&model, " happy", layer)?) * 0.5;
 let hooks = Hooks::new().intervene(HookPoint::ResidPre(layer), Intervention::Add(steer))?;
 let prompt_tokens = model.to_tokens("Once upon a time, there was a", true)?;
 let plain = model.generate(&prompt_tokens, &opts)?;

@@ -266,8 +266,14 @@ impl Tokenizer {
     /// [`Error::InvalidInput`] naming how many tokens it is instead.
     pub fn to_single_token(&self, text: &str) -> Result<i64> {
         let ids = self.encode(text, false)?;
-        match ids.as_slice() {
-            [id] => Ok(*id),
+        // SentencePiece adds a `▁` prefix to encoded text; a bare piece ("y") is looked up.
+        let piece = match &self.backend {
+            Backend::SentencePiece(sp) => sp.id(&text.replace(' ', "\u{2581}")).map(|i| i as i64),
+            Backend::Hf(_) => None,
+        };
+        match (ids.as_slice(), piece) {
+            ([id], _) => Ok(*id),
+            (_, Some(id)) => Ok(id),
             _ => Err(Error::invalid(
                 "single token",
                 format!(
