@@ -349,17 +349,60 @@ fn stacked_weights_have_transformer_lens_layout() {
 
 #[test]
 fn generation_stops_at_eos() {
-    let model = HookedTransformer::from_pretrained(&fixture("llama", "model"), LoadOptions::default()).unwrap();
+    let model =
+        HookedTransformer::from_pretrained(&fixture("llama", "model"), LoadOptions::default())
+            .unwrap();
     let eos = model.cfg().eos_token_id.unwrap();
     let prompt = load(&fixture("llama", "reference"))["tokens"].narrow(1, 0, 4);
     // Make EOS overwhelmingly likely by editing the logits through their hook.
     let mut push = Tensor::zeros([97], (Kind::Float, tch::Device::Cpu));
     let _ = push.get(eos).fill_(1e4);
-    let hooks = || Hooks::new().intervene(HookPoint::UnembedOut, Intervention::Add(push.shallow_clone())).unwrap();
-    let opts = GenerateOptions { max_new_tokens: 12, ..GenerateOptions::default() };
+    let hooks = || {
+        Hooks::new()
+            .intervene(
+                HookPoint::UnembedOut,
+                Intervention::Add(push.shallow_clone()),
+            )
+            .unwrap()
+    };
+    let opts = GenerateOptions {
+        max_new_tokens: 12,
+        ..GenerateOptions::default()
+    };
     let stopped = model.generate_with_hooks(&prompt, &opts, hooks()).unwrap();
     assert_eq!(stopped.size(), vec![2, 5]);
-    assert_eq!(stopped.narrow(1, 4, 1), Tensor::from_slice(&[eos, eos]).unsqueeze(1));
-    let running = model.generate_with_hooks(&prompt, &GenerateOptions { stop_at_eos: false, ..opts }, hooks()).unwrap();
+    assert_eq!(
+        stopped.narrow(1, 4, 1),
+        Tensor::from_slice(&[eos, eos]).unsqueeze(1)
+    );
+    let running = model
+        .generate_with_hooks(
+            &prompt,
+            &GenerateOptions {
+                stop_at_eos: false,
+                ..opts
+            },
+            hooks(),
+        )
+        .unwrap();
     assert_eq!(running.size(), vec![2, 16]);
+}
+
+#[test]
+fn a_metric_may_run_the_model_again() {
+    let (model, tokens) = gpt2();
+    let baseline = model.forward(&tokens).unwrap();
+    let (_, grads) = model
+        .gradients(
+            &tokens,
+            CacheFilter::names(["unembed.hook_in"]).unwrap(),
+            |logits| {
+                // e.g. a KL divergence against a clean run computed inside the metric
+                let clean = model.forward(&tokens)?;
+                Ok((logits - clean).pow_tensor_scalar(2).sum(Kind::Float))
+            },
+        )
+        .unwrap();
+    assert_eq!(grads.len(), 1);
+    assert_eq!(baseline.size(), vec![2, 9, 97]);
 }

@@ -556,6 +556,9 @@ impl HookedTransformer {
             None,
             &mut s,
         )?;
+        // Release the hooks before user code runs: the metric may run the model again.
+        let acts = s.into_cache();
+        drop(persistent);
         let value = metric(&logits)?;
         if value.numel() != 1 {
             return Err(Error::ShapeMismatch {
@@ -564,7 +567,6 @@ impl HookedTransformer {
                 got: value.size(),
             });
         }
-        let acts = s.into_cache();
         let (points, tensors): (Vec<HookPoint>, Vec<Tensor>) =
             acts.iter().map(|(p, t)| (*p, t.shallow_clone())).unzip();
         let grads = Tensor::f_run_backward(&[&value], &tensors, false, false)?;
