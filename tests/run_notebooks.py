@@ -10,6 +10,7 @@ displaying is caught too.
 Usage: run_notebooks.py [NOTEBOOK...]   (default: all of notebooks/)
 """
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,11 @@ from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "notebooks"
+sys.path.insert(0, str(ROOT / "tests"))
+from shared_data import shared_data  # noqa: E402
+
+# Kernels inherit this: notebooks that read the shared test data find it wherever it is.
+os.environ["MECHLENS_DATA"] = str(shared_data())
 CELL_TIMEOUT_S = 900
 STARTUP_TIMEOUT_S = 1800  # a cold build slot compiles tch and polars first
 
