@@ -355,7 +355,7 @@ fn generation_stops_at_eos() {
     let eos = model.cfg().eos_token_id.unwrap();
     let prompt = load(&fixture("llama", "reference"))["tokens"].narrow(1, 0, 4);
     // Make EOS overwhelmingly likely by editing the logits through their hook.
-    let mut push = Tensor::zeros([97], (Kind::Float, tch::Device::Cpu));
+    let push = Tensor::zeros([97], (Kind::Float, tch::Device::Cpu));
     let _ = push.get(eos).fill_(1e4);
     let hooks = || {
         Hooks::new()

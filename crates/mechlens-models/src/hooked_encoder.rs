@@ -12,7 +12,7 @@ use crate::architectures::{norm, parse};
 use crate::components::{Attention, AttnContext, Mlp, Norm, affine};
 use crate::config::{Activation, Normalization};
 use crate::hooked_transformer::LoadOptions;
-use crate::input::ModelInput;
+use crate::input::{ModelInput, check_tokens};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{WeightPath, WeightStore};
 
@@ -306,6 +306,7 @@ impl HookedEncoder {
             &t.tokens,
             self.cfg.vocab_size,
             self.cfg.max_position_embeddings,
+            0,
         )?
         .f_to_device(self.device)?;
         let (b, p) = (tokens.size()[0], tokens.size()[1]);
@@ -323,7 +324,7 @@ impl HookedEncoder {
                         got: tt.size(),
                     });
                 }
-                check_tokens(&tt, self.cfg.type_vocab_size, usize::MAX)
+                check_tokens(&tt, self.cfg.type_vocab_size, usize::MAX, 0)
                     .map_err(|_| {
                         Error::invalid(
                             "token_type_ids",
@@ -407,55 +408,4 @@ impl HookedEncoder {
             pooler_output,
         })
     }
-}
-
-fn check_tokens(tokens: &Tensor, vocab: usize, n_ctx: usize) -> Result<Tensor> {
-    if tokens.is_floating_point() {
-        return Err(Error::invalid(
-            "tokens",
-            format!(
-                "expected integer token ids, got a {:?} tensor",
-                tokens.kind()
-            ),
-        ));
-    }
-    let tokens = match tokens.dim() {
-        1 => tokens.f_unsqueeze(0)?,
-        2 => tokens.shallow_clone(),
-        _ => {
-            return Err(Error::ShapeMismatch {
-                what: "tokens".into(),
-                expected: "[batch, pos] or [pos]".into(),
-                got: tokens.size(),
-            });
-        }
-    };
-    if tokens.numel() == 0 {
-        return Err(Error::invalid(
-            "input",
-            "it is empty; give at least one token",
-        ));
-    }
-    let tokens = tokens.f_to_kind(Kind::Int64)?;
-    let (min, max) = (
-        tokens.f_min()?.int64_value(&[]),
-        tokens.f_max()?.int64_value(&[]),
-    );
-    if min < 0 || max >= vocab as i64 {
-        let bad = if min < 0 { min } else { max };
-        return Err(Error::invalid(
-            "token id",
-            format!("{bad} is outside the vocabulary 0..{vocab}"),
-        ));
-    }
-    if tokens.size()[1] as usize > n_ctx {
-        return Err(Error::invalid(
-            "sequence length",
-            format!(
-                "{} tokens exceed the model's context of {n_ctx}",
-                tokens.size()[1]
-            ),
-        ));
-    }
-    Ok(tokens)
 }

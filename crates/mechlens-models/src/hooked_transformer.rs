@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 use crate::architectures::{self, DecoderWeights};
 use crate::components::{Attention, AttnContext, Block, Embed, LayerKv, Norm, Rotary, affine};
 use crate::config::{ModelConfig, Positional};
-use crate::input::{ModelInput, Tokens};
+use crate::input::{ModelInput, Tokens, check_tokens};
 use crate::processing::Processing;
 use crate::tokenizer::Tokenizer;
 use crate::weights::WeightStore;
@@ -363,55 +363,21 @@ impl HookedTransformer {
     /// Checks and moves tokens to the model's device, as `[batch, pos]` int64.
     pub(crate) fn check_tokens(&self, tokens: &Tensor, past_len: i64) -> Result<Tensor> {
         let cfg = &self.m.cfg;
-        if tokens.is_floating_point() || tokens.kind() == Kind::Bool {
-            return Err(Error::invalid(
-                "tokens",
-                format!(
-                    "expected integer token ids, got a {:?} tensor",
-                    tokens.kind()
-                ),
-            ));
-        }
-        let tokens = match tokens.dim() {
-            1 => tokens.f_unsqueeze(0)?,
-            2 => tokens.shallow_clone(),
-            _ => {
-                return Err(Error::ShapeMismatch {
-                    what: "tokens".into(),
-                    expected: "[batch, pos] or [pos]".into(),
-                    got: tokens.size(),
-                });
-            }
-        };
-        if tokens.numel() == 0 {
-            return Err(Error::invalid(
-                "input",
-                "it is empty; give at least one token",
-            ));
-        }
-        let tokens = tokens.f_to_kind(Kind::Int64)?;
-        let (min, max) = (
-            tokens.f_min()?.int64_value(&[]),
-            tokens.f_max()?.int64_value(&[]),
-        );
-        if min < 0 || max >= cfg.d_vocab as i64 {
-            let bad = if min < 0 { min } else { max };
-            return Err(Error::invalid(
-                "token id",
-                format!("{bad} is outside the vocabulary 0..{}", cfg.d_vocab),
-            ));
-        }
-        let len = tokens.size()[1] + past_len;
-        if len > cfg.n_ctx as i64 {
-            return Err(Error::invalid(
-                "sequence length",
-                format!(
-                    "{len} tokens exceed the model's context of n_ctx = {} tokens",
-                    cfg.n_ctx
-                ),
-            ));
-        }
+        let tokens = check_tokens(tokens, cfg.d_vocab, cfg.n_ctx, past_len)?;
         Ok(tokens.f_to_device(self.device)?)
+    }
+
+    /// One forward with only the persistent hooks, without gradients.
+    fn run_plain(
+        &self,
+        start: Start,
+        mask: Option<&Tensor>,
+        stop: Option<usize>,
+    ) -> Result<Tensor> {
+        let mut hooks = self.persistent()?;
+        let mut s = HookSession::none().with_persistent(&mut hooks);
+        let _guard = tch::no_grad_guard();
+        self.m.run(start, mask, stop, None, &mut s)
     }
 
     pub(crate) fn input(
@@ -450,16 +416,7 @@ impl HookedTransformer {
     /// Bad tokens (empty, out of vocabulary, too long), or a persistent hook's error.
     pub fn forward(&self, input: impl ModelInput) -> Result<Tensor> {
         let t = self.input(&input, 0)?;
-        let mut hooks = self.persistent()?;
-        let mut s = HookSession::none().with_persistent(&mut hooks);
-        let _guard = tch::no_grad_guard();
-        self.m.run(
-            Start::Tokens(&t.tokens),
-            t.attention_mask.as_ref(),
-            None,
-            None,
-            &mut s,
-        )
+        self.run_plain(Start::Tokens(&t.tokens), t.attention_mask.as_ref(), None)
     }
 
     /// Runs with `hooks` active for this run only; returns the logits.
@@ -617,16 +574,7 @@ impl HookedTransformer {
         if p < 2 {
             return Err(Error::invalid("input", "a loss needs at least two tokens"));
         }
-        let mut hooks = self.persistent()?;
-        let mut s = HookSession::none().with_persistent(&mut hooks);
-        let _guard = tch::no_grad_guard();
-        let logits = self.m.run(
-            Start::Tokens(&t.tokens),
-            t.attention_mask.as_ref(),
-            None,
-            None,
-            &mut s,
-        )?;
+        let logits = self.run_plain(Start::Tokens(&t.tokens), t.attention_mask.as_ref(), None)?;
         let logp = logits
             .f_narrow(1, 0, p - 1)?
             .f_log_softmax(-1, Kind::Float)?;
@@ -647,15 +595,10 @@ impl HookedTransformer {
     pub fn forward_to_layer(&self, input: impl ModelInput, stop_at_layer: usize) -> Result<Tensor> {
         self.check_layer("stop_at_layer", stop_at_layer)?;
         let t = self.input(&input, 0)?;
-        let mut hooks = self.persistent()?;
-        let mut s = HookSession::none().with_persistent(&mut hooks);
-        let _guard = tch::no_grad_guard();
-        self.m.run(
+        self.run_plain(
             Start::Tokens(&t.tokens),
             t.attention_mask.as_ref(),
             Some(stop_at_layer),
-            None,
-            &mut s,
         )
     }
 
@@ -673,16 +616,7 @@ impl HookedTransformer {
         let d = self.m.cfg.d_model as i64;
         mechlens_core::shape::expect_shape(residual, "residual", &[None, None, Some(d)])?;
         let residual = residual.f_to_device(self.device)?;
-        let mut hooks = self.persistent()?;
-        let mut s = HookSession::none().with_persistent(&mut hooks);
-        let _guard = tch::no_grad_guard();
-        self.m.run(
-            Start::Residual(&residual, start_at_layer),
-            None,
-            None,
-            None,
-            &mut s,
-        )
+        self.run_plain(Start::Residual(&residual, start_at_layer), None, None)
     }
 
     fn check_layer(&self, what: &str, layer: usize) -> Result<()> {

@@ -1,7 +1,7 @@
 //! What a model accepts as input: token tensors, token lists, text, batches of text.
 
 use mechlens_core::{Error, Result};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::tokenizer::{TokenBatch, Tokenizer};
 
@@ -100,4 +100,64 @@ impl ModelInput for TokenBatch {
             attention_mask: Some(self.attention_mask.shallow_clone()),
         })
     }
+}
+
+/// Checks token ids for a model with `vocab` tokens and a context of `n_ctx` (with
+/// `past_len` positions already cached); returns them as `[batch, pos]` int64.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for non-integer, empty, out-of-vocabulary or too-long input;
+/// [`Error::ShapeMismatch`] for more than two dims.
+pub(crate) fn check_tokens(
+    tokens: &Tensor,
+    vocab: usize,
+    n_ctx: usize,
+    past_len: i64,
+) -> Result<Tensor> {
+    if tokens.is_floating_point() || tokens.kind() == Kind::Bool {
+        return Err(Error::invalid(
+            "tokens",
+            format!(
+                "expected integer token ids, got a {:?} tensor",
+                tokens.kind()
+            ),
+        ));
+    }
+    let tokens = match tokens.dim() {
+        1 => tokens.f_unsqueeze(0)?,
+        2 => tokens.shallow_clone(),
+        _ => {
+            return Err(Error::ShapeMismatch {
+                what: "tokens".into(),
+                expected: "[batch, pos] or [pos]".into(),
+                got: tokens.size(),
+            });
+        }
+    };
+    if tokens.numel() == 0 {
+        return Err(Error::invalid(
+            "input",
+            "it is empty; give at least one token",
+        ));
+    }
+    let tokens = tokens.f_to_kind(Kind::Int64)?;
+    let (min, max) = (
+        tokens.f_min()?.int64_value(&[]),
+        tokens.f_max()?.int64_value(&[]),
+    );
+    if min < 0 || max >= vocab as i64 {
+        let bad = if min < 0 { min } else { max };
+        return Err(Error::invalid(
+            "token id",
+            format!("{bad} is outside the vocabulary 0..{vocab}"),
+        ));
+    }
+    let len = tokens.size()[1] + past_len;
+    if n_ctx != usize::MAX && len > n_ctx as i64 {
+        return Err(Error::invalid(
+            "sequence length",
+            format!("{len} tokens exceed the model's context of n_ctx = {n_ctx} tokens"),
+        ));
+    }
+    Ok(tokens)
 }

@@ -5,7 +5,7 @@
 //! them changes the log-probabilities (centring only removes what LayerNorm removes anyway).
 
 use mechlens_core::Result;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::config::Normalization;
 use crate::hooked_transformer::HookedTransformer;
@@ -168,7 +168,6 @@ impl HookedTransformer {
                 a.b_v = Some(b_v.f_zeros_like()?);
             }
         }
-        let _ = Kind::Float;
         Ok(())
     }
 }
