@@ -10,4 +10,5 @@ mod decoders;
 mod encoders;
 mod errors;
 mod hooks;
+mod hub;
 mod transformer_lens;

@@ -59,6 +59,16 @@ pub enum Error {
         hook: String,
     },
 
+    /// `from_pretrained` found the model nowhere: not a local folder, not in the hub cache,
+    /// and not downloadable (offline, unknown repo, or built without the `hub` feature).
+    #[error("model `{name}` not found: {reason}")]
+    ModelNotFound {
+        /// The name or path as given.
+        name: String,
+        /// Every place we looked, and why each failed.
+        reason: String,
+    },
+
     /// A checkpoint lacks a tensor the architecture needs.
     #[error("weight `{name}` is missing from {file}")]
     MissingWeight {

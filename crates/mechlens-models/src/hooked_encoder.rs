@@ -79,7 +79,7 @@ impl HookedEncoder {
     /// # Errors
     /// Missing or malformed files, weights of the wrong shape, another architecture.
     pub fn from_pretrained(name_or_path: &str, opts: LoadOptions) -> Result<Self> {
-        let dir = crate::resolve::resolve(name_or_path)?;
+        let dir = opts.hub.resolve(name_or_path)?;
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
             action: "reading",

@@ -15,6 +15,7 @@ use crate::components::{Attention, AttnContext, Block, Embed, LayerKv, Norm, Rot
 use crate::config::{ModelConfig, Positional};
 use crate::input::{ModelInput, Tokens, check_tokens};
 use crate::processing::Processing;
+use crate::resolve::Hub;
 use crate::tokenizer::Tokenizer;
 use crate::weights::WeightStore;
 
@@ -27,6 +28,8 @@ pub struct LoadOptions {
     pub device: Device,
     /// Weight processing; none by default (logits equal Hugging Face's).
     pub processing: Processing,
+    /// Where to look for and download models; from the environment by default.
+    pub hub: Hub,
 }
 
 impl Default for LoadOptions {
@@ -35,6 +38,7 @@ impl Default for LoadOptions {
             kind: Kind::Float,
             device: Device::Cpu,
             processing: Processing::none(),
+            hub: Hub::from_env(),
         }
     }
 }
@@ -86,12 +90,13 @@ pub struct HookedTransformer {
 }
 
 impl HookedTransformer {
-    /// Loads a Hugging Face model: a local folder, else the hub cache.
+    /// Loads a Hugging Face model: a local folder, else the hub cache, else a download
+    /// (see [`Hub`]).
     ///
     /// # Errors
     /// Missing or malformed files, unsupported architectures, weights of the wrong shape.
     pub fn from_pretrained(name_or_path: &str, opts: LoadOptions) -> Result<Self> {
-        let dir = crate::resolve::resolve(name_or_path)?;
+        let dir = opts.hub.resolve(name_or_path)?;
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
             action: "reading",

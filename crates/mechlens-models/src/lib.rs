@@ -1,7 +1,8 @@
 //! Hooked transformers on libtorch.
 //!
 //! - [`HookedTransformer`]: GPT-2, GPT-Neo, GPT-NeoX/Pythia, Llama/Qwen2 and llama2.c
-//!   checkpoints, loaded from Hugging Face folders (safetensors or `pytorch_model.bin`), with
+//!   checkpoints, loaded from Hugging Face folders, the hub cache or the hub itself
+//!   (safetensors or `pytorch_model.bin`; [`Hub`] says where), with
 //!   every TransformerLens hook point, caches, hooks, gradients, generation and weight
 //!   processing. Raw weights by default, so logits equal Hugging Face's.
 //! - [`HookedEncoder`]: BERT encoders (token types, attention mask, optional pooler).
@@ -15,6 +16,8 @@ mod accessors;
 pub mod architectures;
 pub mod components;
 pub mod config;
+#[cfg(feature = "hub")]
+mod download;
 mod generate;
 mod hooked_encoder;
 mod hooked_transformer;
@@ -31,5 +34,6 @@ pub use hooked_encoder::{EncoderOutput, HookedEncoder};
 pub use hooked_transformer::{HookedTransformer, KvCache, LoadOptions};
 pub use input::{ModelInput, Tokens};
 pub use processing::Processing;
+pub use resolve::Hub;
 pub use sentencepiece::SentencePiece;
 pub use tokenizer::{PaddingSide, TokenBatch, Tokenizer};
