@@ -8,8 +8,10 @@
 //! - [`HookPoint`]: the typed hook names (TransformerLens' strings), [`Hooks`] /
 //!   [`Intervention`]: what to do at them, [`ActivationCache`]: what a run recorded, and
 //!   [`HookSession`]: the per-forward state a model threads through its components.
+//! - [`allocator`]: lets freed tensor memory be reused (no page faults per forward pass).
 //! - [`shape`]: checks that turn a shape mismatch into an [`Error`] naming both shapes.
 
+pub mod allocator;
 mod cache;
 pub mod device;
 mod error;

@@ -118,6 +118,7 @@ impl HookedEncoder {
         device: Device,
         dir: &Path,
     ) -> Result<Self> {
+        mechlens_core::allocator::keep_freed_memory();
         let (d, v) = (cfg.hidden_size as i64, cfg.vocab_size as i64);
         let h = cfg.num_attention_heads as i64;
         if h == 0 || d % h != 0 {

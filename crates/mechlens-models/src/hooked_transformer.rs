@@ -150,6 +150,8 @@ impl HookedTransformer {
         device: Device,
     ) -> Result<Self> {
         cfg.validate()?;
+        // Without this every pass page-faults its activations in anew (see the module).
+        mechlens_core::allocator::keep_freed_memory();
         let rotary = match &cfg.positional {
             Positional::Rotary(r) => Some(Rc::new(Rotary::new(r, cfg.n_ctx, device)?)),
             Positional::Learned => None,
