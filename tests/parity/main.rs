@@ -12,3 +12,4 @@ mod errors;
 mod hooks;
 mod hub;
 mod transformer_lens;
+mod weights;

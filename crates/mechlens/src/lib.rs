@@ -2,7 +2,7 @@
 //!
 //! This is the facade a notebook loads (the "Rust · mechlens" kernel does it for you). It
 //! re-exports the hooked transformers of `mechlens-models` (as [`models`] and through the
-//! prelude), and the crates a notebook needs — `tch` for tensors, `polars` for tables,
+//! prelude), the weight analyses of `mechlens-weights` (as [`weights`] and through the prelude), and the crates a notebook needs — `tch` for tensors, `polars` for tables,
 //! `plotters` for charts — and, through [`prelude`], the display trait that makes
 //! DataFrames, tensors and charts render inline in JupyterLab.
 //!
@@ -22,4 +22,5 @@ pub use mechlens_core::{
     shape,
 };
 pub use mechlens_models as models;
+pub use mechlens_weights as weights;
 pub use {plotters, polars, tch};

@@ -13,6 +13,10 @@ pub use mechlens_models::{
     GenerateOptions, HookedEncoder, HookedTransformer, LoadOptions, PaddingSide, Processing,
     TokenBatch, Tokenizer,
 };
+pub use mechlens_weights::{
+    Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, long_frame,
+    svd_interpretation,
+};
 
 pub use plotters;
 pub use plotters::prelude::*;

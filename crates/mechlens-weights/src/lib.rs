@@ -1,0 +1,27 @@
+//! Weight analysis for hooked transformers: what a model's weights compute, read without
+//! running it.
+//!
+//! - [`FactoredMatrix`]: a low-rank product `A·B` kept factored (TransformerLens' class):
+//!   SVD from the factors, eigenvalues, norms, composition, indexing over `[layer, head]`.
+//! - [`Circuits`] (implemented for `HookedTransformer`): `qk()`, `ov()`, full circuits through
+//!   the embeddings on a token subset, composition scores, OV copying scores, spectra.
+//! - [`svd_interpretation`]: singular directions of OV and MLP weights read through the
+//!   unembedding (Millidge & Black 2022), as a table.
+//! - [`exact`]: the same SVD and eigen calls in f64 with LAPACK.
+//! - [`long_frame`]: any tensor as a long-format polars DataFrame.
+//!
+//! Every analysis returns tensors, and a DataFrame where a table is the natural reading.
+
+mod circuits;
+pub mod exact;
+mod factored_matrix;
+mod frame;
+mod svd_interpretation;
+
+pub use circuits::{
+    Circuit, Circuits, Composition, composition_scores, effective_rank,
+    positive_eigenvalue_fraction,
+};
+pub use factored_matrix::FactoredMatrix;
+pub use frame::long_frame;
+pub use svd_interpretation::{SvdComponent, SvdOptions, svd_interpretation};
