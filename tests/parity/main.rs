@@ -5,6 +5,7 @@
 // A test binary: failing loudly on an unexpected Err is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod analysis;
 mod babyllama;
 mod decoders;
 mod encoders;

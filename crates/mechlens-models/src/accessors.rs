@@ -46,6 +46,32 @@ impl HookedTransformer {
         self.m.embed.w_pos.as_ref().map(Tensor::shallow_clone)
     }
 
+    /// The final norm applied to `x` with its own statistics and weights, no hooks: what the
+    /// unembedding reads (TransformerLens' `model.ln_final(x)`).
+    ///
+    /// # Shapes
+    /// - `x`: `[..., d_model]` → `[..., d_model]`
+    ///
+    /// # Errors
+    /// `x`'s last dim is not `d_model`.
+    pub fn apply_ln_final(&self, x: &Tensor) -> Result<Tensor> {
+        let d = self.m.cfg.d_model as i64;
+        if x.size().last() != Some(&d) {
+            return Err(mechlens_core::Error::ShapeMismatch {
+                what: "input of ln_final".into(),
+                expected: format!("[..., {d}]"),
+                got: x.size(),
+            });
+        }
+        let mut s = mechlens_core::HookSession::none();
+        self.m.ln_final.forward(
+            x,
+            mechlens_core::HookPoint::LnFinalScale,
+            mechlens_core::HookPoint::LnFinalNormalized,
+            &mut s,
+        )
+    }
+
     /// Unembedding `W_U`, `[d_model, d_vocab]`.
     pub fn w_u(&self) -> Tensor {
         self.m.w_u.shallow_clone()

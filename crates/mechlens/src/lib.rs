@@ -2,7 +2,8 @@
 //!
 //! This is the facade a notebook loads (the "Rust · mechlens" kernel does it for you). It
 //! re-exports the hooked transformers of `mechlens-models` (as [`models`] and through the
-//! prelude), the weight analyses of `mechlens-weights` (as [`weights`] and through the prelude), and the crates a notebook needs — `tch` for tensors, `polars` for tables,
+//! prelude), the weight analyses of `mechlens-weights` and the run analyses of `mechlens-analysis` (as
+//! [`weights`] and [`analysis`], and through the prelude), and the crates a notebook needs — `tch` for tensors, `polars` for tables,
 //! `plotters` for charts — and, through [`prelude`], the display trait that makes
 //! DataFrames, tensors and charts render inline in JupyterLab.
 //!
@@ -17,6 +18,7 @@ pub mod chart;
 pub mod display;
 pub mod prelude;
 
+pub use mechlens_analysis as analysis;
 pub use mechlens_core::{
     ActivationCache, CacheFilter, Error, Hook, HookPoint, Hooks, Intervention, Result, device,
     shape,

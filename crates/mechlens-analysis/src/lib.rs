@@ -1,0 +1,17 @@
+//! Analyses of a hooked transformer's runs, as TransformerLens and the ARENA exercises do
+//! them, each returning tensors and, where a table is the natural reading, a long-format
+//! polars DataFrame.
+//!
+//! - [`CacheAnalysis`] (on `ActivationCache`): `accumulated_resid`, `decompose_resid`,
+//!   `stack_head_results`, `compute_head_results`, `get_neuron_results`,
+//!   `apply_ln_to_stack`, `logit_attrs`, returning labelled [`Stack`]s.
+//! - [`logit_lens`] (layer × position → top tokens, the answer's rank and probability) and
+//!   [`direct_logit_attribution`] per head or per layer.
+
+mod lens;
+mod resid;
+mod stack;
+
+pub use lens::{DlaBy, LogitLens, direct_logit_attribution, logit_lens};
+pub use resid::{CacheAnalysis, Decompose, ResidOptions};
+pub use stack::{Pos, Stack};

@@ -1,0 +1,345 @@
+//! Residual-stream analyses against TransformerLens' `ActivationCache` methods on the
+//! unprocessed GPT-2 fixture (LayerNorm with weights), and their bad inputs.
+
+use std::collections::HashMap;
+
+use mechlens_analysis::{CacheAnalysis, Decompose, Pos, ResidOptions};
+use mechlens_core::{ActivationCache, CacheFilter, HookPoint};
+use mechlens_models::{HookedTransformer, LoadOptions};
+use mechlens_tests::{assert_close, fixture, load};
+use tch::Tensor;
+
+fn setup() -> (HookedTransformer, ActivationCache, HashMap<String, Tensor>) {
+    let model =
+        HookedTransformer::from_pretrained(&fixture("gpt2", "model"), LoadOptions::default())
+            .unwrap();
+    let tokens = load(&fixture("gpt2", "reference"))["tokens"].shallow_clone();
+    let (_, cache) = model.run_with_cache(&tokens, CacheFilter::All).unwrap();
+    let reference = load(&format!(
+        "{}/analyses.safetensors",
+        fixture("tl_gpt2", "dir")
+    ));
+    (model, cache, reference)
+}
+
+#[test]
+fn accumulated_and_decomposed_resid_equal_transformer_lens() {
+    let (model, cache, r) = setup();
+    let ln = ResidOptions {
+        apply_ln: true,
+        ..ResidOptions::default()
+    };
+    let acc = cache.accumulated_resid(&model, ln).unwrap();
+    assert_eq!(acc.labels, ["0_pre", "1_pre", "final_post"]);
+    assert_close(
+        "accumulated_resid(apply_ln)",
+        &acc.tensor,
+        &r["acc_all_ln"],
+        1e-4,
+    );
+    let acc = cache
+        .accumulated_resid(
+            &model,
+            ResidOptions {
+                layer: Some(1),
+                incl_mid: true,
+                ..ln
+            },
+        )
+        .unwrap();
+    assert_eq!(acc.labels, ["0_pre", "0_mid", "1_pre"]);
+    assert_close(
+        "accumulated_resid(1, incl_mid)",
+        &acc.tensor,
+        &r["acc_l1_mid_ln"],
+        1e-4,
+    );
+    let acc = cache
+        .accumulated_resid(
+            &model,
+            ResidOptions {
+                layer: Some(1),
+                mlp_input: true,
+                pos: Pos::At(-1),
+                ..ln
+            },
+        )
+        .unwrap();
+    assert_close(
+        "accumulated_resid(1, mlp_input)",
+        &acc.tensor,
+        &r["acc_l1_mlp_in_ln_last"],
+        1e-4,
+    );
+
+    let dec = cache
+        .decompose_resid(
+            &model,
+            Decompose::All,
+            ResidOptions {
+                pos: Pos::At(-1),
+                ..ln
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        dec.labels,
+        [
+            "embed",
+            "pos_embed",
+            "0_attn_out",
+            "0_mlp_out",
+            "1_attn_out",
+            "1_mlp_out"
+        ]
+    );
+    assert_close(
+        "decompose_resid(apply_ln)",
+        &dec.tensor,
+        &r["decomp_all_ln_last"],
+        1e-4,
+    );
+    let dec = cache
+        .decompose_resid(
+            &model,
+            Decompose::Attn,
+            ResidOptions {
+                layer: Some(1),
+                ..ResidOptions::default()
+            },
+        )
+        .unwrap();
+    assert_close(
+        "decompose_resid(attn)",
+        &dec.tensor,
+        &r["decomp_attn_l1"],
+        1e-4,
+    );
+    let dec = cache
+        .decompose_resid(
+            &model,
+            Decompose::All,
+            ResidOptions {
+                layer: Some(1),
+                mlp_input: true,
+                ..ln
+            },
+        )
+        .unwrap();
+    assert_close(
+        "decompose_resid(mlp_input)",
+        &dec.tensor,
+        &r["decomp_mlp_in_ln"],
+        1e-4,
+    );
+}
+
+#[test]
+fn head_and_neuron_results_and_logit_attrs_equal_transformer_lens() {
+    let (model, cache, r) = setup();
+    let last_ln = ResidOptions {
+        apply_ln: true,
+        pos: Pos::At(-1),
+        ..ResidOptions::default()
+    };
+    let heads = cache.stack_head_results(&model, last_ln).unwrap();
+    assert_eq!(heads.labels.len(), 10);
+    assert_eq!(heads.labels[7], "L1H2");
+    assert_close(
+        "stack_head_results",
+        &heads.tensor,
+        &r["heads_ln_last"],
+        1e-4,
+    );
+    let neurons = cache
+        .get_neuron_results(&model, 1, Some(&[0, 3, 5]), Pos::All)
+        .unwrap();
+    assert_close("get_neuron_results", &neurons, &r["neurons_l1"], 1e-4);
+
+    let (answers, wrong) = (
+        Tensor::from_slice(&[5i64, 17]),
+        Tensor::from_slice(&[8i64, 2]),
+    );
+    let last = ResidOptions {
+        pos: Pos::At(-1),
+        ..ResidOptions::default()
+    };
+    let dec = cache.decompose_resid(&model, Decompose::All, last).unwrap();
+    let attrs = cache
+        .logit_attrs(&model, &dec.tensor, &answers, Some(&wrong), Pos::At(-1))
+        .unwrap();
+    assert_close(
+        "logit_attrs (decomposed, vs incorrect)",
+        &attrs,
+        &r["logit_attrs_decomp"],
+        1e-4,
+    );
+    let heads = cache.stack_head_results(&model, last).unwrap();
+    let attrs = cache
+        .logit_attrs(&model, &heads.tensor, &answers, None, Pos::At(-1))
+        .unwrap();
+    assert_close("logit_attrs (heads)", &attrs, &r["logit_attrs_heads"], 1e-4);
+    let frame = heads.frame(&attrs, "logit_attr").unwrap();
+    assert_eq!(frame.height(), 20);
+    assert_eq!(frame.get_column_names().len(), 3);
+}
+
+#[test]
+fn bad_inputs_name_what_was_wrong() {
+    let (model, cache, _) = setup();
+    let err = |r: mechlens_core::Result<mechlens_analysis::Stack>| match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    };
+    let e = err(cache.accumulated_resid(
+        &model,
+        ResidOptions {
+            layer: Some(3),
+            ..ResidOptions::default()
+        },
+    ));
+    assert!(
+        e.contains("3 is out of range") && e.contains("2 layers"),
+        "{e}"
+    );
+    let e = err(cache.accumulated_resid(
+        &model,
+        ResidOptions {
+            pos: Pos::At(9),
+            ..ResidOptions::default()
+        },
+    ));
+    assert!(e.contains("9") && e.contains("9 positions"), "{e}");
+
+    // A cache without the final norm's scale: the error says which hook and how to cache it.
+    let tokens = load(&fixture("gpt2", "reference"))["tokens"].shallow_clone();
+    let filter = CacheFilter::by_name(|n| n.contains("resid"));
+    let (_, partial) = model.run_with_cache(&tokens, filter).unwrap();
+    let e = err(partial.accumulated_resid(
+        &model,
+        ResidOptions {
+            layer: Some(1),
+            apply_ln: true,
+            ..ResidOptions::default()
+        },
+    ));
+    assert!(
+        e.contains("blocks.1.ln1.hook_scale") && e.contains("run_with_cache"),
+        "{e}"
+    );
+    assert!(!partial.contains(HookPoint::Z(0)));
+    let e = err(partial.stack_head_results(&model, ResidOptions::default()));
+    assert!(e.contains("blocks.0.attn.hook_z"), "{e}");
+
+    let stack = cache
+        .decompose_resid(
+            &model,
+            Decompose::All,
+            ResidOptions {
+                pos: Pos::At(-1),
+                ..ResidOptions::default()
+            },
+        )
+        .unwrap();
+    let logit_err = |t: &Tensor, w: Option<&Tensor>| match cache.logit_attrs(
+        &model,
+        &stack.tensor,
+        t,
+        w,
+        Pos::At(-1),
+    ) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    };
+    let e = logit_err(&Tensor::from_slice(&[5i64, 97]), None);
+    assert!(e.contains("97") && e.contains("0..97"), "{e}");
+    let e = logit_err(
+        &Tensor::from_slice(&[5i64, 6]),
+        Some(&Tensor::from_slice(&[1i64])),
+    );
+    assert!(e.contains("same shape"), "{e}");
+    let e = match cache.get_neuron_results(&model, 1, Some(&[500]), Pos::All) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("500") && e.contains("neurons"), "{e}");
+}
+
+#[test]
+fn logit_lens_final_layer_is_the_model_and_dla_sums_to_the_logit_difference() {
+    use mechlens_analysis::{DlaBy, direct_logit_attribution, logit_lens};
+    // Processed weights (TL's defaults): the final norm's weights live in W_U, so the
+    // direct attributions of all components add up to the logit difference exactly.
+    let model = HookedTransformer::from_pretrained(
+        &fixture("gpt2", "model"),
+        LoadOptions::transformer_lens(),
+    )
+    .unwrap();
+    let tokens = load(&fixture("gpt2", "reference"))["tokens"].shallow_clone();
+    let (logits, cache) = model.run_with_cache(&tokens, CacheFilter::All).unwrap();
+
+    let lens = logit_lens(&model, &cache, 1, 3, Some(17)).unwrap();
+    assert_eq!(lens.labels, ["0_pre", "1_pre", "final_post"]);
+    let final_lp = lens.log_probs.get(2);
+    assert_close(
+        "lens at final_post",
+        &final_lp,
+        &logits.get(1).log_softmax(-1, tch::Kind::Float),
+        1e-4,
+    );
+    assert_eq!(lens.table.height(), 3 * 9 * 3);
+    // The rank-1 token at (final_post, last position) is the model's argmax there.
+    let argmax = logits.get(1).get(-1).argmax(0, false).int64_value(&[]);
+    let ids = lens
+        .table
+        .column("token_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .clone();
+    let row = (2 * 9 + 8) * 3; // component 2, pos 8, rank 1
+    assert_eq!(ids.get(row), Some(argmax));
+    let answer_rank = lens
+        .table
+        .column("answer_rank")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .get(row)
+        .unwrap();
+    let expected_rank = logits
+        .get(1)
+        .get(-1)
+        .gt_tensor(&logits.get(1).get(-1).get(17))
+        .sum(tch::Kind::Int64)
+        .int64_value(&[])
+        + 1;
+    assert_eq!(i64::from(answer_rank), expected_rank);
+
+    let (answers, wrong) = (
+        Tensor::from_slice(&[5i64, 17]),
+        Tensor::from_slice(&[8i64, 2]),
+    );
+    let b_u = model.b_u().unwrap();
+    for by in [DlaBy::Layer, DlaBy::Head] {
+        let (stack, attrs, table) =
+            direct_logit_attribution(&model, &cache, by, &answers, Some(&wrong)).unwrap();
+        assert_eq!(table.height(), stack.labels.len() * 2);
+        if by == DlaBy::Layer {
+            for b in 0..2i64 {
+                let last = logits.get(b).get(-1);
+                let (a, w) = (answers.int64_value(&[b]), wrong.int64_value(&[b]));
+                let diff = last.double_value(&[a]) - last.double_value(&[w]);
+                let bias = b_u.double_value(&[a]) - b_u.double_value(&[w]);
+                let total = attrs.select(1, b).sum(tch::Kind::Double).double_value(&[]);
+                assert!(
+                    (total + bias - diff).abs() < 1e-4,
+                    "row {b}: Σ attrs {total} + bias {bias} vs logit diff {diff}"
+                );
+            }
+        }
+    }
+    assert!(logit_lens(&model, &cache, 2, 3, None).is_err());
+    assert!(logit_lens(&model, &cache, 0, 0, None).is_err());
+    assert!(logit_lens(&model, &cache, 0, 3, Some(97)).is_err());
+}
