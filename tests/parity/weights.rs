@@ -318,3 +318,59 @@ fn bad_inputs_are_refused() {
     let e = err(batched.index(&[0, 9]));
     assert!(e.contains("out of range"), "{e}");
 }
+
+#[test]
+fn svd_interpretation_equals_transformer_lens_svd_interpreter() {
+    // TL's SVDInterpreter gives each direction's projection on the whole vocabulary; our table
+    // keeps the top and bottom k. A singular vector's sign is arbitrary, so a direction may
+    // come out negated: its top k are then TL's bottom k, negated.
+    let model =
+        HookedTransformer::from_pretrained(&fixture("gpt2", "model"), LoadOptions::default())
+            .unwrap();
+    let r = load(&format!(
+        "{}/analyses.safetensors",
+        fixture("tl_gpt2", "dir")
+    ));
+    let k = 5usize;
+    for (component, layer, head, key) in [
+        (SvdComponent::Ov, 1usize, Some(2u32), "svd_ov_1_2"),
+        (SvdComponent::MlpIn, 1, None, "svd_w_in_1"),
+        (SvdComponent::MlpOut, 0, None, "svd_w_out_0"),
+    ] {
+        let opts = SvdOptions {
+            directions: 4,
+            k,
+            layers: Some(vec![layer]),
+            components: vec![component],
+        };
+        let table = svd_interpretation(&model, &opts).unwrap();
+        let reference = r[key].squeeze_dim(1); // [vocab, directions]
+        for direction in 0..4u32 {
+            let mut filter = col("sv_index")
+                .eq(lit(direction))
+                .and(col("rank").gt(lit(0i32)));
+            if let Some(h) = head {
+                filter = filter.and(col("head").eq(lit(h)));
+            }
+            let rows = table.clone().lazy().filter(filter).collect().unwrap();
+            let ours: Vec<f64> = rows
+                .column("score")
+                .unwrap()
+                .f64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect();
+            let tl = reference
+                .select(1, i64::from(direction))
+                .to_kind(Kind::Double);
+            let top: Vec<f64> = Vec::try_from(tl.topk(k as i64, 0, true, true).0).unwrap();
+            let flipped: Vec<f64> = Vec::try_from(-tl.topk(k as i64, 0, false, true).0).unwrap();
+            let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
+            assert_eq!(ours.len(), k);
+            assert!(
+                close(&ours, &top) || close(&ours, &flipped),
+                "{key} direction {direction}: ours {ours:?}, TL top {top:?} / negated bottom {flipped:?}"
+            );
+        }
+    }
+}

@@ -46,6 +46,43 @@ impl HookedTransformer {
         self.m.embed.w_pos.as_ref().map(Tensor::shallow_clone)
     }
 
+    /// Each layer's pre-attention norm weight `ln1.w`, `[n_layers, d_model]`; `None` once
+    /// folded into the next weights (or for a norm without weights).
+    ///
+    /// # Errors
+    /// libtorch's errors only.
+    pub fn ln1_w(&self) -> Result<Option<Tensor>> {
+        if self.m.blocks.iter().any(|b| b.ln1.w.is_none()) {
+            return Ok(None);
+        }
+        self.stack(|b| {
+            Ok(b.ln1
+                .w
+                .as_ref()
+                .map(Tensor::shallow_clone)
+                .unwrap_or_default())
+        })
+        .map(Some)
+    }
+
+    /// Each layer's pre-MLP norm weight `ln2.w`, `[n_layers, d_model]`; `None` once folded.
+    ///
+    /// # Errors
+    /// libtorch's errors only.
+    pub fn ln2_w(&self) -> Result<Option<Tensor>> {
+        if self.m.blocks.iter().any(|b| b.ln2.w.is_none()) {
+            return Ok(None);
+        }
+        self.stack(|b| {
+            Ok(b.ln2
+                .w
+                .as_ref()
+                .map(Tensor::shallow_clone)
+                .unwrap_or_default())
+        })
+        .map(Some)
+    }
+
     /// The final norm applied to `x` with its own statistics and weights, no hooks: what the
     /// unembedding reads (TransformerLens' `model.ln_final(x)`).
     ///

@@ -18,7 +18,8 @@ use crate::frame::table_err;
 pub enum SvdComponent {
     /// A head's `W_V · W_O`: its output-side singular directions.
     Ov,
-    /// An MLP's `W_in`: its input-side (residual) singular directions.
+    /// An MLP's `W_in` (scaled by the `ln2` weight when not folded): its input-side
+    /// (residual) singular directions.
     MlpIn,
     /// An MLP's `W_out`: its output-side (residual) singular directions.
     MlpOut,
@@ -111,7 +112,13 @@ pub fn svd_interpretation(model: &HookedTransformer, opts: &SvdOptions) -> Resul
     } else {
         None
     };
-    let (w_in, w_out) = (model.w_in()?, model.w_out()?);
+    // As TransformerLens' SVDInterpreter: W_in as the MLP sees the stream, i.e. scaled by an
+    // unfolded ln2 weight.
+    let w_in = match model.ln2_w()? {
+        Some(ln2) => model.w_in()?.f_mul(&ln2.f_unsqueeze(-1)?)?,
+        None => model.w_in()?,
+    };
+    let w_out = model.w_out()?;
     let mut rows = Rows::default();
     for &layer in &layers {
         for &component in &opts.components {
