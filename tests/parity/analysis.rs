@@ -343,3 +343,90 @@ fn logit_lens_final_layer_is_the_model_and_dla_sums_to_the_logit_difference() {
     assert!(logit_lens(&model, &cache, 0, 0, None).is_err());
     assert!(logit_lens(&model, &cache, 0, 3, Some(97)).is_err());
 }
+
+#[test]
+fn head_detectors_equal_transformer_lens() {
+    use mechlens_analysis::{
+        DetectOptions, ErrorMeasure, HeadPattern, detect_head, induction_scores,
+        repeated_random_tokens,
+    };
+    let (model, _, r) = setup();
+    let tokens = &r["detect_tokens"];
+    type Kind = fn() -> HeadPattern;
+    let kinds: [(&str, Kind); 3] = [
+        ("previous_token_head", || HeadPattern::PreviousToken),
+        ("duplicate_token_head", || HeadPattern::DuplicateToken),
+        ("induction_head", || HeadPattern::Induction),
+    ];
+    for (name, kind) in kinds {
+        let mul = detect_head(&model, tokens, kind(), DetectOptions::default()).unwrap();
+        assert_close(
+            &format!("{name} (mul)"),
+            &mul,
+            &r[&format!("detect_{name}_mul")],
+            1e-5,
+        );
+        let abs = DetectOptions {
+            exclude_bos: true,
+            error_measure: ErrorMeasure::Abs,
+            ..DetectOptions::default()
+        };
+        let abs = detect_head(&model, tokens, kind(), abs).unwrap();
+        assert_close(
+            &format!("{name} (abs)"),
+            &abs,
+            &r[&format!("detect_{name}_abs_nobos")],
+            1.01e-3,
+        );
+        let no_current = DetectOptions {
+            exclude_bos: true,
+            exclude_current_token: true,
+            ..DetectOptions::default()
+        };
+        let nc = detect_head(&model, tokens, kind(), no_current).unwrap();
+        assert_close(
+            &format!("{name} (no current)"),
+            &nc,
+            &r[&format!("detect_{name}_mul_nocurrent")],
+            1e-5,
+        );
+    }
+    let (scores, table) = induction_scores(&model, &r["rep_tokens"], 6).unwrap();
+    assert_close("induction scores", &scores, &r["induction_scores"], 1e-5);
+    assert_eq!(table.height(), 10);
+
+    // Our own repeated tokens: BOS-or-0, then a half and the same half again.
+    let rep = repeated_random_tokens(&model, 5, 2, 1).unwrap();
+    assert_eq!(rep.size(), [2, 11]);
+    assert!(rep.narrow(1, 1, 5).equal(&rep.narrow(1, 6, 5)));
+    assert!(rep.equal(&repeated_random_tokens(&model, 5, 2, 1).unwrap()));
+
+    // Bad inputs.
+    let err = |r: mechlens_core::Result<Tensor>| r.err().map(|e| e.to_string()).unwrap_or_default();
+    let e = err(detect_head(
+        &model,
+        &Tensor::from_slice(&[1i64]),
+        HeadPattern::PreviousToken,
+        DetectOptions::default(),
+    ));
+    assert!(e.contains("expected 2..32"), "{e}");
+    let e = err(detect_head(
+        &model,
+        tokens,
+        HeadPattern::Custom(Tensor::ones([10, 10], (tch::Kind::Float, tch::Device::Cpu))),
+        DetectOptions::default(),
+    ));
+    assert!(e.contains("lower triangular"), "{e}");
+    let e = err(detect_head(
+        &model,
+        tokens,
+        HeadPattern::Custom(Tensor::ones([4, 4], (tch::Kind::Float, tch::Device::Cpu)).tril(0)),
+        DetectOptions::default(),
+    ));
+    assert!(e.contains("[10, 10]"), "{e}");
+    let e = induction_scores(&model, &r["rep_tokens"], 5)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("[batch, 11]"), "{e}");
+}

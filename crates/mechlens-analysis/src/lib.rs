@@ -7,11 +7,19 @@
 //!   `apply_ln_to_stack`, `logit_attrs`, returning labelled [`Stack`]s.
 //! - [`logit_lens`] (layer × position → top tokens, the answer's rank and probability) and
 //!   [`direct_logit_attribution`] per head or per layer.
+//! - Head detectors: [`detect_head`] (previous-token, duplicate-token, induction, or your own
+//!   pattern; TransformerLens' scores) and ARENA's [`induction_scores`] on
+//!   [`repeated_random_tokens`].
 
+mod detectors;
 mod lens;
 mod resid;
 mod stack;
 
+pub use detectors::{
+    DetectOptions, ErrorMeasure, HeadPattern, detect_head, detection_pattern, induction_scores,
+    repeated_random_tokens,
+};
 pub use lens::{DlaBy, LogitLens, direct_logit_attribution, logit_lens};
 pub use resid::{CacheAnalysis, Decompose, ResidOptions};
 pub use stack::{Pos, Stack};
