@@ -430,3 +430,97 @@ fn head_detectors_equal_transformer_lens() {
         .unwrap_or_default();
     assert!(e.contains("[batch, 11]"), "{e}");
 }
+
+#[test]
+fn activation_patching_equals_transformer_lens() {
+    use mechlens_analysis::{PatchTarget, activation_patch};
+    let (model, cache, r) = setup();
+    let corrupted = &r["patch_corrupted"];
+    let metric = |logits: &Tensor| -> mechlens_core::Result<Tensor> {
+        let last = logits.select(1, -1);
+        Ok(last.select(1, 5).mean(tch::Kind::Float) - last.select(1, 8).mean(tch::Kind::Float))
+    };
+    for (target, key, dims) in [
+        (PatchTarget::ResidPre, "patch_resid_pre", vec![2, 9]),
+        (PatchTarget::ResidMid, "patch_resid_mid", vec![2, 9]),
+        (PatchTarget::AttnOut, "patch_attn_out", vec![2, 9]),
+        (PatchTarget::MlpOut, "patch_mlp_out", vec![2, 9]),
+        (
+            PatchTarget::HeadOutAllPos,
+            "patch_attn_head_out_all_pos",
+            vec![2, 5],
+        ),
+        (
+            PatchTarget::HeadOutByPos,
+            "patch_attn_head_out_by_pos",
+            vec![2, 9, 5],
+        ),
+        (
+            PatchTarget::HeadQAllPos,
+            "patch_attn_head_q_all_pos",
+            vec![2, 5],
+        ),
+        (
+            PatchTarget::HeadVByPos,
+            "patch_attn_head_v_by_pos",
+            vec![2, 9, 5],
+        ),
+        (
+            PatchTarget::HeadPatternAllPos,
+            "patch_attn_head_pattern_all_pos",
+            vec![2, 5],
+        ),
+    ] {
+        let result = activation_patch(&model, corrupted, &cache, target, metric).unwrap();
+        assert_eq!(result.scores.size(), dims, "{target:?}");
+        assert_close(&format!("{target:?}"), &result.scores, &r[key], 1e-4);
+        assert_eq!(result.table.height() as i64, dims.iter().product::<i64>());
+    }
+    // Positions 0 and 1 hold the same tokens in both prompts, and nothing before them differs:
+    // patching them at layer 0 changes nothing, so the metric stays the corrupted run's.
+    let corrupted_metric = metric(&model.forward(corrupted).unwrap())
+        .unwrap()
+        .double_value(&[]);
+    let resid = activation_patch(&model, corrupted, &cache, PatchTarget::ResidPre, metric).unwrap();
+    for pos in [0, 1] {
+        let patched = resid.scores.double_value(&[0, pos]);
+        assert!(
+            (patched - corrupted_metric).abs() < 1e-5,
+            "pos {pos}: {patched} vs {corrupted_metric}"
+        );
+    }
+
+    // Bad inputs: a metric that is not a scalar, prompts of different shapes, a cache without
+    // the activation.
+    let e = activation_patch(
+        &model,
+        corrupted,
+        &cache,
+        PatchTarget::ResidPre,
+        |l: &Tensor| Ok(l.select(1, -1)),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("scalar"), "{e}");
+    let e = activation_patch(
+        &model,
+        &corrupted.narrow(1, 0, 5),
+        &cache,
+        PatchTarget::ResidPre,
+        metric,
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("same shape"), "{e}");
+    let tokens = load(&fixture("gpt2", "reference"))["tokens"].shallow_clone();
+    let (_, partial) = model
+        .run_with_cache(&tokens, CacheFilter::by_name(|n| n.contains("resid_pre")))
+        .unwrap();
+    let e = activation_patch(&model, corrupted, &partial, PatchTarget::MlpOut, metric)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("blocks.0.hook_mlp_out"), "{e}");
+}

@@ -10,9 +10,12 @@
 //! - Head detectors: [`detect_head`] (previous-token, duplicate-token, induction, or your own
 //!   pattern; TransformerLens' scores) and ARENA's [`induction_scores`] on
 //!   [`repeated_random_tokens`].
+//! - Activation patching: [`activation_patch`] with TransformerLens' ready-made targets
+//!   ([`PatchTarget`]) and [`generic_activation_patch`] for any hook point and axes.
 
 mod detectors;
 mod lens;
+mod patching;
 mod resid;
 mod stack;
 
@@ -21,5 +24,8 @@ pub use detectors::{
     repeated_random_tokens,
 };
 pub use lens::{DlaBy, LogitLens, direct_logit_attribution, logit_lens};
+pub use patching::{
+    PatchAxis, PatchResult, PatchSpec, PatchTarget, activation_patch, generic_activation_patch,
+};
 pub use resid::{CacheAnalysis, Decompose, ResidOptions};
 pub use stack::{Pos, Stack};

@@ -626,6 +626,40 @@ impl HookedTransformer {
         self.run_plain(Start::Residual(&residual, start_at_layer), None, None)
     }
 
+    /// [`HookedTransformer::forward_from_layer`] with `hooks` active in the blocks it runs
+    /// (hooks on earlier layers or the embeddings never fire). Activation patching uses it to
+    /// rerun only what a patch can change.
+    ///
+    /// # Shapes
+    /// - `residual`: `[batch, pos, d_model]` → `[batch, pos, d_vocab]`
+    ///
+    /// # Errors
+    /// As [`HookedTransformer::forward_from_layer`] and [`HookedTransformer::run_with_hooks`].
+    pub fn forward_from_layer_with_hooks(
+        &self,
+        residual: &Tensor,
+        start_at_layer: usize,
+        mut hooks: Hooks<'_>,
+    ) -> Result<Tensor> {
+        self.check_hooks(&hooks.points())?;
+        self.check_layer("start_at_layer", start_at_layer)?;
+        let d = self.m.cfg.d_model as i64;
+        mechlens_core::shape::expect_shape(residual, "residual", &[None, None, Some(d)])?;
+        let residual = residual.f_to_device(self.device)?;
+        let mut persistent = self.persistent()?;
+        let mut s = HookSession::none()
+            .with_persistent(&mut persistent)
+            .with_hooks(&mut hooks);
+        let _guard = tch::no_grad_guard();
+        self.m.run(
+            Start::Residual(&residual, start_at_layer),
+            None,
+            None,
+            None,
+            &mut s,
+        )
+    }
+
     fn check_layer(&self, what: &str, layer: usize) -> Result<()> {
         let n = self.m.cfg.n_layers;
         if layer > n {
