@@ -11,14 +11,18 @@
 //!   pattern; TransformerLens' scores) and ARENA's [`induction_scores`] on
 //!   [`repeated_random_tokens`].
 //! - Activation patching: [`activation_patch`] with TransformerLens' ready-made targets
-//!   ([`PatchTarget`]) and [`generic_activation_patch`] for any hook point and axes.
+//!   ([`PatchTarget`]) and [`generic_activation_patch`] for any hook point and axes;
+//!   [`attribution_patch`] estimates them all from one forward and one backward pass, and
+//!   [`patching_correlation`] says how well.
 
+mod attribution;
 mod detectors;
 mod lens;
 mod patching;
 mod resid;
 mod stack;
 
+pub use attribution::{attribution_patch, generic_attribution_patch, patching_correlation};
 pub use detectors::{
     DetectOptions, ErrorMeasure, HeadPattern, detect_head, detection_pattern, induction_scores,
     repeated_random_tokens,

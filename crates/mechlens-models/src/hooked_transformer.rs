@@ -504,6 +504,22 @@ impl HookedTransformer {
         filter: CacheFilter,
         metric: impl FnOnce(&Tensor) -> Result<Tensor>,
     ) -> Result<(f64, ActivationCache)> {
+        let (value, _, grads) = self.gradients_with_activations(input, filter, metric)?;
+        Ok((value, grads))
+    }
+
+    /// [`HookedTransformer::gradients`] that also returns the activations themselves (detached),
+    /// from the same forward pass: `(metric value, activations, gradients)`. Attribution
+    /// patching needs both.
+    ///
+    /// # Errors
+    /// As [`HookedTransformer::gradients`].
+    pub fn gradients_with_activations(
+        &self,
+        input: impl ModelInput,
+        filter: CacheFilter,
+        metric: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<(f64, ActivationCache, ActivationCache)> {
         if let CacheFilter::Names(points) = &filter {
             self.check_hooks(points)?;
         }
@@ -534,16 +550,17 @@ impl HookedTransformer {
         let (points, tensors): (Vec<HookPoint>, Vec<Tensor>) =
             acts.iter().map(|(p, t)| (*p, t.shallow_clone())).unzip();
         let grads = Tensor::f_run_backward(&[&value], &tensors, false, false)?;
-        let mut out = ActivationCache::new();
+        let (mut out_acts, mut out_grads) = (ActivationCache::new(), ActivationCache::new());
         for ((point, act), grad) in points.into_iter().zip(&tensors).zip(grads) {
             let grad = if grad.defined() {
                 grad
             } else {
                 act.zeros_like()
             };
-            out.insert(point, grad.detach());
+            out_grads.insert(point, grad.detach());
+            out_acts.insert(point, act.detach());
         }
-        Ok((value.f_double_value(&[])?, out))
+        Ok((value.f_double_value(&[])?, out_acts, out_grads))
     }
 
     /// Mean next-token cross-entropy loss (a scalar).
