@@ -79,13 +79,16 @@ against the same factored algorithm in f64 with LAPACK (`svd_f64`, via `ndarray-
 code("""
 let s_factored = head.s()?;
 let (_, s_explicit, _) = head.ab()?.svd(true, true);
-let diff = (&s_factored - s_explicit.narrow(0, 0, 16)).abs().max().double_value(&[]);
-let (_, s64, _) = head.svd_f64()?;
-let top = s64[0];
-let diff64 = s64.iter().zip(Vec::<f64>::try_from(s_factored.to_kind(Kind::Double))?)
-    .map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+let diff: f64 = (&s_factored - s_explicit.narrow(0, 0, 16)).abs().max().double_value(&[]);
+// The f64 path returns ndarray arrays (mechlens::weights::ndarray); kept inside a block here
+// because evcxr needs a written type for every variable a cell leaves behind.
+let (top, diff64): (f64, f64) = {
+    let (_, s64, _) = head.svd_f64()?;
+    let ours = Vec::<f64>::try_from(s_factored.to_kind(Kind::Double))?;
+    (s64[0], s64.iter().zip(&ours).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max))
+};
 println!("largest singular value {top:.5}; factored vs explicit: {diff:.1e}; f32 vs f64 LAPACK: {:.1e} relative", diff64 / top);
-assert!(diff < 1e-6 && diff64 / top < 1e-6);
+assert!(diff / top < 1e-5 && diff64 / top < 1e-5);
 """)
 
 md("""
@@ -157,20 +160,18 @@ let pairs = model.composition_frame(Composition::K)?
     .sort(["score"], polars::prelude::SortMultipleOptions::default().with_order_descending(true))
     .map_err(|e| mechlens::Error::invalid("table", e.to_string()))?;
 assert_eq!(pairs.height(), 10 * 64);    // (5 choose 2) layer pairs × 8 × 8 heads
+// Read columns in the cell that made the frame: see the note at the end of this notebook.
+let scores: Vec<f64> = pairs.column("score").map_err(|e| mechlens::Error::invalid("table", e.to_string()))?
+    .f64().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?.into_no_null_iter().collect();
+let median = scores[scores.len() / 2];
+println!("strongest K-composition {:.3}, median {:.3}", scores[0], median);
+assert!(scores[0] > 2.0 * median, "a few pairs compose far more than the typical pair");
 pairs.head(Some(8))
 """)
 code("""
 // Layer 0 → layer 1 K-composition, one cell per (earlier head, later head).
 heatmap(&k_comp.get(0).select(1, 1), "K-composition: layer-0 head (row) → layer-1 head (column)")?
 """)
-code("""
-let scores: Vec<f64> = pairs.column("score").map_err(|e| mechlens::Error::invalid("table", e.to_string()))?
-    .f64().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?.into_no_null_iter().collect();
-let median = scores[scores.len() / 2];
-println!("strongest K-composition {:.3}, median {:.3}", scores[0], median);
-assert!(scores[0] > 2.0 * median, "a few pairs compose far more than the typical pair");
-""")
-
 md("""
 ## Spectra and effective rank
 
@@ -203,21 +204,24 @@ code("""
 let svd_table = svd_interpretation(&raw, &SvdOptions::default())?;
 // Heads have rank 16, MLP matrices (128 × 344) rank 128 ≥ 30: 5 × (8·16 + 30 + 30) directions, 30 tokens each.
 assert_eq!(svd_table.height(), 5 * (8 * 16 + 30 + 30) * 30);
-svd_table.head(Some(6))
-""")
-code("""
 // The first three directions of head 4.7's OV circuit: which characters each promotes.
 for direction in 0..3u32 {
     let rows = svd_table.clone().lazy()
         .filter(col("layer").eq(lit(4u32)).and(col("component").eq(lit("OV"))).and(col("head").eq(lit(7u32)))
             .and(col("sv_index").eq(lit(direction))).and(col("rank").gt(lit(0i32))))
         .collect().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?;
-    let tokens: Vec<String> = rows.column("token").map_err(|e| mechlens::Error::invalid("table", e.to_string()))?
-        .str().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?
-        .into_no_null_iter().map(|t| format!("{t:?}")).collect();
+    let column = rows.column("token").map_err(|e| mechlens::Error::invalid("table", e.to_string()))?
+        .str().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?.clone();
+    let tokens: Vec<String> = (0..column.len()).filter_map(|i| column.get(i)).map(|t| format!("{t:?}")).collect();
     assert_eq!(tokens.len(), 15);
     println!("direction {direction}: {}", tokens.join(" "));
 }
+svd_table.head(Some(6))
+""")
+md("""
+Direction 0 of head 4.7 promotes mostly lower-case consonants; directions 1 and 2 gather
+rare symbols, the kind of uninterpretable direction the post also reports. Filter the table
+by `component` and `layer` to browse the MLPs the same way.
 """)
 
 md("""
@@ -228,6 +232,12 @@ md("""
   `.get_corner(k)` work on any of them.
 - `mechlens::weights::exact` has the f64 LAPACK calls for matrices of your own.
 - Notebook 01 shows how to check a weight-based story on activations with hooks.
+
+*A note on tables across cells.* A DataFrame that went through a lazy query or a sort in one
+cell can fail to find its columns by name in a later cell (`not found: "score"`), while it
+still displays. Each cell is compiled into its own library, apparently with its own hashing
+seeds for polars' name lookups. Until mechlens fixes that, read columns in the cell that
+built the frame, as this notebook does.
 """)
 
 nb = new_notebook(cells=cells)
