@@ -34,7 +34,7 @@ fn main() -> Result<()> {
     let clean = Tensor::randint(vocab, [1, pos], (Kind::Int64, tch::Device::Cpu));
     // The corrupted prompt differs in its first half.
     let corrupted = clean.copy();
-    let _ = corrupted.narrow(1, 0, pos / 2).copy_(&Tensor::randint(
+    corrupted.narrow(1, 0, pos / 2).copy_(&Tensor::randint(
         vocab,
         [1, pos / 2],
         (Kind::Int64, tch::Device::Cpu),

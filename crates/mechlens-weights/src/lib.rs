@@ -23,7 +23,7 @@ pub use circuits::{
     positive_eigenvalue_fraction,
 };
 pub use factored_matrix::FactoredMatrix;
+pub use frame::long_frame;
 /// The array crate of [`exact`]'s results, so its types can be named.
 pub use ndarray;
-pub use frame::long_frame;
 pub use svd_interpretation::{SvdComponent, SvdOptions, svd_interpretation};
