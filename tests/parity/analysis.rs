@@ -577,3 +577,173 @@ fn attribution_patching_tracks_activation_patching() {
         }
     }
 }
+
+#[test]
+fn ablations_replace_exactly_what_they_name() {
+    use mechlens_analysis::{Ablation, Component, ablate, ablate_each_head, ablation_hooks};
+    let (model, clean, _) = setup();
+    let tokens = load(&fixture("gpt2", "reference"))["tokens"].shallow_clone();
+    let cached = |components: &[Component], ablation: Ablation, positions: Option<&[i64]>| {
+        let hooks = ablation_hooks(&model, &tokens, components, ablation, positions).unwrap();
+        model
+            .run_with_hooks_and_cache(&tokens, hooks, CacheFilter::All, None)
+            .unwrap()
+            .1
+    };
+    // Zero-ablating every head of layer 1 leaves only the output bias in attn_out.
+    let heads: Vec<Component> = (0..5)
+        .map(|head| Component::Head { layer: 1, head })
+        .collect();
+    let c = cached(&heads, Ablation::Zero, None);
+    let b_o = model.b_o().unwrap().get(1);
+    assert_close(
+        "attn_out = b_O",
+        c.get(HookPoint::AttnOut(1)).unwrap(),
+        &b_o.expand([2, 9, 30], false),
+        1e-6,
+    );
+
+    // Mean ablation of head 1.2 at positions 3 and 4: the batch mean there, untouched elsewhere.
+    let c = cached(
+        &[Component::Head { layer: 1, head: 2 }],
+        Ablation::Mean,
+        Some(&[3, 4]),
+    );
+    let z = c.get(HookPoint::Z(1)).unwrap();
+    let z_clean = clean.get(HookPoint::Z(1)).unwrap();
+    let mean = z_clean
+        .narrow(1, 3, 2)
+        .select(2, 2)
+        .mean_dim(0, true, tch::Kind::Float);
+    assert_close(
+        "mean-ablated",
+        &z.narrow(1, 3, 2).select(2, 2),
+        &mean.expand([2, 2, 6], false),
+        1e-6,
+    );
+    assert_close("other heads", &z.select(2, 1), &z_clean.select(2, 1), 1e-6);
+    assert_close(
+        "other positions",
+        &z.narrow(1, 0, 3),
+        &z_clean.narrow(1, 0, 3),
+        1e-6,
+    );
+
+    // Resample with a batch of two: each prompt takes the other's activation.
+    let c = cached(
+        &[Component::Head { layer: 0, head: 4 }],
+        Ablation::Resample { seed: 3 },
+        None,
+    );
+    let z = c.get(HookPoint::Z(0)).unwrap().select(2, 4);
+    let z_clean = clean.get(HookPoint::Z(0)).unwrap().select(2, 4);
+    assert_close("resampled 0←1", &z.get(0), &z_clean.get(1), 1e-6);
+    assert_close("resampled 1←0", &z.get(1), &z_clean.get(0), 1e-6);
+
+    // A neuron, and a whole MLP.
+    let c = cached(
+        &[
+            Component::Neuron {
+                layer: 0,
+                neuron: 7,
+            },
+            Component::Mlp { layer: 1 },
+        ],
+        Ablation::Zero,
+        None,
+    );
+    assert_eq!(
+        c.get(HookPoint::MlpPost(0))
+            .unwrap()
+            .select(2, 7)
+            .abs()
+            .sum(tch::Kind::Double)
+            .double_value(&[]),
+        0.0
+    );
+    assert!(
+        c.get(HookPoint::MlpPost(0))
+            .unwrap()
+            .select(2, 6)
+            .abs()
+            .sum(tch::Kind::Double)
+            .double_value(&[])
+            > 0.0
+    );
+    assert_eq!(
+        c.get(HookPoint::MlpOut(1))
+            .unwrap()
+            .abs()
+            .sum(tch::Kind::Double)
+            .double_value(&[]),
+        0.0
+    );
+
+    // The per-head sweep equals ablating each head on its own.
+    let metric = |logits: &Tensor| -> mechlens_core::Result<Tensor> {
+        Ok(logits.select(1, -1).select(1, 5).mean(tch::Kind::Float))
+    };
+    let (scores, table) = ablate_each_head(&model, &tokens, Ablation::Zero, metric).unwrap();
+    assert_eq!(table.height(), 10);
+    let one = metric(
+        &ablate(
+            &model,
+            &tokens,
+            &[Component::Head { layer: 1, head: 3 }],
+            Ablation::Zero,
+            None,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!((scores.double_value(&[1, 3]) - one.double_value(&[])).abs() < 1e-6);
+
+    // Bad inputs.
+    let err = |components: &[Component],
+               ablation: Ablation,
+               positions: Option<&[i64]>,
+               tokens: &Tensor| {
+        ablation_hooks(&model, tokens, components, ablation, positions)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let e = err(
+        &[Component::Head { layer: 2, head: 0 }],
+        Ablation::Zero,
+        None,
+        &tokens,
+    );
+    assert!(e.contains("2 layers"), "{e}");
+    let e = err(
+        &[Component::Head { layer: 0, head: 5 }],
+        Ablation::Zero,
+        None,
+        &tokens,
+    );
+    assert!(e.contains("5 heads"), "{e}");
+    let e = err(
+        &[Component::Neuron {
+            layer: 0,
+            neuron: 120,
+        }],
+        Ablation::Zero,
+        None,
+        &tokens,
+    );
+    assert!(e.contains("120") && e.contains("neurons"), "{e}");
+    let e = err(
+        &[Component::Attn { layer: 0 }],
+        Ablation::Zero,
+        Some(&[9]),
+        &tokens,
+    );
+    assert!(e.contains("9 positions"), "{e}");
+    let e = err(
+        &[Component::Attn { layer: 0 }],
+        Ablation::Resample { seed: 0 },
+        None,
+        &tokens.narrow(0, 0, 1),
+    );
+    assert!(e.contains("at least 2"), "{e}");
+}

@@ -10,11 +10,14 @@
 //! - Head detectors: [`detect_head`] (previous-token, duplicate-token, induction, or your own
 //!   pattern; TransformerLens' scores) and ARENA's [`induction_scores`] on
 //!   [`repeated_random_tokens`].
+//! - Ablations: [`ablate`] heads, neurons or layer outputs (zero, mean over the batch,
+//!   resample from another prompt; at chosen positions), [`ablate_each_head`] for a sweep.
 //! - Activation patching: [`activation_patch`] with TransformerLens' ready-made targets
 //!   ([`PatchTarget`]) and [`generic_activation_patch`] for any hook point and axes;
 //!   [`attribution_patch`] estimates them all from one forward and one backward pass, and
 //!   [`patching_correlation`] says how well.
 
+mod ablation;
 mod attribution;
 mod detectors;
 mod lens;
@@ -22,6 +25,7 @@ mod patching;
 mod resid;
 mod stack;
 
+pub use ablation::{Ablation, Component, ablate, ablate_each_head, ablation_hooks};
 pub use attribution::{attribution_patch, generic_attribution_patch, patching_correlation};
 pub use detectors::{
     DetectOptions, ErrorMeasure, HeadPattern, detect_head, detection_pattern, induction_scores,

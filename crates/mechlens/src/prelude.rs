@@ -8,8 +8,8 @@
 pub use crate::chart::{Svg, svg_chart};
 pub use crate::display::NotebookDisplay;
 pub use mechlens_analysis::{
-    CacheAnalysis, Decompose, DlaBy, LogitLens, Pos, ResidOptions, Stack, direct_logit_attribution,
-    logit_lens,
+    Ablation, CacheAnalysis, Component, Decompose, DlaBy, LogitLens, Pos, ResidOptions, Stack,
+    ablate, ablate_each_head, ablation_hooks, direct_logit_attribution, logit_lens,
 };
 pub use mechlens_core::device::best_device;
 pub use mechlens_core::{ActivationCache, CacheFilter, Hook, HookPoint, Hooks, Intervention};
