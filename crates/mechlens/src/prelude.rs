@@ -8,8 +8,11 @@
 pub use crate::chart::{Svg, svg_chart};
 pub use crate::display::NotebookDisplay;
 pub use mechlens_analysis::{
-    Ablation, CacheAnalysis, Component, Decompose, DlaBy, LogitLens, Pos, ResidOptions, Stack,
-    ablate, ablate_each_head, ablation_hooks, direct_logit_attribution, logit_lens,
+    Ablation, CacheAnalysis, Component, Decompose, DetectOptions, DlaBy, ErrorMeasure, HeadPattern,
+    LogitLens, PatchResult, PatchSpec, PatchTarget, Pos, ResidOptions, Stack, ablate,
+    ablate_each_head, ablation_hooks, activation_patch, attribution_patch, detect_head,
+    direct_logit_attribution, generic_activation_patch, generic_attribution_patch,
+    induction_scores, logit_lens, patching_correlation, repeated_random_tokens,
 };
 pub use mechlens_core::device::best_device;
 pub use mechlens_core::{ActivationCache, CacheFilter, Hook, HookPoint, Hooks, Intervention};
