@@ -11,7 +11,6 @@ import os
 import ctypes
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import date
@@ -22,6 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from report import write_results, write_section  # noqa: E402
+from served_example import ServedExample  # noqa: E402
 
 THREADS = 2
 SHAPES = [(1, 16, 30), (8, 128, 10)]  # batch, positions, rounds
@@ -53,27 +53,10 @@ def peer_models():
     return hf, tl.eval()
 
 
-class Ours:
-    """Our forward_bench example, kept running and asked for one timed run at a time."""
-
-    def __init__(self, batch, pos, keep_freed_memory=True):
-        subprocess.run(["cargo", "build", "-q", "-p", "mechlens-models", "--example", "forward_bench"],
-                       cwd=ROOT, check=True)
-        exe = ROOT / "target" / "debug" / "examples" / "forward_bench"
-        env = dict(os.environ, MECHLENS_KEEP_FREED_MEMORY="1" if keep_freed_memory else "0")
-        self.proc = subprocess.Popen([str(exe), str(MODEL), str(batch), str(pos), str(THREADS)], cwd=ROOT, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        if self.proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("forward_bench did not start")
-
-    def run(self, what):
-        self.proc.stdin.write(what + "\n")
-        self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
+def ours(batch, pos, keep_freed_memory=True):
+    """Our forward_bench example (commands `forward`, `cache`)."""
+    return ServedExample("mechlens-models", "forward_bench", [MODEL, batch, pos, THREADS],
+                         env={"MECHLENS_KEEP_FREED_MEMORY": "1" if keep_freed_memory else "0"})
 
 
 def keep_freed_memory():
@@ -94,18 +77,18 @@ def timed_ms(fn):
 
 def measure(hf, tl, batch, pos, rounds):
     """Per round one run of each, in turn; medians of the times and of the per-round ratios."""
-    ours, glibc = Ours(batch, pos), Ours(batch, pos, keep_freed_memory=False)
+    mine, glibc = ours(batch, pos), ours(batch, pos, keep_freed_memory=False)
     tokens = torch.randint(0, hf.config.vocab_size, (batch, pos), generator=torch.Generator().manual_seed(0))
     times = {"hf": [], "tl": [], "forward": [], "cache": [], "cache_glibc": []}
     with torch.no_grad():
         hf(tokens), tl.run_with_cache(tokens)  # warm-up
         for _ in range(rounds):
             times["hf"].append(timed_ms(lambda: hf(tokens)))
-            times["forward"].append(ours.run("forward"))
-            times["cache"].append(ours.run("cache"))
+            times["forward"].append(mine.run("forward"))
+            times["cache"].append(mine.run("cache"))
             times["cache_glibc"].append(glibc.run("cache"))
             times["tl"].append(timed_ms(lambda: tl.run_with_cache(tokens)))
-    ours.close()
+    mine.close()
     glibc.close()
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = {

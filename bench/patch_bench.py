@@ -10,7 +10,6 @@ bench/results.json.
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import date
@@ -22,29 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from model_bench import MODEL, THREADS, build_model, keep_freed_memory, peer_models  # noqa: E402
 from report import write_results, write_section  # noqa: E402
+from served_example import ServedExample  # noqa: E402
 
 POS = 20
 ROUNDS = 3
-
-
-class Ours:
-    def __init__(self):
-        subprocess.run(["cargo", "build", "-q", "-p", "mechlens-analysis", "--example", "patch_bench"],
-                       cwd=ROOT, check=True)
-        exe = ROOT / "target" / "debug" / "examples" / "patch_bench"
-        self.proc = subprocess.Popen([str(exe), str(MODEL), str(POS), str(THREADS)], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        if self.proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("patch_bench did not start")
-
-    def run(self, what):
-        self.proc.stdin.write(what + "\n")
-        self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
 
 
 def main():
@@ -69,7 +49,7 @@ def main():
             patching.get_act_patch_resid_pre(tl, corrupted, clean_cache, metric)
         return (time.perf_counter() - start) * 1e3
 
-    ours = Ours()
+    ours = ServedExample("mechlens-analysis", "patch_bench", [MODEL, POS, THREADS])
     times = {"tl": [], "activation": [], "attribution": []}
     for _ in range(ROUNDS):
         times["tl"].append(tl_patch())

@@ -3,7 +3,8 @@
 //! mean ablation to its mean over the batch (per position), resample ablation to the same
 //! activation from another, randomly chosen, prompt of the batch.
 
-use mechlens_core::{CacheFilter, Error, HookPoint, Hooks, Result};
+use mechlens_core::shape::check_index;
+use mechlens_core::{CacheFilter, Error, HookPoint, Hooks, Result, SplitMix64};
 use mechlens_models::HookedTransformer;
 use tch::{Kind, Tensor};
 
@@ -69,41 +70,21 @@ impl Component {
             Self::Neuron { layer, neuron } => (layer, Some(("neuron", neuron, cfg.d_mlp))),
             Self::Attn { layer } | Self::Mlp { layer } => (layer, None),
         };
-        if layer >= cfg.n_layers {
-            return Err(Error::invalid(
-                "layer",
-                format!(
-                    "{layer} is out of range: the model has {} layers",
-                    cfg.n_layers
-                ),
-            ));
+        check_index("layer", layer as i64, cfg.n_layers, "the model")?;
+        match inner {
+            Some((what, i, n)) => check_index(what, i as i64, n, &format!("layer {layer}")),
+            None => Ok(()),
         }
-        if let Some((what, i, n)) = inner
-            && i >= n
-        {
-            return Err(Error::invalid(
-                what,
-                format!("{i} is out of range: layer {layer} has {n} {what}s"),
-            ));
-        }
-        Ok(())
     }
 }
 
 /// A permutation of `0..n` with no fixed point (Sattolo's algorithm on SplitMix64), so every
 /// prompt takes another's activation.
 fn derangement(n: i64, seed: u64) -> Vec<i64> {
-    let mut state = seed;
-    let mut next = |bound: u64| {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % bound
-    };
+    let mut rng = SplitMix64::new(seed);
     let mut p: Vec<i64> = (0..n).collect();
     for i in (1..n as usize).rev() {
-        let j = next(i as u64) as usize;
+        let j = rng.below(i as u64) as usize;
         p.swap(i, j);
     }
     p

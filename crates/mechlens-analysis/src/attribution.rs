@@ -8,6 +8,7 @@ use mechlens_core::{ActivationCache, CacheFilter, Error, HookPoint, Result};
 use mechlens_models::HookedTransformer;
 use tch::{Kind, Tensor};
 
+use crate::patching::{clean_activation, patch_result};
 use crate::{PatchResult, PatchSpec, PatchTarget};
 
 /// Estimates [`crate::activation_patch`]'s `metric(patched) − metric(corrupted)` for every
@@ -42,18 +43,8 @@ pub fn generic_attribution_patch(
         model.gradients_with_activations(corrupted, CacheFilter::Names(points.clone()), metric)?;
     let mut layers = Vec::with_capacity(n_layers);
     for point in points {
-        let clean_act = clean.get(point)?.f_to_device(model.device())?;
         let corrupt_act = acts.get(point)?;
-        if clean_act.size() != corrupt_act.size() {
-            return Err(Error::invalid(
-                "clean and corrupted runs",
-                format!(
-                    "{point} is {:?} in the clean cache but {:?} on the corrupted tokens; patching needs prompts of the same shape",
-                    clean_act.size(),
-                    corrupt_act.size()
-                ),
-            ));
-        }
+        let clean_act = clean_activation(model, clean, point, corrupt_act)?;
         let effect = clean_act
             .f_sub(corrupt_act)?
             .f_mul(grads.get(point)?)?
@@ -65,11 +56,11 @@ pub fn generic_attribution_patch(
         let rest: Vec<i64> = (keep.len() as i64..moved.dim() as i64).collect();
         layers.push(moved.f_sum_dim_intlist(rest.as_slice(), false, Kind::Double)?);
     }
-    let scores = Tensor::f_stack(&layers, 0)?.f_to_kind(Kind::Float)?;
-    let mut dims = vec!["layer"];
-    dims.extend(spec.axes.iter().map(|a| a.name));
-    let table = mechlens_weights::long_frame(&scores, &dims, "attribution")?;
-    Ok(PatchResult { scores, table })
+    patch_result(
+        Tensor::f_stack(&layers, 0)?.f_to_kind(Kind::Float)?,
+        spec,
+        "attribution",
+    )
 }
 
 /// Pearson correlation of two patching results of the same shape (e.g. attribution against

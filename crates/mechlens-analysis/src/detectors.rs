@@ -3,7 +3,7 @@
 //! copy (induction). TransformerLens' `detect_head` definitions and scores, and ARENA's
 //! induction score on repeated random tokens.
 
-use mechlens_core::{CacheFilter, Error, HookPoint, Result};
+use mechlens_core::{CacheFilter, Error, HookPoint, Result, SplitMix64};
 use mechlens_models::HookedTransformer;
 use polars::prelude::DataFrame;
 use tch::{Device, Kind, Tensor};
@@ -213,18 +213,10 @@ pub fn repeated_random_tokens(
         .bos_token_id
         .filter(|&b| b >= 0 && (b as u64) < vocab)
         .unwrap_or(0);
-    let mut state = seed;
-    let mut next = || {
-        // SplitMix64: the same sequence on every machine and libtorch build.
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % vocab) as i64
-    };
+    let mut rng = SplitMix64::new(seed);
     let mut ids = Vec::with_capacity(batch * (1 + 2 * seq_len));
     for _ in 0..batch {
-        let half: Vec<i64> = (0..seq_len).map(|_| next()).collect();
+        let half: Vec<i64> = (0..seq_len).map(|_| rng.below(vocab) as i64).collect();
         ids.push(bos);
         ids.extend(&half);
         ids.extend(&half);

@@ -173,23 +173,12 @@ pub fn generic_activation_patch(
         })
         .collect::<Result<_>>()?;
     let per_layer: usize = sizes.iter().map(|&s| s as usize).product();
+    let indices: Vec<Vec<i64>> = (0..per_layer).map(|i| unravel(i, &sizes)).collect();
     let mut scores = Vec::with_capacity(n_layers * per_layer);
     for (layer, &point) in points.iter().enumerate() {
-        let clean_act = clean.get(point)?.f_to_device(model.device())?;
-        let corrupt_act = corrupt.get(point)?;
-        if clean_act.size() != corrupt_act.size() {
-            return Err(Error::invalid(
-                "clean and corrupted runs",
-                format!(
-                    "{point} is {:?} in the clean cache but {:?} on the corrupted tokens; patching needs prompts of the same shape",
-                    clean_act.size(),
-                    corrupt_act.size()
-                ),
-            ));
-        }
+        let clean_act = clean_activation(model, clean, point, corrupt.get(point)?)?;
         let resid = corrupt.get(HookPoint::ResidPre(layer))?;
         let batch = resid.size()[0];
-        let indices: Vec<Vec<i64>> = (0..per_layer).map(|i| unravel(i, &sizes)).collect();
         for chunk in indices.chunks(RUNS_PER_BATCH) {
             let runs = chunk.len() as i64;
             let stacked = resid.f_repeat([runs, 1, 1])?;
@@ -225,10 +214,44 @@ pub fn generic_activation_patch(
     }
     let mut shape = vec![n_layers as i64];
     shape.extend(&sizes);
-    let scores = Tensor::from_slice(&scores).f_view(shape.as_slice())?;
+    patch_result(
+        Tensor::from_slice(&scores).f_view(shape.as_slice())?,
+        spec,
+        "metric",
+    )
+}
+
+/// The clean run's activation at `point`, on the model's device, checked against the
+/// corrupted run's.
+pub(crate) fn clean_activation(
+    model: &HookedTransformer,
+    clean: &ActivationCache,
+    point: HookPoint,
+    corrupt_act: &Tensor,
+) -> Result<Tensor> {
+    let clean_act = clean.get(point)?.f_to_device(model.device())?;
+    if clean_act.size() != corrupt_act.size() {
+        return Err(Error::invalid(
+            "clean and corrupted runs",
+            format!(
+                "{point} is {:?} in the clean cache but {:?} on the corrupted tokens; patching needs prompts of the same shape",
+                clean_act.size(),
+                corrupt_act.size()
+            ),
+        ));
+    }
+    Ok(clean_act)
+}
+
+/// `scores` (`[layer, axes...]`) with their long table, the value column named `value_name`.
+pub(crate) fn patch_result(
+    scores: Tensor,
+    spec: &PatchSpec,
+    value_name: &str,
+) -> Result<PatchResult> {
     let mut dims = vec!["layer"];
     dims.extend(spec.axes.iter().map(|a| a.name));
-    let table = mechlens_weights::long_frame(&scores, &dims, "metric")?;
+    let table = mechlens_weights::long_frame(&scores, &dims, value_name)?;
     Ok(PatchResult { scores, table })
 }
 

@@ -3,6 +3,7 @@
 //! a stack, and each component's direct effect on a logit. TransformerLens' `ActivationCache`
 //! methods of the same names, with the same numbers.
 
+use mechlens_core::shape::check_index;
 use mechlens_core::{ActivationCache, Error, HookPoint, Result};
 use mechlens_models::{HookedTransformer, Normalization};
 use tch::Tensor;
@@ -241,15 +242,7 @@ impl CacheAnalysis for ActivationCache {
     }
 
     fn compute_head_results(&self, model: &HookedTransformer, layer: usize) -> Result<Tensor> {
-        if layer >= model.cfg().n_layers {
-            return Err(Error::invalid(
-                "layer",
-                format!(
-                    "{layer} is out of range: the model has {} layers",
-                    model.cfg().n_layers
-                ),
-            ));
-        }
+        check_index("layer", layer as i64, model.cfg().n_layers, "the model")?;
         let z = self.get(HookPoint::Z(layer))?; // [b, p, h, dh]
         let w_o = model.w_o()?.f_get(layer as i64)?; // [h, dh, d]
         Ok(Tensor::f_einsum(
@@ -294,25 +287,13 @@ impl CacheAnalysis for ActivationCache {
         neurons: Option<&[i64]>,
         pos: Pos,
     ) -> Result<Tensor> {
-        if layer >= model.cfg().n_layers {
-            return Err(Error::invalid(
-                "layer",
-                format!(
-                    "{layer} is out of range: the model has {} layers",
-                    model.cfg().n_layers
-                ),
-            ));
-        }
+        check_index("layer", layer as i64, model.cfg().n_layers, "the model")?;
         let acts = pos.apply(self.get(HookPoint::MlpPost(layer))?, -2)?;
         let mut w_out = model.w_out()?.f_get(layer as i64)?; // [d_mlp, d_model]
         let mut acts = acts;
         if let Some(ids) = neurons {
-            let d_mlp = model.cfg().d_mlp as i64;
-            if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= d_mlp) {
-                return Err(Error::invalid(
-                    "neuron",
-                    format!("{bad} is out of range: layer {layer} has {d_mlp} neurons"),
-                ));
+            for &i in ids {
+                check_index("neuron", i, model.cfg().d_mlp, &format!("layer {layer}"))?;
             }
             let index = Tensor::from_slice(ids).f_to_device(acts.device())?;
             acts = acts.f_index_select(-1, &index)?;

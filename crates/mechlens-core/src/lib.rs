@@ -17,9 +17,11 @@ pub mod device;
 mod error;
 mod hook_point;
 mod hooks;
+mod rng;
 pub mod shape;
 
 pub use cache::{ActivationCache, CacheFilter};
 pub use error::{Error, Result};
 pub use hook_point::{HookPoint, IntoHookPoint, closest};
 pub use hooks::{Hook, HookSession, Hooks, Intervention};
+pub use rng::SplitMix64;

@@ -33,6 +33,22 @@ pub fn expect_shape(tensor: &Tensor, what: &str, expected: &[Option<i64>]) -> Re
     })
 }
 
+/// Checks `index < count` for a layer, head, neuron, ...: `owner` says whose (`"the model"`,
+/// `"layer 3"`).
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `what`, the index and the valid range.
+pub fn check_index(what: &str, index: i64, count: usize, owner: &str) -> Result<()> {
+    if (0..count as i64).contains(&index) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            what,
+            format!("{index} is out of range: {owner} has {count} {what}s (0..{count})"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

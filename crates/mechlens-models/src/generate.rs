@@ -1,7 +1,7 @@
 //! Sampling text from a [`HookedTransformer`]: greedy, temperature, top-k, top-p, with a
 //! key/value cache, optionally with hooks active (steering).
 
-use mechlens_core::{Error, HookSession, Hooks, Result};
+use mechlens_core::{Error, HookSession, Hooks, Result, SplitMix64};
 use tch::{Kind, Tensor};
 
 use crate::hooked_transformer::{HookedTransformer, KvCache, Start};
@@ -41,33 +41,20 @@ impl Default for GenerateOptions {
     }
 }
 
-/// SplitMix64: a small, seedable generator of uniforms for sampling.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: Option<i64>) -> Self {
-        let seed = seed.map_or_else(
-            || {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64)
-            },
-            |s| s as u64,
-        );
-        Self(seed)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// The sampling stream: seeded, or from the clock.
+fn rng(seed: Option<i64>) -> SplitMix64 {
+    SplitMix64::new(seed.map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        },
+        |s| s as u64,
+    ))
 }
 
 /// Picks the next token of each row of `logits` (`[batch, d_vocab]`).
-fn sample(logits: &Tensor, o: &GenerateOptions, rng: &mut Rng) -> Result<Tensor> {
+fn sample(logits: &Tensor, o: &GenerateOptions, rng: &mut SplitMix64) -> Result<Tensor> {
     if o.temperature <= 0.0 {
         return Ok(logits.f_argmax(-1, false)?);
     }
@@ -140,7 +127,7 @@ impl HookedTransformer {
                 ),
             ));
         }
-        let mut rng = Rng::new(opts.seed);
+        let mut rng = rng(opts.seed);
         let eos = self
             .tokenizer()
             .and_then(|t| t.eos_token_id)

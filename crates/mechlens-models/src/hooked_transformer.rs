@@ -636,11 +636,7 @@ impl HookedTransformer {
     /// [`Error::ShapeMismatch`] for a residual of the wrong shape; [`Error::InvalidInput`] for a
     /// layer past `n_layers`.
     pub fn forward_from_layer(&self, residual: &Tensor, start_at_layer: usize) -> Result<Tensor> {
-        self.check_layer("start_at_layer", start_at_layer)?;
-        let d = self.m.cfg.d_model as i64;
-        mechlens_core::shape::expect_shape(residual, "residual", &[None, None, Some(d)])?;
-        let residual = residual.f_to_device(self.device)?;
-        self.run_plain(Start::Residual(&residual, start_at_layer), None, None)
+        self.forward_from_layer_with_hooks(residual, start_at_layer, Hooks::new())
     }
 
     /// [`HookedTransformer::forward_from_layer`] with `hooks` active in the blocks it runs

@@ -5,6 +5,7 @@
 //! Conventions are TransformerLens': a row vector `x` (the residual) maps to `x · OV`, so
 //! `OV = W_V · W_O` and `QK = W_Q · W_Kᵀ`, both `[n_layers, n_heads, d_model, d_model]`.
 
+use mechlens_core::shape::check_index;
 use mechlens_core::{Error, Result};
 use mechlens_models::HookedTransformer;
 use polars::prelude::*;
@@ -150,17 +151,6 @@ pub trait Circuits {
     fn spectra_frame(&self, circuit: Circuit) -> Result<DataFrame>;
 }
 
-fn check_range(what: &str, index: usize, count: usize) -> Result<()> {
-    if index < count {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            what,
-            format!("{index} is out of range: the model has {count} {what}s (0..{count})"),
-        ))
-    }
-}
-
 fn check_tokens(model: &HookedTransformer, tokens: &[i64]) -> Result<Tensor> {
     let vocab = model.cfg().d_vocab as i64;
     if tokens.is_empty() {
@@ -188,8 +178,8 @@ impl Circuits for HookedTransformer {
     }
 
     fn head_circuit(&self, circuit: Circuit, layer: usize, head: usize) -> Result<FactoredMatrix> {
-        check_range("layer", layer, self.cfg().n_layers)?;
-        check_range("head", head, self.cfg().n_heads)?;
+        check_index("layer", layer as i64, self.cfg().n_layers, "the model")?;
+        check_index("head", head as i64, self.cfg().n_heads, "the model")?;
         let all = match circuit {
             Circuit::Qk => self.qk()?,
             Circuit::Ov => self.ov()?,

@@ -97,14 +97,8 @@ pub fn svd_interpretation(model: &HookedTransformer, opts: &SvdOptions) -> Resul
         Some(l) => l.clone(),
         None => (0..cfg.n_layers).collect(),
     };
-    if let Some(bad) = layers.iter().find(|&&l| l >= cfg.n_layers) {
-        return Err(Error::invalid(
-            "layer",
-            format!(
-                "{bad} is out of range: the model has {} layers (0..{})",
-                cfg.n_layers, cfg.n_layers
-            ),
-        ));
+    for &layer in &layers {
+        mechlens_core::shape::check_index("layer", layer as i64, cfg.n_layers, "the model")?;
     }
     let w_u = model.w_u();
     let ov = if opts.components.contains(&SvdComponent::Ov) {
