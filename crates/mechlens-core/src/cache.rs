@@ -65,7 +65,7 @@ impl fmt::Debug for CacheFilter {
 /// Activations recorded during a run, keyed by hook point, in forward order.
 #[derive(Default)]
 pub struct ActivationCache {
-    acts: BTreeMap<(usize, usize, usize), (HookPoint, Tensor)>,
+    acts: BTreeMap<(usize, usize, usize, usize), (HookPoint, Tensor)>,
 }
 
 impl ActivationCache {

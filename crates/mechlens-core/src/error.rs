@@ -120,6 +120,15 @@ pub enum Error {
         supported: Vec<String>,
     },
 
+    /// Training stopped: a non-finite loss or input, or a checkpoint that cannot be used.
+    #[error("training stopped at step {step}: {reason}")]
+    Training {
+        /// The step that failed (0-based; steps before it completed).
+        step: usize,
+        /// What went wrong, and what was kept.
+        reason: String,
+    },
+
     /// A chart could not be drawn.
     #[error("chart could not be drawn: {0}")]
     Chart(String),

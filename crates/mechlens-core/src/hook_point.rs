@@ -55,6 +55,74 @@ pub enum HookPoint {
     LnFinalNormalized,
     UnembedIn,
     UnembedOut,
+    /// A hook inside a sparse autoencoder spliced in at another hook point
+    /// (`blocks.3.hook_resid_pre.hook_sae_acts_post`, SAELens' names).
+    Sae(SaeSite, SaeAnchor),
+}
+
+/// The hook points of a spliced sparse autoencoder, in forward order (SAELens' names).
+///
+/// Shapes: input, recons, error and output have the anchor's shape (`[..., d_in]`); acts
+/// have `[..., d_sae]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SaeSite {
+    /// `hook_sae_input`: the activation the SAE reads (before normalisation).
+    Input,
+    /// `hook_sae_acts_pre`: latent pre-activations.
+    ActsPre,
+    /// `hook_sae_acts_post`: latent activations (after ReLU / TopK / threshold).
+    ActsPost,
+    /// `hook_sae_recons`: the reconstruction (before de-normalisation).
+    Recons,
+    /// `hook_sae_error`: input − reconstruction (only when the error term is kept).
+    Error,
+    /// `hook_sae_output`: what replaces the activation in the model.
+    Output,
+}
+
+impl SaeSite {
+    /// Every site, in forward order.
+    pub const ALL: [SaeSite; 6] = [
+        SaeSite::Input,
+        SaeSite::ActsPre,
+        SaeSite::ActsPost,
+        SaeSite::Recons,
+        SaeSite::Error,
+        SaeSite::Output,
+    ];
+
+    /// The name after the anchor: `hook_sae_acts_post`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Input => "hook_sae_input",
+            Self::ActsPre => "hook_sae_acts_pre",
+            Self::ActsPost => "hook_sae_acts_post",
+            Self::Recons => "hook_sae_recons",
+            Self::Error => "hook_sae_error",
+            Self::Output => "hook_sae_output",
+        }
+    }
+}
+
+/// The model hook point an SAE is spliced into, stored compactly so that [`HookPoint`] stays
+/// `Copy`. Built by [`HookPoint::sae`]; read back by [`SaeAnchor::point`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SaeAnchor {
+    group: u8,
+    index: u8,
+    layer: u32,
+}
+
+impl SaeAnchor {
+    /// The model hook point.
+    pub fn point(self) -> HookPoint {
+        let (group, layer, index) = (self.group, self.layer as usize, self.index as usize);
+        match group {
+            0 => MODEL_SITES[index].0,
+            1 => BLOCK_SITES[index].0(layer),
+            _ => FINAL_SITES[index].0,
+        }
+    }
 }
 
 /// Hook sites outside the blocks, in forward order, with their names.
@@ -114,9 +182,37 @@ const ENCODER_ALIASES: [(HookPoint, &str); 2] = [
 ];
 
 impl HookPoint {
-    /// The block this hook sits in, or `None` for embedding and final hooks.
+    /// The block this hook sits in, or `None` for embedding and final hooks (an SAE's hooks
+    /// sit in their anchor's block).
     pub fn layer(&self) -> Option<usize> {
+        if let HookPoint::Sae(_, anchor) = self {
+            return anchor.point().layer();
+        }
         self.block_site().map(|(layer, _)| layer)
+    }
+
+    /// The hook `site` of an SAE spliced in at this point.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when this point is itself an SAE hook (SAEs do not nest).
+    pub fn sae(self, site: SaeSite) -> Result<HookPoint> {
+        let (group, layer, index, _) = self.forward_order();
+        if matches!(self, HookPoint::Sae(..)) {
+            return Err(Error::invalid(
+                "SAE hook point",
+                format!("{self} is inside an SAE; splice SAEs at model hook points"),
+            ));
+        }
+        let layer = u32::try_from(layer)
+            .map_err(|_| Error::invalid("layer", format!("{layer} is too large")))?;
+        Ok(HookPoint::Sae(
+            site,
+            SaeAnchor {
+                group: group as u8,
+                index: index as u8,
+                layer,
+            },
+        ))
     }
 
     /// `(layer, index into the block's forward order)` for block hooks.
@@ -158,16 +254,21 @@ impl HookPoint {
         Some((layer, index))
     }
 
-    /// A key that sorts hooks in forward order: embeddings, blocks by layer, final.
-    pub fn forward_order(&self) -> (usize, usize, usize) {
+    /// A key that sorts hooks in forward order: embeddings, blocks by layer, final; an SAE's
+    /// hooks right after the point it is spliced in at.
+    pub fn forward_order(&self) -> (usize, usize, usize, usize) {
+        if let HookPoint::Sae(site, anchor) = self {
+            let (group, layer, index, _) = anchor.point().forward_order();
+            return (group, layer, index, 1 + *site as usize);
+        }
         if let Some((layer, index)) = self.block_site() {
-            return (1, layer, index);
+            return (1, layer, index, 0);
         }
         if let Some(i) = MODEL_SITES.iter().position(|(p, _)| p == self) {
-            return (0, 0, i);
+            return (0, 0, i, 0);
         }
         let i = FINAL_SITES.iter().position(|(p, _)| p == self).unwrap_or(0);
-        (2, 0, i)
+        (2, 0, i, 0)
     }
 
     /// Every hook name a model with `n_layers` blocks could have, in forward order.
@@ -205,6 +306,9 @@ impl HookPoint {
 
 impl fmt::Display for HookPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let HookPoint::Sae(site, anchor) = self {
+            return write!(f, "{}.{}", anchor.point(), site.name());
+        }
         if let Some((layer, index)) = self.block_site() {
             return write!(f, "blocks.{layer}.{}", BLOCK_SITES[index].1);
         }
@@ -225,6 +329,19 @@ impl FromStr for HookPoint {
             name: name.to_string(),
             suggestions: closest(name, &HookPoint::all_names(layers), 3),
         };
+        if let Some((anchor, site)) = name.rsplit_once(".hook_sae_") {
+            let site = SaeSite::ALL
+                .into_iter()
+                .find(|s| s.name() == format!("hook_sae_{site}"))
+                .ok_or_else(|| Error::UnknownHook {
+                    name: name.to_string(),
+                    suggestions: SaeSite::ALL
+                        .iter()
+                        .map(|s| format!("{anchor}.{}", s.name()))
+                        .collect(),
+                })?;
+            return anchor.parse::<HookPoint>()?.sae(site);
+        }
         if let Some(rest) = name.strip_prefix("blocks.") {
             let (layer, site) = rest.split_once('.').ok_or_else(|| unknown(1))?;
             let layer: usize = layer.parse().map_err(|_| unknown(1))?;
@@ -357,6 +474,31 @@ mod tests {
             err.unwrap_err()
                 .to_string()
                 .contains("blocks.1.hook_resid_pre")
+        );
+    }
+
+    #[test]
+    fn sae_hooks_use_saelens_names() {
+        let name = "blocks.2.hook_resid_pre.hook_sae_acts_post";
+        let point: HookPoint = name.parse().unwrap();
+        assert_eq!(
+            point,
+            HookPoint::ResidPre(2).sae(SaeSite::ActsPost).unwrap()
+        );
+        assert_eq!(point.to_string(), name);
+        assert_eq!(point.layer(), Some(2));
+        let err = "blocks.2.hook_resid_pre.hook_sae_act"
+            .parse::<HookPoint>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hook_sae_acts_post"), "{err}");
+        assert!(point.sae(SaeSite::Input).is_err());
+        // An SAE's hooks sort right after its anchor, before the next model hook.
+        let mut points = vec![HookPoint::AttnIn(2), point, HookPoint::ResidPre(2)];
+        points.sort_by_key(HookPoint::forward_order);
+        assert_eq!(
+            points,
+            vec![HookPoint::ResidPre(2), point, HookPoint::AttnIn(2)]
         );
     }
 

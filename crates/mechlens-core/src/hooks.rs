@@ -3,6 +3,7 @@
 //! components so that each hook site is one line: `let x = session.hook(HookPoint::Z(l), x)?;`.
 
 use std::fmt;
+use std::rc::Rc;
 
 use tch::{Device, Tensor};
 
@@ -42,12 +43,31 @@ impl fmt::Debug for Intervention {
 /// activation (same shape) or `None` to leave it as it is.
 pub type HookFn<'a> = Box<dyn FnMut(&Tensor, HookPoint) -> Result<Option<Tensor>> + 'a>;
 
-/// One hook: a typed intervention or a closure.
+/// A module spliced into the model at a hook point (a sparse autoencoder): it replaces the
+/// activation there, and runs its own hook sites through the same session so that they can
+/// be cached and patched like the model's.
+pub trait Splice {
+    /// The replacement for `act`, the activation at hook point `at`.
+    ///
+    /// # Errors
+    /// A shape the module cannot take, or an error from a hook on its own sites.
+    fn splice(
+        &self,
+        act: Tensor,
+        at: HookPoint,
+        session: &mut HookSession<'_, '_>,
+    ) -> Result<Tensor>;
+}
+
+/// One hook: a typed intervention, a closure, or a spliced module.
 pub enum Hook<'a> {
     /// A typed edit.
     Intervene(Intervention),
     /// Arbitrary code.
     Closure(HookFn<'a>),
+    /// A module that replaces the activation (runs after the point's other hooks and after
+    /// the point is cached, so the cache keeps the model's own activation).
+    Splice(Rc<dyn Splice>),
 }
 
 /// Hooks to apply during a run, in the order added (TransformerLens' order).
@@ -130,8 +150,32 @@ impl<'a> Hooks<'a> {
         self.entries.clear();
     }
 
+    /// Removes the spliced modules, keeping the other hooks.
+    pub fn clear_splices(&mut self) {
+        self.entries.retain(|(_, h)| !matches!(h, Hook::Splice(_)));
+    }
+
+    /// The points that have a spliced module.
+    pub fn splice_points(&self) -> Vec<HookPoint> {
+        self.entries
+            .iter()
+            .filter(|(_, h)| matches!(h, Hook::Splice(_)))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
     fn has(&self, point: HookPoint) -> bool {
         self.entries.iter().any(|(p, _)| *p == point)
+    }
+
+    fn splices_at(&self, point: HookPoint) -> Vec<Rc<dyn Splice>> {
+        self.entries
+            .iter()
+            .filter_map(|(p, h)| match h {
+                Hook::Splice(s) if *p == point => Some(Rc::clone(s)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn apply(&mut self, point: HookPoint, mut act: Tensor) -> Result<Tensor> {
@@ -147,6 +191,7 @@ impl<'a> Hooks<'a> {
 fn apply_hook(hook: &mut Hook<'_>, point: HookPoint, act: Tensor) -> Result<Tensor> {
     let shape = act.size();
     let new = match hook {
+        Hook::Splice(_) => return Ok(act),
         Hook::Closure(f) => match f(&act, point)? {
             Some(new) => new,
             None => return Ok(act),
@@ -284,6 +329,29 @@ impl<'s, 'a> HookSession<'s, 'a> {
                 None => stored,
             };
             self.cache.insert(point, stored);
+        }
+        self.splice(point, act)
+    }
+
+    /// Runs the modules spliced in at `point` (persistent hooks first, then the run's own).
+    fn splice(&mut self, point: HookPoint, mut act: Tensor) -> Result<Tensor> {
+        let mut splices = Vec::new();
+        if let Some(hooks) = self.persistent.as_ref() {
+            splices.extend(hooks.splices_at(point));
+        }
+        if let Some(hooks) = self.hooks.as_ref() {
+            splices.extend(hooks.splices_at(point));
+        }
+        for module in splices {
+            let shape = act.size();
+            act = module.splice(act, point, self)?;
+            if act.size() != shape {
+                return Err(Error::ShapeMismatch {
+                    what: format!("output of the module spliced in at {point}"),
+                    expected: format!("{shape:?} (the activation's shape)"),
+                    got: act.size(),
+                });
+            }
         }
         Ok(act)
     }

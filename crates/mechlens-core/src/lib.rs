@@ -22,6 +22,6 @@ pub mod shape;
 
 pub use cache::{ActivationCache, CacheFilter};
 pub use error::{Error, Result};
-pub use hook_point::{HookPoint, IntoHookPoint, closest};
-pub use hooks::{Hook, HookSession, Hooks, Intervention};
+pub use hook_point::{HookPoint, IntoHookPoint, SaeAnchor, SaeSite, closest};
+pub use hooks::{Hook, HookSession, Hooks, Intervention, Splice};
 pub use rng::SplitMix64;

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use mechlens_core::{
-    ActivationCache, CacheFilter, Error, Hook, HookPoint, HookSession, Hooks, IntoHookPoint, Result,
+    ActivationCache, CacheFilter, Error, Hook, HookPoint, HookSession, Hooks, IntoHookPoint,
+    Result, SaeSite,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -300,6 +301,19 @@ impl HookedTransformer {
             points.extend([MlpPost(l), MlpOut(l), ResidPost(l)]);
         }
         points.extend([LnFinalScale, LnFinalNormalized, UnembedIn, UnembedOut]);
+        // A spliced SAE's hooks follow the point it is spliced in at.
+        let anchors = self
+            .hooks
+            .try_borrow()
+            .map(|h| h.splice_points())
+            .unwrap_or_default();
+        if !anchors.is_empty() {
+            for anchor in anchors {
+                points.extend(SaeSite::ALL.iter().filter_map(|s| anchor.sae(*s).ok()));
+            }
+            points.sort_by_key(HookPoint::forward_order);
+            points.dedup();
+        }
         points
     }
 
@@ -356,6 +370,35 @@ impl HookedTransformer {
     pub fn reset_hooks(&self) -> Result<()> {
         self.persistent()?.clear();
         Ok(())
+    }
+
+    /// Removes the spliced modules (SAEs), keeping the other persistent hooks.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if called from inside a hook.
+    pub fn reset_splices(&self) -> Result<()> {
+        self.persistent()?.clear_splices();
+        Ok(())
+    }
+
+    /// The width of the last dim(s) of the activation at `point` as an SAE reads it
+    /// (`d_model` on the residual stream, `d_mlp` in the MLP, `n_heads·d_head` for per-head
+    /// hooks), or `None` for points without one (patterns, LayerNorm scales).
+    pub fn hook_width(&self, point: HookPoint) -> Option<i64> {
+        use HookPoint::*;
+        let cfg = &self.m.cfg;
+        let width = match point {
+            Embed | PosEmbed | TokenTypeEmbed | FullEmbed | ResidPre(_) | AttnIn(_) | QInput(_)
+            | KInput(_) | VInput(_) | Ln1Normalized(_) | AttnOut(_) | ResidMid(_) | MlpIn(_)
+            | Ln2Normalized(_) | MlpOut(_) | ResidPost(_) | LnFinalNormalized | UnembedIn => {
+                cfg.d_model
+            }
+            MlpPre(_) | MlpPreLinear(_) | MlpPost(_) => cfg.d_mlp,
+            Q(_) | RotQ(_) | Z(_) => cfg.n_heads * cfg.d_head,
+            K(_) | V(_) | RotK(_) => cfg.n_kv_heads * cfg.d_head,
+            _ => return None,
+        };
+        i64::try_from(width).ok()
     }
 
     pub(crate) fn persistent(&self) -> Result<std::cell::RefMut<'_, Hooks<'static>>> {
