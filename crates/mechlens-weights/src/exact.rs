@@ -1,5 +1,5 @@
-//! The same SVD and eigenvalue calls in f64 on the CPU, with `ndarray` and LAPACK (the
-//! system's OpenBLAS): for double precision and results that do not depend on libtorch's
+//! The same SVD and eigenvalue calls in f64 on the CPU, with `ndarray` and LAPACK (the MKL
+//! that libtorch carries, linked by symbol; see the workspace Cargo.toml): for double precision and results that do not depend on libtorch's
 //! kernels or thread count.
 
 use mechlens_core::{Error, Result};
