@@ -17,42 +17,51 @@ pub fn root() -> PathBuf {
 }
 
 /// The fixture manifest, generating the fixtures when absent or older than the script.
+pub fn fixtures() -> &'static serde_json::Value {
+    static MANIFEST: OnceLock<serde_json::Value> = OnceLock::new();
+    MANIFEST.get_or_init(|| generated("make_fixtures.py", "fixtures"))
+}
+
+/// The SAE fixture manifest (SAELens-saved SAEs and their outputs), generated likewise by
+/// `tests/fixtures/make_sae_fixtures.py`.
+pub fn sae_fixtures() -> &'static serde_json::Value {
+    static MANIFEST: OnceLock<serde_json::Value> = OnceLock::new();
+    MANIFEST.get_or_init(|| generated("make_sae_fixtures.py", "sae_fixtures"))
+}
+
+/// Runs `tests/fixtures/SCRIPT target/DIR` in the project's .venv unless its manifest is
+/// newer than the script, and reads the manifest.
 ///
 /// # Panics
 /// When the generator fails: the tests cannot run without their references.
 #[allow(clippy::panic, clippy::expect_used)]
-pub fn fixtures() -> &'static serde_json::Value {
-    static MANIFEST: OnceLock<serde_json::Value> = OnceLock::new();
-    MANIFEST.get_or_init(|| {
-        let root = root();
-        let out = root.join("target").join("fixtures");
-        let script = root.join("tests").join("fixtures").join("make_fixtures.py");
-        let manifest = out.join("manifest.json");
-        let stale = match (std::fs::metadata(&manifest), std::fs::metadata(&script)) {
-            (Ok(m), Ok(s)) => m.modified().ok() < s.modified().ok(),
-            _ => true,
-        };
-        if stale {
-            let python = root.join(".venv").join("bin").join("python");
-            let status = Command::new(&python)
-                .arg(&script)
-                .arg(&out)
-                .status()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot run {} ({e}); run `make setup` first",
-                        python.display()
-                    )
-                });
-            assert!(
-                status.success(),
-                "tests/fixtures/make_fixtures.py failed ({status})"
-            );
-        }
-        let text =
-            std::fs::read_to_string(&manifest).expect("manifest.json written by make_fixtures.py");
-        serde_json::from_str(&text).expect("manifest.json is JSON")
-    })
+fn generated(script: &str, dir: &str) -> serde_json::Value {
+    let root = root();
+    let out = root.join("target").join(dir);
+    let script = root.join("tests").join("fixtures").join(script);
+    let manifest = out.join("manifest.json");
+    let stale = match (std::fs::metadata(&manifest), std::fs::metadata(&script)) {
+        (Ok(m), Ok(s)) => m.modified().ok() < s.modified().ok(),
+        _ => true,
+    };
+    if stale {
+        let status = python()
+            .arg(&script)
+            .arg(&out)
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("cannot run the .venv python ({e}); run `make setup` first")
+            });
+        assert!(status.success(), "{} failed ({status})", script.display());
+    }
+    let text =
+        std::fs::read_to_string(&manifest).expect("manifest.json written by the fixture script");
+    serde_json::from_str(&text).expect("manifest.json is JSON")
+}
+
+/// A command running the project's .venv python.
+pub fn python() -> Command {
+    Command::new(root().join(".venv").join("bin").join("python"))
 }
 
 /// A string entry of the manifest (`fixture("gpt2", "model")`).

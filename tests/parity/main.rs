@@ -1,5 +1,5 @@
 //! Parity of mechlens with references we did not write: Hugging Face `transformers`,
-//! TransformerLens and SentencePiece (PyPI, run by tests/fixtures/make_fixtures.py), plus
+//! TransformerLens, SAELens and SentencePiece (PyPI, run by tests/fixtures/*.py), plus
 //! closed-form checks of hooks and the errors every bad input must give.
 
 // A test binary: failing loudly on an unexpected Err is the point.
@@ -12,5 +12,7 @@ mod encoders;
 mod errors;
 mod hooks;
 mod hub;
+mod sae;
+mod sae_training;
 mod transformer_lens;
 mod weights;

@@ -2,8 +2,10 @@
 //!
 //! This is the facade a notebook loads (the "Rust · mechlens" kernel does it for you). It
 //! re-exports the hooked transformers of `mechlens-models` (as [`models`] and through the
-//! prelude), the weight analyses of `mechlens-weights` and the run analyses of `mechlens-analysis` (as
-//! [`weights`] and [`analysis`], and through the prelude), and the crates a notebook needs — `tch` for tensors, `polars` for tables,
+//! prelude), the weight analyses of `mechlens-weights`, the run analyses of
+//! `mechlens-analysis` and the sparse autoencoders of `mechlens-sae` (as [`weights`],
+//! [`analysis`] and [`sae`], and through the prelude), and the crates a notebook needs —
+//! `tch` for tensors, `polars` for tables,
 //! `plotters` for charts — and, through [`prelude`], the display trait that makes
 //! DataFrames, tensors and charts render inline in JupyterLab.
 //!
@@ -24,5 +26,7 @@ pub use mechlens_core::{
     shape,
 };
 pub use mechlens_models as models;
+pub use mechlens_sae as sae;
+pub use mechlens_toys as toys;
 pub use mechlens_weights as weights;
 pub use {plotters, polars, tch};

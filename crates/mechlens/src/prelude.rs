@@ -15,15 +15,25 @@ pub use mechlens_analysis::{
     induction_scores, logit_lens, patching_correlation, repeated_random_tokens,
 };
 pub use mechlens_core::device::best_device;
-pub use mechlens_core::{ActivationCache, CacheFilter, Hook, HookPoint, Hooks, Intervention};
+pub use mechlens_core::{
+    ActivationCache, CacheFilter, Hook, HookPoint, Hooks, Intervention, SaeSite,
+};
 pub use mechlens_models::{
     GenerateOptions, HookedEncoder, HookedTransformer, LoadOptions, PaddingSide, Processing,
     TokenBatch, Tokenizer,
 };
+pub use mechlens_sae::metrics::SparsityReport;
+pub use mechlens_sae::train::{
+    ActivationSource, LrSchedule, TensorSource, TrainArchitecture, TrainConfig, Trainer,
+};
+pub use mechlens_sae::{ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing};
+pub use mechlens_toys::{SparseFeatures, SparseFeaturesOptions, mmcs};
 pub use mechlens_weights::{
     Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, long_frame,
     svd_interpretation,
 };
+
+pub use std::rc::Rc;
 
 pub use plotters;
 pub use plotters::prelude::*;

@@ -1,0 +1,25 @@
+//! Sparse autoencoders (SAEs) for mechanistic interpretability, in SAELens' vocabulary and
+//! file format.
+//!
+//! - [`Sae`]: parameters and encode / decode / forward for the Standard (ReLU), TopK,
+//!   JumpReLU (and BatchTopK, saved as JumpReLU) and Gated architectures, equal to SAELens'
+//!   inference classes on the same weights.
+//! - [`SaeConfig`]: `cfg.json` in SAELens' 6.x layout (older flat configs are read too);
+//!   [`Sae::load`] / [`Sae::save`] read and write SAELens folders.
+//! - [`SaeSplicing`]: attach an SAE to a model's hook point (`model.add_sae`), with its own
+//!   hook points (`…hook_sae_acts_post`) cached and patched like any other.
+//! - [`train`]: a deterministic, resumable trainer (Adam, warm-up and decay, sparsity
+//!   coefficient warm-up, gradient clipping, dead-latent tracking, atomic checkpoints).
+//! - [`metrics`]: reconstruction and sparsity measures (L0, MSE, explained variance, ...).
+
+mod config;
+mod format;
+pub mod metrics;
+mod sae;
+mod splice;
+pub mod train;
+
+pub use config::{ActivationNorm, Architecture, SAE_LENS_FORMAT_VERSION, SaeConfig};
+pub use format::{CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE, load_sparsity, save_sparsity};
+pub use sae::{Encoded, Sae};
+pub use splice::{SaeSplicing, SplicedSae};

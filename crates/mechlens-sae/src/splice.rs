@@ -1,0 +1,104 @@
+//! Splicing an SAE into a model (SAELens' `HookedSAETransformer.add_sae`).
+//!
+//! The SAE replaces the activation at its hook point with its output. Its own hook sites are
+//! named after that point (`blocks.2.hook_resid_pre.hook_sae_acts_post`) and are cached and
+//! patched like the model's. With the error term kept, the model's output is unchanged, and
+//! an edit of a latent changes it by exactly that latent's contribution.
+//!
+//! The model's hook at the point itself still sees the model's own activation (it runs, and
+//! is cached, before the SAE).
+
+use std::rc::Rc;
+
+use mechlens_core::{Error, Hook, HookPoint, HookSession, IntoHookPoint, Result, Splice};
+use mechlens_models::HookedTransformer;
+use tch::Tensor;
+
+use crate::sae::{Sae, Sites};
+
+/// An SAE attached at a hook point.
+pub struct SplicedSae {
+    sae: Rc<Sae>,
+    use_error_term: bool,
+}
+
+impl Splice for SplicedSae {
+    fn splice(
+        &self,
+        act: Tensor,
+        at: HookPoint,
+        session: &mut HookSession<'_, '_>,
+    ) -> Result<Tensor> {
+        let out = self
+            .sae
+            .forward_with(&act, self.use_error_term, &mut Sites::of(session, at))?;
+        Ok(out.f_to_kind(act.kind())?)
+    }
+}
+
+/// SAEs on a [`HookedTransformer`].
+pub trait SaeSplicing {
+    /// Attaches `sae` at its hook point (`sae.cfg` metadata `hook_name`, or `at` when given)
+    /// for every later run, until [`SaeSplicing::reset_saes`] or `reset_hooks`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownHook`] for a point the model lacks, [`Error::InvalidInput`] when the SAE
+    /// names no hook point and none is given, [`Error::ShapeMismatch`] when `d_in` differs
+    /// from the width of the activation there (checked on the first run).
+    /// Pass an `Rc<Sae>` to keep using the SAE yourself, or the `Sae` to hand it over.
+    fn add_sae(
+        &self,
+        sae: impl Into<Rc<Sae>>,
+        at: Option<&str>,
+        use_error_term: bool,
+    ) -> Result<HookPoint>;
+
+    /// Detaches every SAE, keeping the other persistent hooks.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if called from inside a hook.
+    fn reset_saes(&self) -> Result<()>;
+}
+
+impl SaeSplicing for HookedTransformer {
+    fn add_sae(
+        &self,
+        sae: impl Into<Rc<Sae>>,
+        at: Option<&str>,
+        use_error_term: bool,
+    ) -> Result<HookPoint> {
+        let sae: Rc<Sae> = sae.into();
+        let name = match at.or(sae.cfg.hook_name()) {
+            Some(name) => name.to_string(),
+            None => {
+                return Err(Error::invalid(
+                    "SAE hook point",
+                    "the SAE's cfg.json has no metadata.hook_name; pass the hook point to attach it at",
+                ));
+            }
+        };
+        let point = self.hook_point(name.as_str().into_hook_point()?)?;
+        let width = self.hook_width(point);
+        if let Some(width) = width
+            && width != sae.cfg.d_in
+        {
+            return Err(Error::ShapeMismatch {
+                what: format!("SAE spliced in at {point}"),
+                expected: format!("d_in = {width} (the width of {point})"),
+                got: vec![sae.cfg.d_in],
+            });
+        }
+        self.add_hook(
+            point,
+            Hook::Splice(Rc::new(SplicedSae {
+                sae,
+                use_error_term,
+            })),
+        )?;
+        Ok(point)
+    }
+
+    fn reset_saes(&self) -> Result<()> {
+        self.reset_splices()
+    }
+}

@@ -1,0 +1,550 @@
+//! SAE training: [`Trainer`] runs [`TrainConfig`] over an [`ActivationSource`].
+//!
+//! - Adam (β₁ 0.9, β₂ 0.999, ε 1e-8) written out on tensors, so that its state is plain data
+//!   a checkpoint can hold; learning-rate warm-up, constant or cosine schedule, linear decay;
+//!   sparsity-coefficient warm-up; global gradient-norm clipping at 1.0.
+//! - Dead latents: a latent that has not fired for `dead_feature_window` steps is dead (TopK
+//!   kinds feed them to the AuxK loss); the count is logged.
+//! - Logs every `log_every` steps into [`Trainer::log_frame`] (loss parts, L0, explained
+//!   variance, dead latents, lr).
+//! - Checkpoints every `checkpoint_every` steps into `checkpoint_dir/step_NNNNNNNN/`, written
+//!   to a temporary folder and renamed, with the optimiser state; [`Trainer::resume`] continues
+//!   to bit-identical weights (batches are addressed by step, see [`ActivationSource`]).
+//! - A NaN or infinite loss or input stops training with [`Error::Training`] before the
+//!   weights are touched; checkpoints already written stay as they were.
+
+mod checkpoint;
+mod config;
+mod source;
+mod step;
+
+use std::time::Instant;
+
+use mechlens_core::{Error, Result};
+use polars::prelude::{Column, DataFrame};
+use tch::{Kind, Tensor};
+
+use crate::config::ActivationNorm;
+use crate::sae::Sae;
+pub use config::{LrSchedule, TrainArchitecture, TrainConfig};
+pub use source::{ActivationSource, TensorSource};
+
+/// One logged step.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogRow {
+    /// Step (0-based) the row describes.
+    pub step: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Sparsity coefficient used (after warm-up).
+    pub sparsity_coefficient: f64,
+    /// Total loss.
+    pub loss: f64,
+    /// Reconstruction loss (Σ over d_in, mean over batch).
+    pub mse_loss: f64,
+    /// L1 / L0 penalty.
+    pub sparsity_loss: f64,
+    /// AuxK or gate-path reconstruction loss.
+    pub aux_loss: f64,
+    /// Mean active latents per input.
+    pub l0: f64,
+    /// 1 − mean squared error / mean variance of the batch.
+    pub explained_variance: f64,
+    /// Latents that have not fired for `dead_feature_window` steps.
+    pub dead_latents: i64,
+}
+
+/// A training run.
+pub struct Trainer {
+    cfg: TrainConfig,
+    sae: Sae,
+    adam_m: Vec<Tensor>,
+    adam_v: Vec<Tensor>,
+    step: usize,
+    steps_since_fired: Tensor,
+    topk_threshold: f64,
+    norm_scale: Option<f64>,
+    log: Vec<LogRow>,
+}
+
+impl Trainer {
+    /// A fresh run: SAELens' initialisation seeded by `cfg.seed`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for unusable settings (zero sizes, `k` out of range,
+    /// `checkpoint_every` without `checkpoint_dir`), [`Error::Io`] when the checkpoint folder
+    /// cannot be created or written.
+    pub fn new(cfg: TrainConfig) -> Result<Self> {
+        validate(&cfg)?;
+        // Every step allocates and frees the same batch-sized buffers (see the allocator
+        // module); without this a test thread's malloc arena page-faults them in anew.
+        mechlens_core::allocator::keep_freed_memory();
+        if let Some(dir) = &cfg.checkpoint_dir {
+            checkpoint::check_writable(dir)?;
+        }
+        let mut sae_cfg = cfg.sae_config();
+        let mut init_threshold = None;
+        match cfg.sae {
+            TrainArchitecture::BatchTopK { k, .. } => {
+                // Trained with a per-token TopK layout (b_enc, no threshold parameter).
+                sae_cfg.architecture = crate::Architecture::TopK;
+                sae_cfg.k = Some((k.ceil() as i64).clamp(1, cfg.d_sae));
+            }
+            TrainArchitecture::JumpRelu {
+                init_threshold: t, ..
+            } => init_threshold = Some(t),
+            _ => {}
+        }
+        let mut sae = Sae::init(sae_cfg, cfg.decoder_init_norm, cfg.seed)?;
+        if let (Some(t), Some(threshold)) = (init_threshold, sae.threshold.as_mut()) {
+            *threshold = threshold.f_fill(t)?;
+        }
+        for p in sae.parameters_mut() {
+            *p = p.detach().set_requires_grad(true);
+        }
+        let zeros: Vec<Tensor> = sae
+            .parameters_mut()
+            .iter()
+            .map(|p| p.zeros_like())
+            .collect();
+        Ok(Self {
+            adam_v: zeros.iter().map(Tensor::zeros_like).collect(),
+            adam_m: zeros,
+            step: 0,
+            steps_since_fired: Tensor::zeros([cfg.d_sae], (Kind::Int64, tch::Device::Cpu)),
+            topk_threshold: 0.0,
+            norm_scale: None,
+            log: Vec::new(),
+            sae,
+            cfg,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Steps completed.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The fitted input scale of `expected_average_only_in` (√d_in / mean norm), once known.
+    pub fn norm_scale(&self) -> Option<f64> {
+        self.norm_scale
+    }
+
+    /// Runs to `total_steps`.
+    ///
+    /// # Errors
+    /// As [`Trainer::train_steps`].
+    pub fn run(&mut self, source: &mut dyn ActivationSource) -> Result<()> {
+        self.train_steps(source, self.cfg.total_steps.saturating_sub(self.step))
+    }
+
+    /// Runs `n` more steps (never past `total_steps`).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when the source's width is not `d_in`; [`Error::Training`]
+    /// for a NaN/inf input or loss (weights untouched; earlier checkpoints intact);
+    /// [`Error::Io`] when a checkpoint cannot be written.
+    pub fn train_steps(&mut self, source: &mut dyn ActivationSource, n: usize) -> Result<()> {
+        if source.d_in() != self.cfg.d_in {
+            return Err(Error::ShapeMismatch {
+                what: "training activations".into(),
+                expected: format!("[batch, d_in={}] (the SAE's d_in)", self.cfg.d_in),
+                got: vec![self.cfg.batch_size, source.d_in()],
+            });
+        }
+        if self.cfg.normalize_activations == ActivationNorm::ExpectedAverageOnlyIn
+            && self.norm_scale.is_none()
+        {
+            self.norm_scale = Some(self.fit_norm_scale(source)?);
+        }
+        let end = (self.step + n).min(self.cfg.total_steps);
+        let started = Instant::now();
+        let first = self.step;
+        while self.step < end {
+            self.train_step(source)?;
+            let every = self.cfg.progress_every;
+            if every > 0 && (self.step.is_multiple_of(every) || self.step == end) {
+                self.print_progress(started, first, end);
+            }
+            if let (Some(every), Some(dir)) =
+                (self.cfg.checkpoint_every, self.cfg.checkpoint_dir.clone())
+                && self.step.is_multiple_of(every)
+            {
+                checkpoint::save(self, &dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fit_norm_scale(&self, source: &mut dyn ActivationSource) -> Result<f64> {
+        let batches = 10.min(self.cfg.total_steps.max(1));
+        let mut total = 0.0;
+        for s in 0..batches {
+            let x = source.batch(s, self.cfg.batch_size)?;
+            total += x
+                .f_norm_scalaropt_dim(2, [-1], false)?
+                .f_mean(Kind::Double)?
+                .double_value(&[]);
+        }
+        let mean = total / batches as f64;
+        if !(mean.is_finite() && mean > 0.0) {
+            return Err(Error::Training {
+                step: 0,
+                reason: format!(
+                    "cannot fit expected_average_only_in: the mean activation norm is {mean}"
+                ),
+            });
+        }
+        Ok((self.cfg.d_in as f64).sqrt() / mean)
+    }
+
+    fn train_step(&mut self, source: &mut dyn ActivationSource) -> Result<()> {
+        let step = self.step;
+        let mut x = source
+            .batch(step, self.cfg.batch_size)?
+            .f_to_kind(Kind::Float)?;
+        if x.size() != [self.cfg.batch_size, self.cfg.d_in] {
+            return Err(Error::ShapeMismatch {
+                what: format!("training batch of step {step}"),
+                expected: format!("[{}, {}]", self.cfg.batch_size, self.cfg.d_in),
+                got: x.size(),
+            });
+        }
+        if !bool::try_from(x.f_isfinite()?.f_all()?)? {
+            return Err(Error::Training {
+                step,
+                reason: "the activations of this batch contain NaN or inf; fix the data source (the weights were not updated)".into(),
+            });
+        }
+        if let Some(scale) = self.norm_scale {
+            x = x.f_mul_scalar(scale)?;
+        }
+        if let TrainArchitecture::JumpRelu { .. } = self.cfg.sae
+            && let Some(t) = self.sae.threshold.as_mut()
+        {
+            let _guard = tch::no_grad_guard();
+            let _ = t.f_clamp_min_(0.0)?;
+        }
+        let dead = self
+            .steps_since_fired
+            .f_gt(self.cfg.dead_feature_window as i64)?;
+        let n_dead = dead.f_sum(Kind::Int64)?.int64_value(&[]);
+        let coefficient = self.cfg.sparsity_coefficient_at(step);
+        let state = step::StepState {
+            dead: &dead,
+            n_dead,
+            sparsity_coefficient: coefficient,
+            rescale: self.cfg.rescale_acts_by_decoder_norm,
+        };
+        let out = step::forward(&self.sae, &self.cfg.sae, &x, &state)?;
+        let loss = out.loss.double_value(&[]);
+        if !loss.is_finite() {
+            return Err(Error::Training {
+                step,
+                reason: format!(
+                    "the loss is {loss} (mse {}, sparsity {}, aux {}); the weights were not updated{}",
+                    out.mse.double_value(&[]),
+                    out.sparsity.double_value(&[]),
+                    out.aux.double_value(&[]),
+                    self.cfg
+                        .checkpoint_dir
+                        .as_ref()
+                        .map_or(String::new(), |d| format!(
+                            ", and the checkpoints in {} are intact",
+                            d.display()
+                        ))
+                ),
+            });
+        }
+        for p in self.sae.parameters_mut() {
+            p.zero_grad();
+        }
+        out.loss.f_backward()?;
+        let lr = self.cfg.lr_at(step);
+        self.adam_update(lr, step)?;
+        let fired = out.acts.f_gt(0.0)?.f_any_dim(0, false)?;
+        self.steps_since_fired = self
+            .steps_since_fired
+            .f_add_scalar(1)?
+            .f_masked_fill(&fired, 0)?;
+        if let TrainArchitecture::BatchTopK {
+            topk_threshold_lr, ..
+        } = self.cfg.sae
+        {
+            let positive = out.acts.f_masked_select(&out.acts.f_gt(0.0)?)?;
+            if positive.numel() > 0 {
+                let min = positive.f_min()?.double_value(&[]);
+                self.topk_threshold =
+                    (1.0 - topk_threshold_lr) * self.topk_threshold + topk_threshold_lr * min;
+            }
+        }
+        self.step += 1;
+        if step.is_multiple_of(self.cfg.log_every.max(1)) || self.step == self.cfg.total_steps {
+            self.log
+                .push(self.log_row(step, lr, coefficient, &x, &out)?);
+        }
+        Ok(())
+    }
+
+    fn log_row(
+        &self,
+        step: usize,
+        lr: f64,
+        coefficient: f64,
+        x: &Tensor,
+        out: &step::StepOut,
+    ) -> Result<LogRow> {
+        let sq = |t: Tensor| -> Result<f64> {
+            Ok(t.f_square()?
+                .f_sum_dim_intlist(-1, false, Kind::Double)?
+                .f_mean(Kind::Double)?
+                .double_value(&[]))
+        };
+        let err = sq(x.f_sub(&out.out)?)?;
+        let var = sq(x.f_sub(&x.f_mean_dim(0, true, Kind::Float)?)?)?;
+        let dead = self
+            .steps_since_fired
+            .f_gt(self.cfg.dead_feature_window as i64)?;
+        Ok(LogRow {
+            step,
+            lr,
+            sparsity_coefficient: coefficient,
+            loss: out.loss.double_value(&[]),
+            mse_loss: out.mse.double_value(&[]),
+            sparsity_loss: out.sparsity.double_value(&[]),
+            aux_loss: out.aux.double_value(&[]),
+            l0: out
+                .acts
+                .f_gt(0.0)?
+                .f_sum_dim_intlist(-1, false, Kind::Double)?
+                .f_mean(Kind::Double)?
+                .double_value(&[]),
+            explained_variance: 1.0 - err / var,
+            dead_latents: dead.f_sum(Kind::Int64)?.int64_value(&[]),
+        })
+    }
+
+    /// Clips the global gradient norm, then one Adam step.
+    fn adam_update(&mut self, lr: f64, step: usize) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let grads: Vec<Tensor> = self
+            .sae
+            .parameters_mut()
+            .iter()
+            .map(|p| {
+                let g = p.grad();
+                if g.defined() { g } else { p.zeros_like() }
+            })
+            .collect();
+        if let Some(max) = self.cfg.clip_grad_norm {
+            let total: f64 = grads
+                .iter()
+                .map(|g| {
+                    g.f_square()
+                        .and_then(|s| s.f_sum(Kind::Double))
+                        .map(|s| s.double_value(&[]))
+                })
+                .collect::<std::result::Result<Vec<f64>, _>>()?
+                .iter()
+                .sum::<f64>()
+                .sqrt();
+            // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6) when above max.
+            let coef = max / (total + 1e-6);
+            if coef < 1.0 {
+                for g in &grads {
+                    let mut g = g.shallow_clone();
+                    let _ = g.f_mul_scalar_(coef)?;
+                }
+            }
+        }
+        let (b1, b2, eps) = (self.cfg.adam_beta1, self.cfg.adam_beta2, 1e-8);
+        let t = (step + 1) as i32;
+        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        let params = self.sae.parameters_mut();
+        for (((p, g), m), v) in params
+            .into_iter()
+            .zip(&grads)
+            .zip(&mut self.adam_m)
+            .zip(&mut self.adam_v)
+        {
+            *m = m.f_mul_scalar(b1)?.f_add(&g.f_mul_scalar(1.0 - b1)?)?;
+            *v = v
+                .f_mul_scalar(b2)?
+                .f_add(&g.f_square()?.f_mul_scalar(1.0 - b2)?)?;
+            let denom = v.f_div_scalar(c2)?.f_sqrt()?.f_add_scalar(eps)?;
+            let update = m.f_div(&denom)?.f_mul_scalar(lr / c1)?;
+            let _ = p.f_sub_(&update)?;
+        }
+        Ok(())
+    }
+
+    fn print_progress(&self, started: Instant, first: usize, end: usize) {
+        let done = (self.step - first) as f64;
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let rate = done * self.cfg.batch_size as f64 / secs;
+        let eta = (end - self.step) as f64 * secs / done.max(1.0);
+        let last = self.log.last();
+        println!(
+            "step {}/{}  loss {:.4}  l0 {:.1}  {:.0} tok/s  ETA {:.0}s",
+            self.step,
+            self.cfg.total_steps,
+            last.map_or(f64::NAN, |r| r.loss),
+            last.map_or(f64::NAN, |r| r.l0),
+            rate,
+            eta
+        );
+    }
+
+    /// The logged rows.
+    pub fn log(&self) -> &[LogRow] {
+        &self.log
+    }
+
+    /// The log as a DataFrame: step, lr, sparsity_coefficient, loss, mse_loss,
+    /// sparsity_loss, aux_loss, l0, explained_variance, dead_latents.
+    ///
+    /// # Errors
+    /// Only if polars refuses the columns (it does not for equal lengths).
+    pub fn log_frame(&self) -> Result<DataFrame> {
+        let col = |name: &str, f: &dyn Fn(&LogRow) -> f64| {
+            Column::new(name.into(), self.log.iter().map(f).collect::<Vec<f64>>())
+        };
+        let columns = vec![
+            Column::new(
+                "step".into(),
+                self.log.iter().map(|r| r.step as i64).collect::<Vec<i64>>(),
+            ),
+            col("lr", &|r| r.lr),
+            col("sparsity_coefficient", &|r| r.sparsity_coefficient),
+            col("loss", &|r| r.loss),
+            col("mse_loss", &|r| r.mse_loss),
+            col("sparsity_loss", &|r| r.sparsity_loss),
+            col("aux_loss", &|r| r.aux_loss),
+            col("l0", &|r| r.l0),
+            col("explained_variance", &|r| r.explained_variance),
+            Column::new(
+                "dead_latents".into(),
+                self.log
+                    .iter()
+                    .map(|r| r.dead_latents)
+                    .collect::<Vec<i64>>(),
+            ),
+        ];
+        DataFrame::new_infer_height(columns).map_err(|e| Error::invalid("log frame", e.to_string()))
+    }
+
+    /// The trained SAE for inference, as SAELens saves it: TopK decoder norms folded when
+    /// trained with rescaling, BatchTopK turned into JumpReLU with its learned threshold, a
+    /// fitted input scale folded into the weights.
+    ///
+    /// # Errors
+    /// Only on a libtorch failure.
+    pub fn sae(&self) -> Result<Sae> {
+        let _guard = tch::no_grad_guard();
+        let copy = |t: &Tensor| t.detach().copy();
+        let s = &self.sae;
+        let mut cfg = self.cfg.sae_config();
+        let mut sae = Sae {
+            cfg: cfg.clone(),
+            w_enc: copy(&s.w_enc),
+            w_dec: copy(&s.w_dec),
+            b_enc: s.b_enc.as_ref().map(copy),
+            b_dec: copy(&s.b_dec),
+            threshold: s.threshold.as_ref().map(copy),
+            b_gate: s.b_gate.as_ref().map(copy),
+            b_mag: s.b_mag.as_ref().map(copy),
+            r_mag: s.r_mag.as_ref().map(copy),
+        };
+        let rescaled = self.cfg.rescale_acts_by_decoder_norm
+            && matches!(
+                self.cfg.sae,
+                TrainArchitecture::TopK { .. } | TrainArchitecture::BatchTopK { .. }
+            );
+        let mut threshold = self.topk_threshold;
+        if let Some(scale) = self.norm_scale {
+            // x·scale in training ⇒ W_enc·scale, W_dec / scale, b_dec / scale on raw inputs.
+            sae.w_enc = sae.w_enc.f_mul_scalar(scale)?;
+            sae.w_dec = sae.w_dec.f_div_scalar(scale)?;
+            sae.b_dec = sae.b_dec.f_div_scalar(scale)?;
+            if rescaled {
+                threshold /= scale;
+            }
+        }
+        if rescaled {
+            let norms = sae.decoder_norms()?;
+            sae.w_dec = sae.w_dec.f_div(&norms.f_unsqueeze(1)?)?;
+            sae.w_enc = sae.w_enc.f_mul(&norms)?;
+            sae.b_enc = sae.b_enc.as_ref().map(|b| b.f_mul(&norms)).transpose()?;
+        }
+        cfg.rescale_acts_by_decoder_norm = false;
+        if let TrainArchitecture::BatchTopK { .. } = self.cfg.sae {
+            sae.threshold = Some(Tensor::full(
+                [self.cfg.d_sae],
+                threshold,
+                (Kind::Float, sae.w_enc.device()),
+            ));
+        }
+        sae.cfg = cfg;
+        Ok(sae)
+    }
+}
+
+fn validate(cfg: &TrainConfig) -> Result<()> {
+    let bad = |what: &str, reason: String| Err(Error::invalid(what, reason));
+    if cfg.d_in <= 0 || cfg.d_sae <= 0 || cfg.batch_size <= 0 {
+        return bad(
+            "training config",
+            format!(
+                "d_in, d_sae and batch_size must be positive, got {}, {}, {}",
+                cfg.d_in, cfg.d_sae, cfg.batch_size
+            ),
+        );
+    }
+    if cfg.total_steps == 0 {
+        return bad("total_steps", "must be at least 1".into());
+    }
+    match cfg.sae {
+        TrainArchitecture::TopK { k, .. } if !(1..=cfg.d_sae).contains(&k) => {
+            return bad(
+                "k",
+                format!("must be in 1..={} (d_sae), got {k}", cfg.d_sae),
+            );
+        }
+        TrainArchitecture::BatchTopK { k, .. } if !(k > 0.0 && k <= cfg.d_sae as f64) => {
+            return bad(
+                "k",
+                format!("must be in (0, {}] (d_sae), got {k}", cfg.d_sae),
+            );
+        }
+        TrainArchitecture::JumpRelu { bandwidth, .. } if bandwidth <= 0.0 => {
+            return bad("bandwidth", format!("must be positive, got {bandwidth}"));
+        }
+        _ => {}
+    }
+    if cfg.normalize_activations == ActivationNorm::ConstantNormRescale
+        && matches!(
+            cfg.sae,
+            TrainArchitecture::TopK { .. } | TrainArchitecture::BatchTopK { .. }
+        )
+    {
+        return bad("normalize_activations", "TopK's AuxK loss works in the input's units; use none or expected_average_only_in (as SAELens requires)".into());
+    }
+    if cfg.checkpoint_every.is_some() && cfg.checkpoint_dir.is_none() {
+        return bad("checkpoint_every", "needs checkpoint_dir".into());
+    }
+    if cfg.checkpoint_every == Some(0) || cfg.log_every == 0 {
+        return bad(
+            "training config",
+            "checkpoint_every and log_every must be at least 1".into(),
+        );
+    }
+    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+        return bad("lr", format!("must be a positive number, got {}", cfg.lr));
+    }
+    Ok(())
+}

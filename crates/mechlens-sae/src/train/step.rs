@@ -1,0 +1,272 @@
+//! One training forward pass per architecture, with SAELens' losses:
+//! MSE summed over `d_in` and averaged over the batch, plus
+//! - Standard: L1 of activations × decoder row norms;
+//! - TopK / BatchTopK: AuxK — the top `d_in/2` dead latents reconstruct the residual;
+//! - JumpReLU: L0 through a straight-through estimator with a rectangle kernel;
+//! - Gated: L1 of the gate path's ReLU × decoder norms, and the gate path's own
+//!   reconstruction.
+//!
+//! Straight-through gradients are written as `value.detach() + (s − s.detach())`, where `s` is
+//! a surrogate whose gradient is the estimator's: the forward value is exact and autograd
+//! gives SAELens' custom backward.
+
+use mechlens_core::Result;
+use tch::{Kind, Tensor};
+
+use super::config::TrainArchitecture;
+use crate::sae::Sae;
+
+/// What one step computed.
+pub(crate) struct StepOut {
+    pub loss: Tensor,
+    pub mse: Tensor,
+    pub sparsity: Tensor,
+    pub aux: Tensor,
+    /// Latent activations `[batch, d_sae]` (detached).
+    pub acts: Tensor,
+    /// The reconstruction `[batch, d_in]` (detached).
+    pub out: Tensor,
+}
+
+/// Per-run state the forward pass reads: dead latents and BatchTopK's threshold.
+pub(crate) struct StepState<'a> {
+    pub dead: &'a Tensor,
+    pub n_dead: i64,
+    pub sparsity_coefficient: f64,
+    pub rescale: bool,
+}
+
+fn rectangle(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_gt(-0.5)?
+        .f_logical_and(&x.f_lt(0.5)?)?
+        .f_to_kind(Kind::Float)?)
+}
+
+pub(crate) fn forward(
+    sae: &Sae,
+    arch: &TrainArchitecture,
+    x: &Tensor,
+    st: &StepState<'_>,
+) -> Result<StepOut> {
+    // ConstantNormRescale: encode x·c (norm √d_in per token), decode back by 1/c; the MSE is
+    // taken in the input's own units, as SAELens does.
+    let coeff = match sae.cfg.normalize_activations {
+        crate::ActivationNorm::ConstantNormRescale => Some(
+            x.f_norm_scalaropt_dim(2, [-1], true)?
+                .f_reciprocal()?
+                .f_mul_scalar((sae.cfg.d_in as f64).sqrt())?,
+        ),
+        _ => None,
+    };
+    let unscale = |t: Tensor| -> Result<Tensor> {
+        Ok(match &coeff {
+            Some(c) => t.f_div(c)?,
+            None => t,
+        })
+    };
+    let x_in = match &coeff {
+        Some(c) => x.f_mul(c)?,
+        None => x.shallow_clone(),
+    };
+    let sae_in = if sae.cfg.apply_b_dec_to_input {
+        x_in.f_sub(&sae.b_dec)?
+    } else {
+        x_in
+    };
+    let zero = || Tensor::zeros([], (Kind::Float, x.device()));
+    let w_dec_norm = sae.w_dec.f_norm_scalaropt_dim(2, [1], false)?;
+    let (acts, out, sparsity, aux) = match arch {
+        TrainArchitecture::Standard { .. } => {
+            let pre = sae_in.f_matmul(&sae.w_enc)?.f_add(b(&sae.b_enc)?)?;
+            let acts = pre.f_relu()?;
+            let out = acts.f_matmul(&sae.w_dec)?.f_add(&sae.b_dec)?;
+            let l1 = acts
+                .f_mul(&w_dec_norm)?
+                .f_sum_dim_intlist(-1, false, Kind::Float)?
+                .f_mean(Kind::Float)?;
+            (acts, out, l1.f_mul_scalar(st.sparsity_coefficient)?, zero())
+        }
+        TrainArchitecture::TopK {
+            k,
+            aux_loss_coefficient,
+        } => {
+            let pre = sae_in.f_matmul(&sae.w_enc)?.f_add(b(&sae.b_enc)?)?;
+            let ranked = if st.rescale {
+                pre.f_mul(&w_dec_norm)?
+            } else {
+                pre
+            };
+            let (values, indices) = ranked.f_topk(*k, -1, true, false)?;
+            let values = values.f_relu()?;
+            let out = sparse_decode(sae, &values, &indices, &w_dec_norm, st.rescale)?
+                .f_add(&sae.b_dec)?;
+            let acts = ranked
+                .f_zeros_like()?
+                .f_scatter(-1, &indices, &values.detach())?;
+            let aux = topk_aux(sae, x, &out, &ranked, st, &w_dec_norm)?
+                .f_mul_scalar(*aux_loss_coefficient)?;
+            (acts, out, zero(), aux)
+        }
+        TrainArchitecture::BatchTopK {
+            k,
+            aux_loss_coefficient,
+            ..
+        } => {
+            let pre = sae_in.f_matmul(&sae.w_enc)?.f_add(b(&sae.b_enc)?)?;
+            let ranked = if st.rescale {
+                pre.f_mul(&w_dec_norm)?
+            } else {
+                pre
+            };
+            let relu = ranked.f_relu()?;
+            let batch = relu.size()[0];
+            let keep = ((*k * batch as f64) as i64).clamp(1, relu.numel() as i64);
+            let flat = relu.f_flatten(0, -1)?;
+            let (values, indices) = flat.f_topk(keep, -1, true, false)?;
+            let acts = flat
+                .f_zeros_like()?
+                .f_scatter(-1, &indices, &values)?
+                .f_view_as(&relu)?;
+            let scaled = if st.rescale {
+                acts.f_div(&w_dec_norm)?
+            } else {
+                acts.shallow_clone()
+            };
+            let out = scaled.f_matmul(&sae.w_dec)?.f_add(&sae.b_dec)?;
+            let aux = topk_aux(sae, x, &out, &ranked, st, &w_dec_norm)?
+                .f_mul_scalar(*aux_loss_coefficient)?;
+            (acts.detach(), out, zero(), aux)
+        }
+        TrainArchitecture::JumpRelu { bandwidth, .. } => {
+            let pre = sae_in.f_matmul(&sae.w_enc)?.f_add(b(&sae.b_enc)?)?;
+            let threshold = b(&sae.threshold)?;
+            let open = pre.f_gt_tensor(threshold)?.f_to_kind(Kind::Float)?.detach();
+            let kernel = rectangle(
+                &pre.detach()
+                    .f_sub(&threshold.detach())?
+                    .f_div_scalar(*bandwidth)?,
+            )?;
+            // d acts / d threshold = −(threshold / bandwidth) · rect((pre − threshold) / bandwidth)
+            let s = kernel
+                .f_mul(&threshold.detach())?
+                .f_mul(threshold)?
+                .f_div_scalar(-*bandwidth)?;
+            let acts = pre.f_mul(&open)?.f_add(&s.f_sub(&s.detach())?)?;
+            let out = acts.f_matmul(&sae.w_dec)?.f_add(&sae.b_dec)?;
+            // L0 = Σ step(pre − threshold); d/d threshold = −(1 / bandwidth) · rect(·)
+            let s = kernel.f_mul(threshold)?.f_div_scalar(-*bandwidth)?;
+            let step = open.f_add(&s.f_sub(&s.detach())?)?;
+            let l0 = step
+                .f_sum_dim_intlist(-1, false, Kind::Float)?
+                .f_mean(Kind::Float)?;
+            (
+                acts.detach(),
+                out,
+                l0.f_mul_scalar(st.sparsity_coefficient)?,
+                zero(),
+            )
+        }
+        TrainArchitecture::Gated { .. } => {
+            let gate = sae_in.f_matmul(&sae.w_enc)?.f_add(b(&sae.b_gate)?)?;
+            let open = gate.f_gt(0.0)?.f_to_kind(Kind::Float)?.detach();
+            let w_mag = sae.w_enc.f_mul(&b(&sae.r_mag)?.f_exp()?)?;
+            let mag = sae_in.f_matmul(&w_mag)?.f_add(b(&sae.b_mag)?)?.f_relu()?;
+            let acts = mag.f_mul(&open)?;
+            let out = acts.f_matmul(&sae.w_dec)?.f_add(&sae.b_dec)?;
+            let gate_relu = gate.f_relu()?;
+            let l1 = gate_relu
+                .f_mul(&w_dec_norm)?
+                .f_sum_dim_intlist(-1, false, Kind::Float)?
+                .f_mean(Kind::Float)?;
+            let via_gate = gate_relu.f_matmul(&sae.w_dec)?.f_add(&sae.b_dec)?;
+            let aux = squared_error(&unscale(via_gate)?, x)?;
+            (
+                acts.detach(),
+                out,
+                l1.f_mul_scalar(st.sparsity_coefficient)?,
+                aux,
+            )
+        }
+    };
+    let out = unscale(out)?;
+    let mse = squared_error(&out, x)?;
+    let loss = mse.f_add(&sparsity)?.f_add(&aux)?;
+    Ok(StepOut {
+        loss,
+        mse,
+        sparsity,
+        aux,
+        acts: acts.detach(),
+        out: out.detach(),
+    })
+}
+
+fn b(t: &Option<Tensor>) -> Result<&Tensor> {
+    t.as_ref().ok_or_else(|| {
+        mechlens_core::Error::invalid("SAE", "a parameter of this architecture is missing")
+    })
+}
+
+/// `Σ_d (a − b)²`, averaged over the batch.
+fn squared_error(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(a.f_sub(b)?
+        .f_square()?
+        .f_sum_dim_intlist(-1, false, Kind::Float)?
+        .f_mean(Kind::Float)?)
+}
+
+/// `Σ_j values[n, j] · W_dec[indices[n, j]]` (no bias) without the dense `[batch, d_sae]`
+/// product: an embedding bag over the `k` active rows.
+fn sparse_decode(
+    sae: &Sae,
+    values: &Tensor,
+    indices: &Tensor,
+    norms: &Tensor,
+    rescale: bool,
+) -> Result<Tensor> {
+    let (batch, k) = (values.size()[0], values.size()[1]);
+    let weights = if rescale {
+        values.f_div(
+            &norms
+                .f_index_select(0, &indices.f_flatten(0, -1)?)?
+                .f_view([batch, k])?,
+        )?
+    } else {
+        values.shallow_clone()
+    };
+    let offsets = Tensor::f_arange_start_step(0, batch * k, k, (Kind::Int64, values.device()))?;
+    let (out, _, _, _) = Tensor::f_embedding_bag(
+        &sae.w_dec,
+        &indices.f_flatten(0, -1)?,
+        &offsets,
+        false,
+        0,
+        false,
+        Some(weights.f_flatten(0, -1)?),
+        false,
+    )?;
+    Ok(out)
+}
+
+/// SAELens' AuxK: the `min(d_in/2, n_dead)` largest dead pre-activations reconstruct the
+/// (detached) residual, scaled by `min(n_dead / (d_in/2), 1)`.
+fn topk_aux(
+    sae: &Sae,
+    x: &Tensor,
+    out: &Tensor,
+    ranked: &Tensor,
+    st: &StepState<'_>,
+    norms: &Tensor,
+) -> Result<Tensor> {
+    if st.n_dead == 0 {
+        return Ok(Tensor::zeros([], (Kind::Float, x.device())));
+    }
+    let half = (sae.cfg.d_in / 2).max(1);
+    let scale = (st.n_dead as f64 / half as f64).min(1.0);
+    let k_aux = half.min(st.n_dead);
+    let residual = x.f_sub(out)?.detach();
+    let masked = ranked.f_where_scalarother(st.dead, f64::NEG_INFINITY)?;
+    let (values, indices) = masked.f_topk(k_aux, -1, true, false)?;
+    let recons = sparse_decode(sae, &values, &indices, norms, st.rescale)?;
+    Ok(squared_error(&recons, &residual)?.f_mul_scalar(scale)?)
+}
