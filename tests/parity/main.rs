@@ -13,6 +13,7 @@ mod errors;
 mod hooks;
 mod hub;
 mod sae;
+mod sae_model;
 mod sae_training;
 mod transformer_lens;
 mod weights;

@@ -10,13 +10,19 @@
 //!   hook points (`…hook_sae_acts_post`) cached and patched like any other.
 //! - [`train`]: a deterministic, resumable trainer (Adam, warm-up and decay, sparsity
 //!   coefficient warm-up, gradient clipping, dead-latent tracking, atomic checkpoints).
-//! - [`metrics`]: reconstruction and sparsity measures (L0, MSE, explained variance, ...).
+//! - [`metrics`]: reconstruction and sparsity measures (L0, MSE, explained variance, ...);
+//!   [`eval`]: CE loss and KL scores with the SAE spliced in.
+//! - [`store`]: a model's activations at a hook over a text, with where each came from;
+//!   [`features`]: top-activating contexts and logit effects of latents.
 
 mod config;
+pub mod eval;
+pub mod features;
 mod format;
 pub mod metrics;
 mod sae;
 mod splice;
+pub mod store;
 pub mod train;
 
 pub use config::{ActivationNorm, Architecture, SAE_LENS_FORMAT_VERSION, SaeConfig};

@@ -22,6 +22,17 @@ pub struct SplicedSae {
     use_error_term: bool,
 }
 
+impl SplicedSae {
+    /// `sae`, replacing the activation with its reconstruction, plus the error term
+    /// (`x − sae(x)`, so that the output is unchanged) when `use_error_term`.
+    pub fn new(sae: Rc<Sae>, use_error_term: bool) -> Self {
+        Self {
+            sae,
+            use_error_term,
+        }
+    }
+}
+
 impl Splice for SplicedSae {
     fn splice(
         &self,

@@ -22,7 +22,10 @@ pub use mechlens_models::{
     GenerateOptions, HookedEncoder, HookedTransformer, LoadOptions, PaddingSide, Processing,
     TokenBatch, Tokenizer,
 };
+pub use mechlens_sae::eval::SpliceReport;
+pub use mechlens_sae::features::{logit_effects, top_activations};
 pub use mechlens_sae::metrics::SparsityReport;
+pub use mechlens_sae::store::{ActivationStore, StoreOptions};
 pub use mechlens_sae::train::{
     ActivationSource, LrSchedule, TensorSource, TrainArchitecture, TrainConfig, Trainer,
 };

@@ -1,0 +1,134 @@
+//! What an SAE costs the model when it replaces the activation it reads (SAELens'
+//! `get_recons_loss`): next-token cross-entropy clean, with the SAE spliced in (no error
+//! term), and with the activation zero-ablated; the CE loss score
+//! `(CE_zero − CE_sae) / (CE_zero − CE_clean)` (1: the SAE loses nothing, 0: as bad as
+//! deleting the activation); and the same for the KL divergence from the clean next-token
+//! distribution, `KL score = (KL_zero − KL_sae) / KL_zero`.
+
+use std::rc::Rc;
+
+use mechlens_core::{Error, Hook, Hooks, Intervention, Result};
+use mechlens_models::HookedTransformer;
+use polars::prelude::{Column, DataFrame};
+use tch::{Kind, Tensor};
+
+use crate::sae::Sae;
+use crate::splice::SplicedSae;
+
+/// Cross-entropy and KL of a model with an SAE spliced in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpliceReport {
+    /// Mean next-token CE of the clean model.
+    pub ce_clean: f64,
+    /// With the SAE's reconstruction in place of the activation.
+    pub ce_with_sae: f64,
+    /// With the activation zeroed.
+    pub ce_zero_ablated: f64,
+    /// `(CE_zero − CE_sae) / (CE_zero − CE_clean)`.
+    pub ce_loss_score: f64,
+    /// Mean KL(clean ‖ with SAE) per token.
+    pub kl_with_sae: f64,
+    /// Mean KL(clean ‖ zero-ablated) per token.
+    pub kl_zero_ablated: f64,
+    /// `(KL_zero − KL_sae) / KL_zero`.
+    pub kl_score: f64,
+}
+
+impl SpliceReport {
+    /// Runs `tokens` `[batch, pos]` clean, with `sae` spliced in at `at` (or its
+    /// `metadata.hook_name`), and zero-ablated there.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the SAE names no hook and none is given; the errors of
+    /// `run_with_hooks` (unknown hook, shapes, bad tokens).
+    pub fn measure(
+        model: &HookedTransformer,
+        sae: Rc<Sae>,
+        at: Option<&str>,
+        tokens: &Tensor,
+    ) -> Result<Self> {
+        let _guard = tch::no_grad_guard();
+        let name = at.or(sae.cfg.hook_name()).ok_or_else(|| {
+            Error::invalid("SAE hook point", "the SAE names no hook point; pass one")
+        })?;
+        let point = model.hook_point(name)?;
+        let clean = model.forward(tokens)?;
+        let mut hooks = Hooks::new();
+        hooks.push(point, Hook::Splice(Rc::new(SplicedSae::new(sae, false))));
+        let spliced = model.run_with_hooks(tokens, hooks)?;
+        let zero =
+            model.run_with_hooks(tokens, Hooks::new().intervene(point, Intervention::Zero)?)?;
+        let (ce_clean, ce_with_sae, ce_zero_ablated) = (
+            ce(&clean, tokens)?,
+            ce(&spliced, tokens)?,
+            ce(&zero, tokens)?,
+        );
+        let (kl_with_sae, kl_zero_ablated) = (kl(&clean, &spliced)?, kl(&clean, &zero)?);
+        Ok(Self {
+            ce_clean,
+            ce_with_sae,
+            ce_zero_ablated,
+            ce_loss_score: (ce_zero_ablated - ce_with_sae) / (ce_zero_ablated - ce_clean),
+            kl_with_sae,
+            kl_zero_ablated,
+            kl_score: (kl_zero_ablated - kl_with_sae) / kl_zero_ablated,
+        })
+    }
+
+    /// The measures as a two-column table (metric, value).
+    ///
+    /// # Errors
+    /// Only if polars refuses the columns.
+    pub fn frame(&self) -> Result<DataFrame> {
+        let rows = [
+            ("ce_clean", self.ce_clean),
+            ("ce_with_sae", self.ce_with_sae),
+            ("ce_zero_ablated", self.ce_zero_ablated),
+            ("ce_loss_score", self.ce_loss_score),
+            ("kl_with_sae", self.kl_with_sae),
+            ("kl_zero_ablated", self.kl_zero_ablated),
+            ("kl_score", self.kl_score),
+        ];
+        DataFrame::new_infer_height(vec![
+            Column::new(
+                "metric".into(),
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            ),
+            Column::new("value".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+        ])
+        .map_err(|e| Error::invalid("report frame", e.to_string()))
+    }
+}
+
+/// Mean next-token cross-entropy of `logits` `[batch, pos, vocab]` on `tokens`.
+fn ce(logits: &Tensor, tokens: &Tensor) -> Result<f64> {
+    let p = logits.size()[1];
+    if p < 2 {
+        return Err(Error::invalid(
+            "tokens",
+            "a next-token loss needs at least two positions",
+        ));
+    }
+    let logp = logits
+        .f_narrow(1, 0, p - 1)?
+        .f_log_softmax(-1, Kind::Double)?;
+    let next = tokens
+        .f_to_device(logits.device())?
+        .f_narrow(1, 1, p - 1)?
+        .f_unsqueeze(-1)?;
+    Ok(-logp
+        .f_gather(-1, &next, false)?
+        .f_mean(Kind::Double)?
+        .double_value(&[]))
+}
+
+/// Mean over positions of KL(p ‖ q) between the next-token distributions.
+fn kl(p_logits: &Tensor, q_logits: &Tensor) -> Result<f64> {
+    let lp = p_logits.f_log_softmax(-1, Kind::Double)?;
+    let lq = q_logits.f_log_softmax(-1, Kind::Double)?;
+    let per = lp
+        .f_exp()?
+        .f_mul(&lp.f_sub(&lq)?)?
+        .f_sum_dim_intlist(-1, false, Kind::Double)?;
+    Ok(per.f_mean(Kind::Double)?.double_value(&[]))
+}

@@ -1,0 +1,220 @@
+//! [`ActivationStore`]: a model's activations at one hook point over a text or token dataset,
+//! kept in memory with where each came from, as training data ([`ActivationStore::source`])
+//! and for finding the contexts that make a latent fire.
+//!
+//! Like SAELens' `ActivationsStore`: the text is tokenized once, cut into windows of
+//! `context_size` tokens (each starting with BOS when `prepend_bos`), the windows are run in
+//! batches, and positions holding special tokens (BOS) are left out of the training rows.
+
+use std::time::Instant;
+
+use mechlens_core::{CacheFilter, Error, HookPoint, Result};
+use mechlens_models::HookedTransformer;
+use tch::{Kind, Tensor};
+
+use crate::train::TensorSource;
+
+/// How to cut and run the dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreOptions {
+    /// Tokens per window, BOS included (SAELens `context_size`).
+    pub context_size: i64,
+    /// Start each window with BOS.
+    pub prepend_bos: bool,
+    /// Leave BOS positions out of the activation rows (SAELens excludes special tokens).
+    pub exclude_special_tokens: bool,
+    /// Windows per forward pass.
+    pub batch_windows: i64,
+    /// Stop after this many windows.
+    pub max_windows: Option<i64>,
+    /// Print a progress line (tokens/s, ETA) every this many batches (0: silent).
+    pub progress_every: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            context_size: 128,
+            prepend_bos: true,
+            exclude_special_tokens: true,
+            batch_windows: 16,
+            max_windows: None,
+            progress_every: 0,
+        }
+    }
+}
+
+/// Activations at one hook point, and the tokens they came from.
+#[derive(Debug)]
+pub struct ActivationStore {
+    /// The hook point.
+    pub hook: HookPoint,
+    /// The token windows, `[n_windows, context_size]`.
+    pub tokens: Tensor,
+    /// One row per kept position, `[n_rows, d_in]` (float, on the CPU).
+    pub activations: Tensor,
+    /// `(window, position)` of each row, `[n_rows, 2]`.
+    pub origin: Tensor,
+}
+
+impl ActivationStore {
+    /// Tokenizes `text` with the model's tokenizer and collects the activations at `hook`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownHook`] for a hook the model lacks, [`Error::InvalidInput`] when the
+    /// text gives fewer tokens than one window, or the model has no tokenizer.
+    pub fn from_text(
+        model: &HookedTransformer,
+        hook: &str,
+        text: &str,
+        opts: &StoreOptions,
+    ) -> Result<Self> {
+        let tokenizer = model.tokenizer().ok_or_else(|| {
+            Error::invalid(
+                "model",
+                "it has no tokenizer; use ActivationStore::from_tokens",
+            )
+        })?;
+        let ids = tokenizer.encode(text, false)?;
+        let bos = tokenizer.bos_token_id;
+        let body = opts.context_size - i64::from(opts.prepend_bos);
+        if body < 1 {
+            return Err(Error::invalid(
+                "context_size",
+                format!(
+                    "must leave room for at least one token, got {}",
+                    opts.context_size
+                ),
+            ));
+        }
+        let n = ids.len() as i64 / body;
+        if n == 0 {
+            return Err(Error::invalid(
+                "dataset",
+                format!(
+                    "it is empty: {} tokens, fewer than one window of {body}",
+                    ids.len()
+                ),
+            ));
+        }
+        let n = opts.max_windows.map_or(n, |m| m.min(n));
+        let mut windows = Vec::with_capacity((n * opts.context_size) as usize);
+        for w in 0..n as usize {
+            if opts.prepend_bos {
+                windows.push(bos.ok_or_else(|| {
+                    Error::invalid("prepend_bos", "the tokenizer has no BOS token")
+                })?);
+            }
+            windows.extend_from_slice(&ids[w * body as usize..(w + 1) * body as usize]);
+        }
+        let tokens = Tensor::from_slice(&windows).f_view([n, opts.context_size])?;
+        Self::from_tokens(model, hook, &tokens, opts)
+    }
+
+    /// Collects the activations at `hook` for token windows `[n_windows, pos]`.
+    ///
+    /// # Errors
+    /// As [`ActivationStore::from_text`]; bad token ids as `forward`.
+    pub fn from_tokens(
+        model: &HookedTransformer,
+        hook: &str,
+        tokens: &Tensor,
+        opts: &StoreOptions,
+    ) -> Result<Self> {
+        let hook = model.hook_point(hook)?;
+        let shape = tokens.size();
+        if shape.len() != 2 || shape[0] == 0 {
+            return Err(Error::ShapeMismatch {
+                what: "token windows".into(),
+                expected: "[n_windows >= 1, pos]".into(),
+                got: shape,
+            });
+        }
+        let (n, pos) = (shape[0], shape[1]);
+        let batch = opts.batch_windows.max(1);
+        let started = Instant::now();
+        let mut rows = Vec::new();
+        let mut origin = Vec::new();
+        let skip_first = opts.exclude_special_tokens && opts.prepend_bos;
+        let mut start = 0;
+        let mut batches = 0;
+        while start < n {
+            let len = batch.min(n - start);
+            let chunk = tokens.f_narrow(0, start, len)?;
+            let (_, cache) = model.run_with_cache(&chunk, CacheFilter::Names(vec![hook]))?;
+            let act = cache.get(hook)?;
+            let act = act.f_flatten(2, -1)?; // hook_z and other per-head hooks: heads flattened
+            let first = i64::from(skip_first);
+            rows.push(
+                act.f_narrow(1, first, pos - first)?
+                    .f_reshape([-1, act.size()[2]])?
+                    .f_to_kind(Kind::Float)?
+                    .f_to_device(tch::Device::Cpu)?,
+            );
+            for w in start..start + len {
+                for p in first..pos {
+                    origin.extend([w, p]);
+                }
+            }
+            start += len;
+            batches += 1;
+            if opts.progress_every > 0 && batches % opts.progress_every == 0 {
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                let rate = (start * pos) as f64 / secs;
+                println!(
+                    "activations: {start}/{n} windows  {rate:.0} tok/s  ETA {:.0}s",
+                    (n - start) as f64 * pos as f64 / rate
+                );
+            }
+        }
+        let activations = Tensor::f_cat(&rows, 0)?;
+        if !bool::try_from(activations.f_isfinite()?.f_all()?)? {
+            return Err(Error::invalid(
+                "activations",
+                format!("the model produced NaN or inf at {hook}"),
+            ));
+        }
+        let n_rows = activations.size()[0];
+        Ok(Self {
+            hook,
+            tokens: tokens.f_to_device(tch::Device::Cpu)?,
+            activations,
+            origin: Tensor::from_slice(&origin).f_view([n_rows, 2])?,
+        })
+    }
+
+    /// Rows kept.
+    pub fn len(&self) -> i64 {
+        self.activations.size()[0]
+    }
+
+    /// Whether no rows were kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Width of the activations.
+    pub fn d_in(&self) -> i64 {
+        self.activations.size()[1]
+    }
+
+    /// Shuffled training batches over the rows (a new seeded order each epoch).
+    ///
+    /// # Errors
+    /// Only for an empty store.
+    pub fn source(&self, seed: u64) -> Result<TensorSource> {
+        TensorSource::new(&self.activations, seed)
+    }
+
+    /// `(window, position)` of row `row`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a row out of range.
+    pub fn origin_of(&self, row: i64) -> Result<(i64, i64)> {
+        mechlens_core::shape::check_index("row", row, self.len() as usize, "the store")?;
+        Ok((
+            self.origin.f_int64_value(&[row, 0])?,
+            self.origin.f_int64_value(&[row, 1])?,
+        ))
+    }
+}
