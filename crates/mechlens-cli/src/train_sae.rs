@@ -1,0 +1,207 @@
+//! `mechlens train-sae CONFIG.toml`.
+//!
+//! ```toml
+//! out = "runs/topk/final"          # where the trained SAE is saved (SAELens format)
+//! resume = false                   # true: continue from train.checkpoint_dir's newest checkpoint
+//!
+//! [data]                           # either a model run over a text ...
+//! model = "path/or/hub-name"       # a Hugging Face folder or hub name, or
+//! llama2c = "model.bin"            # a llama2.c checkpoint with
+//! tokenizer = "tokenizer.model"    # its SentencePiece tokenizer
+//! hook = "blocks.3.hook_resid_post"
+//! text = "corpus.txt"
+//! context_size = 128
+//! max_windows = 1000
+//! # ... or saved activations: activations = "acts.safetensors" (tensor `activations`, [n, d_in])
+//!
+//! [train]                          # any TrainConfig field; the rest keep SAELens' defaults
+//! sae = { architecture = "topk", k = 32, aux_loss_coefficient = 1.0 }
+//! d_sae = 4096
+//! batch_size = 4096
+//! total_steps = 10000
+//! checkpoint_every = 1000
+//! checkpoint_dir = "runs/topk"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use mechlens_core::{Error, Result};
+use mechlens_models::{HookedTransformer, LoadOptions};
+use mechlens_sae::store::{ActivationStore, StoreOptions};
+use mechlens_sae::train::{
+    ActivationSource, TensorSource, TrainArchitecture, TrainConfig, Trainer,
+};
+use serde_json::Value;
+use tch::Tensor;
+
+fn config_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Config {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads the file, builds the data source, trains with a progress bar, saves.
+pub fn run(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        action: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let doc: toml::Table = toml::from_str(&text).map_err(|e| config_error(path, e.to_string()))?;
+    let doc = serde_json::to_value(doc).map_err(|e| config_error(path, e.to_string()))?;
+    let relative = |p: &str| path.parent().unwrap_or(Path::new(".")).join(p);
+    let out = doc
+        .get("out")
+        .and_then(Value::as_str)
+        .map(relative)
+        .ok_or_else(|| config_error(path, "missing `out` (the folder to save the SAE in)"))?;
+    let resume = doc.get("resume").and_then(Value::as_bool).unwrap_or(false);
+    let data = doc.get("data").cloned().unwrap_or(Value::Null);
+    let mut source = data_source(path, &data, &relative)?;
+    let train = doc.get("train").cloned().unwrap_or(Value::Null);
+    let cfg = train_config(path, &train, source.d_in())?;
+    let mut trainer = if resume {
+        let dir = cfg
+            .checkpoint_dir
+            .clone()
+            .ok_or_else(|| config_error(path, "`resume = true` needs [train] checkpoint_dir"))?;
+        Trainer::resume(dir)?
+    } else {
+        Trainer::new(cfg)?
+    };
+    let total = trainer.config().total_steps;
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(trainer.step() as u64);
+    while trainer.step() < total {
+        let chunk = trainer.config().log_every.max(1);
+        trainer.train_steps(source.as_mut(), chunk)?;
+        bar.set_position(trainer.step() as u64);
+        if let Some(row) = trainer.log().last() {
+            bar.set_message(format!(
+                "loss {:.4}  l0 {:.1}  dead {}",
+                row.loss, row.l0, row.dead_latents
+            ));
+        }
+    }
+    bar.finish();
+    let sae = trainer.sae()?;
+    sae.save(&out)?;
+    println!(
+        "saved {} ({} latents) to {}",
+        sae.cfg.architecture,
+        sae.cfg.d_sae,
+        out.display()
+    );
+    Ok(())
+}
+
+fn data_source(
+    path: &Path,
+    data: &Value,
+    relative: &dyn Fn(&str) -> PathBuf,
+) -> Result<Box<dyn ActivationSource>> {
+    let get = |key: &str| data.get(key).and_then(Value::as_str);
+    let seed = data.get("seed").and_then(Value::as_u64).unwrap_or(0);
+    if let Some(file) = get("activations") {
+        let file = relative(file);
+        let tensors = Tensor::read_safetensors(&file).map_err(|e| Error::WeightFile {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let acts = tensors
+            .into_iter()
+            .find(|(n, _)| n == "activations")
+            .map(|(_, t)| t)
+            .ok_or_else(|| Error::MissingWeight {
+                name: "activations".into(),
+                file: file.display().to_string(),
+            })?;
+        return Ok(Box::new(TensorSource::new(&acts, seed)?));
+    }
+    let model = match (get("model"), get("llama2c")) {
+        (Some(name), _) => HookedTransformer::from_pretrained(name, LoadOptions::default())?,
+        (None, Some(bin)) => {
+            let tokenizer = get("tokenizer").map(relative);
+            HookedTransformer::from_llama2c(
+                &relative(bin),
+                tokenizer.as_deref(),
+                LoadOptions::default(),
+            )?
+        }
+        (None, None) => {
+            return Err(config_error(
+                path,
+                "[data] needs `activations`, `model` or `llama2c`",
+            ));
+        }
+    };
+    let hook = get("hook").ok_or_else(|| config_error(path, "[data] needs `hook`"))?;
+    let text_path = get("text")
+        .map(relative)
+        .ok_or_else(|| config_error(path, "[data] needs `text`"))?;
+    let text = std::fs::read_to_string(&text_path).map_err(|source| Error::Io {
+        action: "reading",
+        path: text_path,
+        source,
+    })?;
+    let mut opts = StoreOptions {
+        progress_every: 10,
+        ..StoreOptions::default()
+    };
+    if let Some(c) = data.get("context_size").and_then(Value::as_i64) {
+        opts.context_size = c;
+    }
+    opts.max_windows = data.get("max_windows").and_then(Value::as_i64);
+    let store = ActivationStore::from_text(&model, hook, &text, &opts)?;
+    println!(
+        "{} activations of width {} at {hook}",
+        store.len(),
+        store.d_in()
+    );
+    Ok(Box::new(store.source(seed)?))
+}
+
+/// `[train]` over the defaults of `TrainConfig::new` (SAELens').
+fn train_config(path: &Path, train: &Value, d_in: i64) -> Result<TrainConfig> {
+    let arch: TrainArchitecture = match train.get("sae") {
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| config_error(path, format!("[train] sae: {e}")))?,
+        None => {
+            return Err(config_error(
+                path,
+                "[train] needs `sae`, e.g. { architecture = \"topk\", k = 32, aux_loss_coefficient = 1.0 }",
+            ));
+        }
+    };
+    let defaults = TrainConfig::new(arch, d_in, 8 * d_in, 4096, 1000);
+    let mut merged =
+        serde_json::to_value(&defaults).map_err(|e| config_error(path, e.to_string()))?;
+    if let (Some(base), Some(user)) = (merged.as_object_mut(), train.as_object()) {
+        for (key, value) in user {
+            if !base.contains_key(key) {
+                let known: Vec<&String> = base.keys().collect();
+                return Err(config_error(
+                    path,
+                    format!("[train] has no field `{key}`; fields: {known:?}"),
+                ));
+            }
+            base.insert(key.clone(), value.clone());
+        }
+    }
+    let cfg: TrainConfig =
+        serde_json::from_value(merged).map_err(|e| config_error(path, format!("[train]: {e}")))?;
+    if cfg.d_in != d_in {
+        return Err(Error::ShapeMismatch {
+            what: "[train] d_in".into(),
+            expected: format!("{d_in} (the width of the data)"),
+            got: vec![cfg.d_in],
+        });
+    }
+    Ok(cfg)
+}
