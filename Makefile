@@ -36,5 +36,6 @@ test: setup
 bench: setup
 	@$(STEP) model-bench $(PY) bench/model_bench.py
 	@$(STEP) patch-bench $(PY) bench/patch_bench.py
+	@$(STEP) sae-bench $(PY) bench/sae_bench.py
 	@$(STEP) kernel-bench env CI_LOG=$(CI_LOG) $(PY) bench/kernel_bench.py
 	@cat BENCHMARKS.md

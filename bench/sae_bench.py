@@ -1,0 +1,108 @@
+"""SAE training benchmark for `make bench`: training steps per second on the same random
+activations and settings as SAELens' `SAETrainer` (d_in 512, d_sae 4096, batch 4096, CPU,
+2 threads), for a ReLU SAE and a TopK SAE (k = 32); ours is the `train_bench` example.
+Rounds interleave ours and SAELens' so a slow spell hits both alike.
+
+Writes the "SAE training" section of BENCHMARKS.md and the `sae` group of bench/results.json.
+"""
+
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from model_bench import THREADS, keep_freed_memory  # noqa: E402
+from report import write_results, write_section  # noqa: E402
+from served_example import ServedExample  # noqa: E402
+
+D_IN, D_SAE, BATCH, K = 512, 4096, 4096, 32
+STEPS = 5
+ROUNDS = 3
+
+
+def saelens_trainer(kind):
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    if kind == "standard":
+        sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, l1_coefficient=5.0))
+    else:
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K))
+    g = torch.Generator().manual_seed(0)
+    acts = torch.randn(8 * BATCH, D_IN, generator=g)
+
+    def batches():
+        i = 0
+        while True:
+            yield acts[(i % 8) * BATCH:(i % 8 + 1) * BATCH]
+            i += 1
+
+    cfg = SAETrainerConfig(total_training_samples=10**9, train_batch_size_samples=BATCH,
+                           logger=LoggingConfig(log_to_wandb=False))
+    return SAETrainer(cfg=cfg, sae=sae, data_provider=batches())
+
+
+def time_saelens(kind):
+    trainer = saelens_trainer(kind)
+
+    def step():  # what SAETrainer.fit does per step, without its progress bar
+        trainer.step(next(trainer.data_provider))
+        trainer.n_training_steps += 1
+
+    step()  # untimed, as ours
+    start = time.perf_counter()
+    for _ in range(STEPS):
+        step()
+    return (time.perf_counter() - start) * 1e3
+
+
+def main():
+    torch.set_num_threads(THREADS)
+    keep_freed_memory()
+    ours = ServedExample("mechlens-sae", "train_bench", [D_IN, D_SAE, BATCH, THREADS])
+    commands = {"standard": f"standard {STEPS}", "topk": f"topk {K} {STEPS}"}
+    times = {(k, who): [] for k in commands for who in ("ours", "saelens")}
+    for _ in range(ROUNDS):
+        for kind, command in commands.items():
+            times[(kind, "saelens")].append(time_saelens(kind))
+            times[(kind, "ours")].append(ours.run(command))
+    ours.close()
+    tok_s = {key: statistics.median(BATCH * STEPS / (ms / 1e3) for ms in v) for key, v in times.items()}
+    speedup = {k: statistics.median(s / o for o, s in zip(times[(k, "ours")], times[(k, "saelens")])) for k in commands}
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    today = date.today().isoformat()
+    names = {"standard": "ReLU SAE (L1)", "topk": f"TopK SAE (k={K})"}
+    write_results("sae", [
+        {"name": f"SAE training throughput, {names[k]}, d_in {D_IN}, d_sae {D_SAE}, batch {BATCH}",
+         "value": round(tok_s[(k, "ours")]), "unit": "tokens/s", "peer_value": round(tok_s[(k, "saelens")]),
+         "peer": "SAELens SAETrainer.step", "ratio": round(speedup[k], 3), "date": today, "machine": machine}
+        for k in commands
+    ])
+    lines = [
+        "## SAE training",
+        "",
+        f"Measured {today} on {machine}; torch {torch.__version__}, {THREADS} threads, CPU.",
+        f"Random activations d_in {D_IN}, d_sae {D_SAE}, batch {BATCH}; SAELens' defaults on both sides (Adam 3e-4, "
+        f"clipping 1.0, decoder init norm 0.1). {ROUNDS} rounds of {STEPS} timed steps each (after one untimed step), "
+        "ours and SAELens' `SAETrainer.step` interleaved; medians, speed-ups per round.",
+        "Goal: ReLU ≥ 1.5× SAELens, TopK ≥ 2.5× SAELens.",
+        "",
+        "| SAE | mechlens | SAELens | speed-up |",
+        "| --- | --- | --- | --- |",
+    ] + [f"| {names[k]} | {tok_s[(k, 'ours')]:,.0f} tok/s | {tok_s[(k, 'saelens')]:,.0f} tok/s | {speedup[k]:.2f}× |"
+         for k in commands]
+    write_section("SAE training", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
