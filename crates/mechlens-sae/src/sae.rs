@@ -50,6 +50,8 @@ pub struct Encoded {
     pub norm_coeff: Option<Tensor>,
     /// `hook_z` SAEs: the head count of the input, to unflatten the output.
     pub heads: Option<i64>,
+    /// TopK: the `k` values and latent indices per input, for a sparse decode.
+    active: Option<(Tensor, Tensor)>,
 }
 
 /// Where an SAE's hook sites go: nowhere (used on its own) or into a model's session.
@@ -288,18 +290,25 @@ impl Sae {
         } else {
             x
         };
-        let (pre, acts) = self.activate(&sae_in, sites)?;
+        let (pre, acts, active) = self.activate(&sae_in, sites)?;
         let acts = sites.hook(SaeSite::ActsPost, acts)?;
         Ok(Encoded {
             acts,
             pre,
             norm_coeff,
             heads,
+            active,
         })
     }
 
-    /// Pre-activations (hooked) and activations, by architecture.
-    fn activate(&self, sae_in: &Tensor, sites: &mut Sites<'_, '_, '_>) -> Result<(Tensor, Tensor)> {
+    /// Pre-activations (hooked) and activations, by architecture; for TopK also the active
+    /// values and indices.
+    #[allow(clippy::type_complexity)]
+    fn activate(
+        &self,
+        sae_in: &Tensor,
+        sites: &mut Sites<'_, '_, '_>,
+    ) -> Result<(Tensor, Tensor, Option<(Tensor, Tensor)>)> {
         let arch = self.cfg.architecture;
         fn need<'t>(t: &'t Option<Tensor>, name: &str, arch: Architecture) -> Result<&'t Tensor> {
             t.as_ref()
@@ -320,13 +329,14 @@ impl Sae {
                 let pre = sites.hook(SaeSite::ActsPre, pre)?;
                 let open = gate.f_gt(0.0)?.f_to_kind(pre.kind())?;
                 let acts = pre.f_relu()?.f_mul(&open)?;
-                Ok((pre, acts))
+                Ok((pre, acts, None))
             }
             arch => {
                 let pre = sae_in
                     .f_matmul(&self.w_enc)?
                     .f_add(need(&self.b_enc, "b_enc", arch)?)?;
                 let pre = sites.hook(SaeSite::ActsPre, pre)?;
+                let mut active = None;
                 let acts = match arch {
                     Architecture::Standard => pre.f_relu()?,
                     Architecture::JumpRelu => {
@@ -341,12 +351,13 @@ impl Sae {
                         };
                         let k = self.cfg.k.unwrap_or(1);
                         let (values, indices) = ranked.f_topk(k, -1, true, false)?;
-                        ranked
-                            .f_zeros_like()?
-                            .f_scatter(-1, &indices, &values.f_relu()?)?
+                        let values = values.f_relu()?;
+                        let acts = ranked.f_zeros_like()?.f_scatter(-1, &indices, &values)?;
+                        active = Some((values, indices));
+                        acts
                     }
                 };
-                Ok((pre, acts))
+                Ok((pre, acts, active))
             }
         }
     }
@@ -356,7 +367,13 @@ impl Sae {
         encoded: &Encoded,
         sites: &mut Sites<'_, '_, '_>,
     ) -> Result<Tensor> {
-        let recons = sites.hook(SaeSite::Recons, self.decode_dense(&encoded.acts)?)?;
+        // TopK on its own (no hook could have changed the latents): decode from the k active
+        // rows of W_dec instead of a dense [.., d_sae] × [d_sae, d_in] product.
+        let decoded = match (&encoded.active, sites.session.is_none()) {
+            (Some((values, indices)), true) => self.decode_sparse(values, indices)?,
+            _ => self.decode_dense(&encoded.acts)?,
+        };
+        let recons = sites.hook(SaeSite::Recons, decoded)?;
         let mut out = match &encoded.norm_coeff {
             Some(coeff) => recons.f_div(coeff)?,
             None => recons,
@@ -368,6 +385,31 @@ impl Sae {
             out = out.f_reshape(&shape)?;
         }
         Ok(out)
+    }
+
+    /// `Σ_j values[.., j] · W_dec[indices[.., j]] + b_dec` through an embedding bag.
+    fn decode_sparse(&self, values: &Tensor, indices: &Tensor) -> Result<Tensor> {
+        let mut shape = values.size();
+        let k = shape.pop().unwrap_or(1);
+        let flat_idx = indices.f_reshape([-1])?;
+        let mut weights = values.f_reshape([-1])?.f_to_kind(self.w_dec.kind())?;
+        if self.cfg.rescale_acts_by_decoder_norm {
+            weights = weights.f_div(&self.decoder_norms()?.f_index_select(0, &flat_idx)?)?;
+        }
+        let n = flat_idx.size()[0];
+        let offsets = Tensor::f_arange_start_step(0, n, k, (Kind::Int64, values.device()))?;
+        let (out, _, _, _) = Tensor::f_embedding_bag(
+            &self.w_dec,
+            &flat_idx,
+            &offsets,
+            false,
+            0,
+            false,
+            Some(weights),
+            false,
+        )?;
+        shape.push(self.cfg.d_in);
+        Ok(out.f_reshape(&shape)?.f_add(&self.b_dec)?)
     }
 
     fn decode_dense(&self, acts: &Tensor) -> Result<Tensor> {

@@ -30,7 +30,10 @@ pub use mechlens_sae::train::{
     ActivationSource, LrSchedule, TensorSource, TrainArchitecture, TrainConfig, Trainer,
 };
 pub use mechlens_sae::{ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing};
-pub use mechlens_toys::{SparseFeatures, SparseFeaturesOptions, mmcs};
+pub use mechlens_toys::{
+    SparseFeatures, SparseFeaturesOptions, feature_uniqueness, max_cosine,
+    mean_correlation_coefficient, mmcs,
+};
 pub use mechlens_weights::{
     Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, long_frame,
     svd_interpretation,
