@@ -46,7 +46,7 @@ def saelens_trainer(kind):
             yield acts[(i % 8) * BATCH:(i % 8 + 1) * BATCH]
             i += 1
 
-    cfg = SAETrainerConfig(total_training_samples=10**9, train_batch_size_samples=BATCH,
+    cfg = SAETrainerConfig(total_training_samples=10**9, train_batch_size_samples=BATCH, lr_end=3e-5,
                            logger=LoggingConfig(log_to_wandb=False))
     return SAETrainer(cfg=cfg, sae=sae, data_provider=batches())
 
