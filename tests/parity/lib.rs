@@ -117,3 +117,40 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+/// Runs `tests/fixtures/SCRIPT DIR` in the .venv, prints its report and asserts it succeeded.
+///
+/// # Panics
+/// When the script cannot run or exits non-zero (its report and stderr are in the message).
+#[allow(clippy::panic, clippy::expect_used)]
+pub fn run_check(script: &str, dir: &Path) -> String {
+    let output = python()
+        .arg(root().join("tests").join("fixtures").join(script))
+        .arg(dir)
+        .output()
+        .expect("the .venv python runs");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{report}");
+    assert!(
+        output.status.success(),
+        "{script} reports a difference:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    report
+}
+
+/// Saves `sae` into `dir/sae` and, beside it, `ours.safetensors` with `x` and our encode and
+/// forward of it: what `check_sae_saved.py` compares SAELens against.
+///
+/// # Panics
+/// When our SAE cannot save or run on `x`.
+#[allow(clippy::expect_used)]
+pub fn save_for_saelens(sae: &mechlens_sae::Sae, x: &Tensor, dir: &Path) {
+    sae.save(dir.join("sae")).expect("save");
+    let tensors = [
+        ("x", x.shallow_clone()),
+        ("acts", sae.encode(x).expect("encode")),
+        ("forward", sae.forward(x).expect("forward")),
+    ];
+    Tensor::write_safetensors(&tensors, dir.join("ours.safetensors")).expect("write");
+}

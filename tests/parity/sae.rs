@@ -10,7 +10,9 @@ use mechlens_models::{HookedTransformer, LoadOptions};
 use mechlens_sae::{Architecture, Sae, SaeConfig, SaeSplicing};
 use tch::{Device, Kind, Tensor};
 
-use mechlens_tests::{assert_close, fixture, load, python, sae_fixtures, temp_dir};
+use mechlens_tests::{
+    assert_close, fixture, load, run_check, sae_fixtures, save_for_saelens, temp_dir,
+};
 
 const TOL: f64 = 1e-5;
 
@@ -83,15 +85,7 @@ fn saes_saved_here_load_in_saelens_and_encode_identically() {
         // Round trip: SAELens' files → ours → save → SAELens loads ours.
         let sae = Sae::load(case["sae"].as_str().unwrap(), Device::Cpu).unwrap();
         let r = load(case["reference"].as_str().unwrap());
-        let out = dir.join(&name);
-        sae.save(out.join("sae")).unwrap();
-        let x = &r["x"];
-        let tensors = [
-            ("x", x.shallow_clone()),
-            ("acts", sae.encode(x).unwrap()),
-            ("forward", sae.forward(x).unwrap()),
-        ];
-        Tensor::write_safetensors(&tensors, out.join("ours.safetensors")).unwrap();
+        save_for_saelens(&sae, &r["x"], &dir.join(&name));
     }
     // And one trained here, never seen by SAELens.
     let cfg =
@@ -100,23 +94,8 @@ fn saes_saved_here_load_in_saelens_and_encode_identically() {
     cfg.k = Some(4);
     let sae = Sae::init(cfg, Some(0.1), 3).unwrap();
     let x = Tensor::randn([7, 16], (Kind::Float, Device::Cpu));
-    sae.save(dir.join("fresh_topk").join("sae")).unwrap();
-    let tensors = [
-        ("x", x.shallow_clone()),
-        ("acts", sae.encode(&x).unwrap()),
-        ("forward", sae.forward(&x).unwrap()),
-    ];
-    Tensor::write_safetensors(&tensors, dir.join("fresh_topk").join("ours.safetensors")).unwrap();
-
-    let script = mechlens_tests::root().join("tests/fixtures/check_sae_saved.py");
-    let output = python().arg(script).arg(&dir).output().unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    println!("{report}");
-    assert!(
-        output.status.success(),
-        "SAELens disagrees:\n{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    save_for_saelens(&sae, &x, &dir.join("fresh_topk"));
+    let report = run_check("check_sae_saved.py", &dir);
     assert_eq!(
         report.lines().filter(|l| l.ends_with(" ok")).count(),
         cases().len() + 1,

@@ -13,7 +13,7 @@ use mechlens_toys::{
 };
 use tch::{Device, Kind, Tensor};
 
-use mechlens_tests::{python, root, temp_dir};
+use mechlens_tests::{run_check, save_for_saelens, temp_dir};
 
 /// Steps of the toy run (batches of 1024): MMCS 0.93 after 1500, 0.967 after 2000, 0.994
 /// after 3000 here.
@@ -91,13 +91,7 @@ fn trained_saes_of_every_architecture_load_in_saelens() {
         let mut trainer = Trainer::new(small(arch, 30)).unwrap();
         trainer.run(&mut toy16()).unwrap();
         let sae = trainer.sae().unwrap();
-        sae.save(dir.join(name).join("sae")).unwrap();
-        let tensors = [
-            ("x", x.shallow_clone()),
-            ("acts", sae.encode(&x).unwrap()),
-            ("forward", sae.forward(&x).unwrap()),
-        ];
-        Tensor::write_safetensors(&tensors, dir.join(name).join("ours.safetensors")).unwrap();
+        save_for_saelens(&sae, &x, &dir.join(name));
         // BatchTopK is saved as JumpReLU, as SAELens does.
         let reloaded = Sae::load(dir.join(name).join("sae"), Device::Cpu).unwrap();
         assert_eq!(
@@ -106,18 +100,7 @@ fn trained_saes_of_every_architecture_load_in_saelens() {
             "{name}"
         );
     }
-    let output = python()
-        .arg(root().join("tests/fixtures/check_sae_saved.py"))
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    println!("{report}");
-    assert!(
-        output.status.success(),
-        "SAELens disagrees:\n{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = run_check("check_sae_saved.py", &dir);
     assert_eq!(
         report.lines().filter(|l| l.ends_with(" ok")).count(),
         5,
@@ -261,16 +244,5 @@ fn toy_dictionary_recovers_the_true_features() {
     ];
     Tensor::write_safetensors(&samples, dir.join("samples.safetensors")).unwrap();
     std::fs::write(dir.join("ours.json"), ours.to_string()).unwrap();
-    let output = python()
-        .arg(root().join("tests/fixtures/check_synthetic_evals.py"))
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&output.stdout);
-    println!("{table}");
-    assert!(
-        output.status.success(),
-        "SAELens' synthetic metrics differ:\n{table}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_check("check_synthetic_evals.py", &dir);
 }

@@ -61,15 +61,25 @@ impl fmt::Display for Architecture {
 impl FromStr for Architecture {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| Error::Unsupported {
-                what: "SAE architecture",
-                name: s.to_string(),
-                supported: Self::ALL.iter().map(|a| a.name().to_string()).collect(),
-            })
+        by_name("SAE architecture", &Self::ALL, Self::name, s)
     }
+}
+
+/// The member of `all` whose `name` is `s`, else an [`Error::Unsupported`] listing them.
+fn by_name<T: Copy>(
+    what: &'static str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    s: &str,
+) -> Result<T> {
+    all.iter()
+        .copied()
+        .find(|a| name(*a) == s)
+        .ok_or_else(|| Error::Unsupported {
+            what,
+            name: s.to_string(),
+            supported: all.iter().map(|a| name(*a).to_string()).collect(),
+        })
 }
 
 /// How activations are scaled before the SAE sees them (SAELens' `normalize_activations`).
@@ -105,14 +115,7 @@ impl ActivationNorm {
 impl FromStr for ActivationNorm {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| Error::Unsupported {
-                what: "normalize_activations",
-                name: s.to_string(),
-                supported: Self::ALL.iter().map(|a| a.name().to_string()).collect(),
-            })
+        by_name("normalize_activations", &Self::ALL, Self::name, s)
     }
 }
 

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use mechlens_core::{Error, Hook, Hooks, Intervention, Result};
 use mechlens_models::HookedTransformer;
-use polars::prelude::{Column, DataFrame};
+use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
 use crate::sae::Sae;
@@ -80,7 +80,7 @@ impl SpliceReport {
     /// # Errors
     /// Only if polars refuses the columns.
     pub fn frame(&self) -> Result<DataFrame> {
-        let rows = [
+        crate::metrics::metric_frame(&[
             ("ce_clean", self.ce_clean),
             ("ce_with_sae", self.ce_with_sae),
             ("ce_zero_ablated", self.ce_zero_ablated),
@@ -88,15 +88,7 @@ impl SpliceReport {
             ("kl_with_sae", self.kl_with_sae),
             ("kl_zero_ablated", self.kl_zero_ablated),
             ("kl_score", self.kl_score),
-        ];
-        DataFrame::new_infer_height(vec![
-            Column::new(
-                "metric".into(),
-                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-            ),
-            Column::new("value".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>()),
         ])
-        .map_err(|e| Error::invalid("report frame", e.to_string()))
     }
 }
 

@@ -70,8 +70,7 @@ impl SparsityReport {
         while start < n {
             let len = batch.max(1).min(n - start);
             let xb = x.f_narrow(0, start, len)?;
-            let acts = sae.encode(&xb)?;
-            let recon = sae.forward(&xb)?;
+            let (acts, recon) = sae.encode_decode(&xb)?;
             let sum = |t: Tensor| -> Result<f64> { Ok(t.f_sum(Kind::Double)?.double_value(&[])) };
             let active = acts.f_gt(0.0)?;
             sums[0] += sum(active.f_to_kind(Kind::Double)?)?;
@@ -119,7 +118,7 @@ impl SparsityReport {
     /// # Errors
     /// Only if polars refuses the columns.
     pub fn frame(&self) -> Result<DataFrame> {
-        let rows: [(&str, f64); 9] = [
+        metric_frame(&[
             ("tokens", self.tokens as f64),
             ("l0", self.l0),
             ("l1", self.l1),
@@ -129,14 +128,18 @@ impl SparsityReport {
             ("l2_ratio", self.l2_ratio),
             ("dead_latents", self.dead_latents as f64),
             ("dense_latents", self.dense_latents as f64),
-        ];
-        DataFrame::new_infer_height(vec![
-            Column::new(
-                "metric".into(),
-                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-            ),
-            Column::new("value".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>()),
         ])
-        .map_err(|e| Error::invalid("report frame", e.to_string()))
     }
+}
+
+/// Scalar measures as a two-column table (metric, value).
+pub(crate) fn metric_frame(rows: &[(&str, f64)]) -> Result<DataFrame> {
+    DataFrame::new_infer_height(vec![
+        Column::new(
+            "metric".into(),
+            rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        ),
+        Column::new("value".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+    ])
+    .map_err(|e| Error::invalid("report frame", e.to_string()))
 }

@@ -231,6 +231,20 @@ impl Sae {
         self.forward_with(x, false, &mut Sites::none())
     }
 
+    /// Latents and reconstruction from one encode (what [`Sae::encode`] and
+    /// [`Sae::forward`] give, without running the encoder twice).
+    ///
+    /// # Shapes
+    /// `x`: `[..., d_in]` → (`[..., d_sae]`, `[..., d_in]`).
+    ///
+    /// # Errors
+    /// As [`Sae::encode`].
+    pub fn encode_decode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let encoded = self.encode_with(x, &mut Sites::none())?;
+        let recon = self.decode_with(&encoded, &mut Sites::none())?;
+        Ok((encoded.acts, recon))
+    }
+
     pub(crate) fn forward_with(
         &self,
         x: &Tensor,

@@ -2,29 +2,16 @@
 //! `sae_lens.synthetic.evals` does: the Mean Correlation Coefficient (optimal assignment of
 //! |cosine similarity|, Hungarian algorithm) and feature uniqueness.
 
-use mechlens_core::{Error, Result};
+use mechlens_core::Result;
 use tch::{Kind, Tensor};
 
 /// |cos| between every row of `a` `[n, d]` and of `b` `[m, d]`, as a row-major `Vec` `[n][m]`.
 fn abs_cosines(a: &Tensor, b: &Tensor) -> Result<(usize, usize, Vec<f64>)> {
-    let (sa, sb) = (a.size(), b.size());
-    if sa.len() != 2 || sb.len() != 2 || sa[1] != sb[1] {
-        return Err(Error::ShapeMismatch {
-            what: "dictionaries to match".into(),
-            expected: format!("[n, d] and [m, d] with the same d (truth is {sb:?})"),
-            got: sa,
-        });
-    }
-    let unit = |t: &Tensor| -> Result<Tensor> {
-        let t = t.f_to_kind(Kind::Double)?;
-        Ok(t.f_div(&t.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-8)?)?)
-    };
-    let cos = unit(a)?
-        .f_matmul(&unit(b)?.f_t_copy()?)?
+    let cos = crate::sparse_features::cosines(a, b, Kind::Double)?
         .f_abs()?
         .f_contiguous()?;
     let values = Vec::<f64>::try_from(cos.f_flatten(0, -1)?)?;
-    Ok((sa[0] as usize, sb[0] as usize, values))
+    Ok((a.size()[0] as usize, b.size()[0] as usize, values))
 }
 
 /// Minimum-cost assignment of each of `n` rows to a distinct one of `m >= n` columns

@@ -190,20 +190,25 @@ impl SparseFeatures {
 /// # Errors
 /// [`Error::ShapeMismatch`] when the widths differ.
 pub fn max_cosine(learned: &Tensor, truth: &Tensor) -> Result<Tensor> {
-    let (ls, ts) = (learned.size(), truth.size());
-    if ls.len() != 2 || ts.len() != 2 || ls[1] != ts[1] {
+    Ok(cosines(truth, learned, Kind::Float)?.f_amax([1], false)?)
+}
+
+/// Cosine similarity of every row of `a` `[n, d]` with every row of `b` `[m, d]` → `[n, m]`
+/// (norms clamped at 1e-8, as SAELens' `cosine_similarities`).
+pub(crate) fn cosines(a: &Tensor, b: &Tensor, kind: Kind) -> Result<Tensor> {
+    let (sa, sb) = (a.size(), b.size());
+    if sa.len() != 2 || sb.len() != 2 || sa[1] != sb[1] {
         return Err(Error::ShapeMismatch {
             what: "dictionaries to compare".into(),
-            expected: format!("[m, d] and [n, d] with the same d (truth is {ts:?})"),
-            got: ls,
+            expected: format!("[n, d] and [m, d] with the same d (the other is {sb:?})"),
+            got: sa,
         });
     }
     let unit = |t: &Tensor| -> Result<Tensor> {
-        let t = t.f_to_kind(Kind::Float)?;
-        Ok(t.f_div(&t.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?)?)
+        let t = t.f_to_kind(kind)?;
+        Ok(t.f_div(&t.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-8)?)?)
     };
-    let cos = unit(truth)?.f_matmul(&unit(learned)?.f_t_copy()?)?;
-    Ok(cos.f_amax([1], false)?)
+    Ok(unit(a)?.f_matmul(&unit(b)?.f_t_copy()?)?)
 }
 
 /// Mean Max Cosine Similarity: the mean over true features of their best match among the

@@ -90,12 +90,7 @@ pub(crate) fn forward(
             k,
             aux_loss_coefficient,
         } => {
-            let pre = sae_in.f_matmul(&sae.w_enc)?.f_add(b(&sae.b_enc)?)?;
-            let ranked = if st.rescale {
-                pre.f_mul(&w_dec_norm)?
-            } else {
-                pre
-            };
+            let ranked = ranked_pre(sae, &sae_in, &w_dec_norm, st.rescale)?;
             let (values, indices) = ranked.f_topk(*k, -1, true, false)?;
             let values = values.f_relu()?;
             let out = sparse_decode(sae, &values, &indices, &w_dec_norm, st.rescale)?
@@ -112,12 +107,7 @@ pub(crate) fn forward(
             aux_loss_coefficient,
             ..
         } => {
-            let pre = sae_in.f_matmul(&sae.w_enc)?.f_add(b(&sae.b_enc)?)?;
-            let ranked = if st.rescale {
-                pre.f_mul(&w_dec_norm)?
-            } else {
-                pre
-            };
+            let ranked = ranked_pre(sae, &sae_in, &w_dec_norm, st.rescale)?;
             let relu = ranked.f_relu()?;
             let batch = relu.size()[0];
             let keep = ((*k * batch as f64) as i64).clamp(1, relu.numel() as i64);
@@ -199,6 +189,13 @@ pub(crate) fn forward(
         acts: acts.detach(),
         out: out.detach(),
     })
+}
+
+/// TopK kinds rank pre-activations, times decoder norms when `rescale` (SAELens'
+/// `rescale_acts_by_decoder_norm`).
+fn ranked_pre(sae: &Sae, sae_in: &Tensor, norms: &Tensor, rescale: bool) -> Result<Tensor> {
+    let pre = sae_in.f_matmul(&sae.w_enc)?.f_add(b(&sae.b_enc)?)?;
+    Ok(if rescale { pre.f_mul(norms)? } else { pre })
 }
 
 fn b(t: &Option<Tensor>) -> Result<&Tensor> {
