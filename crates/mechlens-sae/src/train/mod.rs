@@ -15,6 +15,7 @@
 
 mod checkpoint;
 mod config;
+mod manual;
 mod source;
 mod step;
 
@@ -241,7 +242,12 @@ impl Trainer {
             sparsity_coefficient: coefficient,
             rescale: self.cfg.rescale_acts_by_decoder_norm,
         };
-        let out = step::forward(&self.sae, &self.cfg.sae, &x, &state)?;
+        let (out, grads) = if manual::supports(&self.sae, &self.cfg.sae) {
+            let (out, grads) = manual::step(&self.sae, &self.cfg.sae, &x, &state)?;
+            (out, Some(grads))
+        } else {
+            (step::forward(&self.sae, &self.cfg.sae, &x, &state)?, None)
+        };
         let loss = out.loss.double_value(&[]);
         if !loss.is_finite() {
             return Err(Error::Training {
@@ -261,13 +267,13 @@ impl Trainer {
                 ),
             });
         }
-        for p in self.sae.parameters_mut() {
-            p.zero_grad();
-        }
-        out.loss.f_backward()?;
+        let grads = match grads {
+            Some(grads) => grads,
+            None => self.autograd_grads(&out.loss)?,
+        };
         let lr = self.cfg.lr_at(step);
-        self.adam_update(lr, step)?;
-        let fired = out.acts.f_gt(0.0)?.f_any_dim(0, false)?;
+        self.adam_update(lr, step, &grads)?;
+        let fired = out.active.fired(self.cfg.d_sae)?;
         self.steps_since_fired = self
             .steps_since_fired
             .f_add_scalar(1)?
@@ -275,13 +281,10 @@ impl Trainer {
         if let TrainArchitecture::BatchTopK {
             topk_threshold_lr, ..
         } = self.cfg.sae
+            && let Some(min) = out.active.min_positive()?
         {
-            let positive = out.acts.f_masked_select(&out.acts.f_gt(0.0)?)?;
-            if positive.numel() > 0 {
-                let min = positive.f_min()?.double_value(&[]);
-                self.topk_threshold =
-                    (1.0 - topk_threshold_lr) * self.topk_threshold + topk_threshold_lr * min;
-            }
+            self.topk_threshold =
+                (1.0 - topk_threshold_lr) * self.topk_threshold + topk_threshold_lr * min;
         }
         self.step += 1;
         if step.is_multiple_of(self.cfg.log_every.max(1)) || self.step == self.cfg.total_steps {
@@ -318,21 +321,19 @@ impl Trainer {
             mse_loss: out.mse.double_value(&[]),
             sparsity_loss: out.sparsity.double_value(&[]),
             aux_loss: out.aux.double_value(&[]),
-            l0: out
-                .acts
-                .f_gt(0.0)?
-                .f_sum_dim_intlist(-1, false, Kind::Double)?
-                .f_mean(Kind::Double)?
-                .double_value(&[]),
+            l0: out.active.l0()?,
             explained_variance: 1.0 - err / var,
             dead_latents: dead.f_sum(Kind::Int64)?.int64_value(&[]),
         })
     }
 
-    /// Clips the global gradient norm, then one Adam step.
-    fn adam_update(&mut self, lr: f64, step: usize) -> Result<()> {
-        let _guard = tch::no_grad_guard();
-        let grads: Vec<Tensor> = self
+    /// Backpropagates `loss`; the gradients in [`Sae::parameters_mut`]'s order.
+    fn autograd_grads(&mut self, loss: &Tensor) -> Result<Vec<Tensor>> {
+        for p in self.sae.parameters_mut() {
+            p.zero_grad();
+        }
+        loss.f_backward()?;
+        Ok(self
             .sae
             .parameters_mut()
             .iter()
@@ -340,7 +341,12 @@ impl Trainer {
                 let g = p.grad();
                 if g.defined() { g } else { p.zeros_like() }
             })
-            .collect();
+            .collect())
+    }
+
+    /// Clips the global gradient norm, then one Adam step.
+    fn adam_update(&mut self, lr: f64, step: usize, grads: &[Tensor]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
         if let Some(max) = self.cfg.clip_grad_norm {
             let total: f64 = grads
                 .iter()
@@ -356,7 +362,7 @@ impl Trainer {
             // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6) when above max.
             let coef = max / (total + 1e-6);
             if coef < 1.0 {
-                for g in &grads {
+                for g in grads {
                     let mut g = g.shallow_clone();
                     let _ = g.f_mul_scalar_(coef)?;
                 }
@@ -368,16 +374,17 @@ impl Trainer {
         let params = self.sae.parameters_mut();
         for (((p, g), m), v) in params
             .into_iter()
-            .zip(&grads)
+            .zip(grads)
             .zip(&mut self.adam_m)
             .zip(&mut self.adam_v)
         {
-            *m = m.f_mul_scalar(b1)?.f_add(&g.f_mul_scalar(1.0 - b1)?)?;
-            *v = v
-                .f_mul_scalar(b2)?
-                .f_add(&g.f_square()?.f_mul_scalar(1.0 - b2)?)?;
-            let denom = v.f_div_scalar(c2)?.f_sqrt()?.f_add_scalar(eps)?;
-            let update = m.f_div(&denom)?.f_mul_scalar(lr / c1)?;
+            // In place: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², p ← p − lr/c₁ · m / (√(v/c₂) + ε)
+            let _ = m.f_lerp_(g, 1.0 - b1)?;
+            let _ = v.f_lerp_(&g.f_square()?, 1.0 - b2)?;
+            let mut denom = v.f_div_scalar(c2)?;
+            let _ = denom.f_sqrt_()?.f_add_scalar_(eps)?;
+            let mut update = m.f_div(&denom)?;
+            let _ = update.f_mul_scalar_(lr / c1)?;
             let _ = p.f_sub_(&update)?;
         }
         Ok(())

@@ -22,8 +22,8 @@ pub(crate) struct StepOut {
     pub mse: Tensor,
     pub sparsity: Tensor,
     pub aux: Tensor,
-    /// Latent activations `[batch, d_sae]` (detached).
-    pub acts: Tensor,
+    /// Latent activations (detached).
+    pub active: Active,
     /// The reconstruction `[batch, d_in]` (detached).
     pub out: Tensor,
 }
@@ -186,9 +186,59 @@ pub(crate) fn forward(
         mse,
         sparsity,
         aux,
-        acts: acts.detach(),
+        active: Active::Dense(acts.detach()),
         out: out.detach(),
     })
+}
+
+/// Latent activations of one step, dense `[batch, d_sae]` or as each row's `k` largest
+/// (`values`, `indices`: `[batch, k]`, everything else zero).
+pub(crate) enum Active {
+    Dense(Tensor),
+    /// Non-negative activations with their column sums (a latent fired iff its sum is > 0).
+    NonNegative { acts: Tensor, column_sums: Tensor },
+    Sparse { values: Tensor, indices: Tensor },
+}
+
+impl Active {
+    /// Which latents fired (> 0) for some row: `[d_sae]` bool.
+    pub fn fired(&self, d_sae: i64) -> Result<Tensor> {
+        Ok(match self {
+            Active::Dense(acts) => acts.f_gt(0.0)?.f_any_dim(0, false)?,
+            Active::NonNegative { column_sums, .. } => column_sums.f_gt(0.0)?,
+            Active::Sparse { values, indices } => {
+                let on = values.f_gt(0.0)?.f_to_kind(Kind::Float)?.f_flatten(0, -1)?;
+                Tensor::f_zeros([d_sae], (Kind::Float, values.device()))?
+                    .f_index_add(0, &indices.f_flatten(0, -1)?, &on)?
+                    .f_gt(0.0)?
+            }
+        })
+    }
+
+    /// Mean number of active latents per row.
+    pub fn l0(&self) -> Result<f64> {
+        let (on, rows) = match self {
+            Active::Dense(acts) | Active::NonNegative { acts, .. } => {
+                (acts.f_gt(0.0)?, acts.size()[0])
+            }
+            Active::Sparse { values, .. } => (values.f_gt(0.0)?, values.size()[0]),
+        };
+        Ok(on.f_sum(Kind::Double)?.double_value(&[]) / rows.max(1) as f64)
+    }
+
+    /// The smallest positive activation, if any latent fired.
+    pub fn min_positive(&self) -> Result<Option<f64>> {
+        let values = match self {
+            Active::Dense(acts)
+            | Active::NonNegative { acts, .. }
+            | Active::Sparse { values: acts, .. } => acts,
+        };
+        let positive = values.f_masked_select(&values.f_gt(0.0)?)?;
+        if positive.numel() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(positive.f_min()?.double_value(&[])))
+    }
 }
 
 /// TopK kinds rank pre-activations, times decoder norms when `rescale` (SAELens'
@@ -205,7 +255,7 @@ fn b(t: &Option<Tensor>) -> Result<&Tensor> {
 }
 
 /// `Σ_d (a − b)²`, averaged over the batch.
-fn squared_error(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub(crate) fn squared_error(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(a.f_sub(b)?
         .f_square()?
         .f_sum_dim_intlist(-1, false, Kind::Float)?
@@ -214,7 +264,7 @@ fn squared_error(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// `Σ_j values[n, j] · W_dec[indices[n, j]]` (no bias) without the dense `[batch, d_sae]`
 /// product: an embedding bag over the `k` active rows.
-fn sparse_decode(
+pub(crate) fn sparse_decode(
     sae: &Sae,
     values: &Tensor,
     indices: &Tensor,

@@ -1,0 +1,396 @@
+//! Hand-written backward passes for the Standard (ReLU + L1) and TopK training steps.
+//!
+//! Autograd's backward through `relu(x·W_enc)·W_dec` costs four `[batch, d_sae]`-sized
+//! matmuls plus the forward's two, and spends one of them on a gradient nobody needs (the
+//! input's, only to reach `b_dec`). Written out:
+//! - Standard: `b_dec`'s share through the input is `−W_enc · Σ_rows ∂pre`, a mat-vec; the
+//!   L1 term folds into the `∂acts` matmul's bias. Five dense matmuls instead of six, and
+//!   fewer passes over `[batch, d_sae]` tensors.
+//! - TopK: only `k` entries per row of `∂pre` are non-zero, so `∂W_enc` and `∂W_dec` are
+//!   sparse × dense products, and `∂acts` at the chosen latents is a sampled product (both
+//!   are libtorch's embedding-bag backward kernels). One dense matmul (the encoder's forward) instead of two; the
+//!   AuxK loss takes the same sparse route.
+//!
+//! The forward values are the autograd path's ([`super::step::forward`]), op for op; the
+//! gradients equal autograd's to float rounding (tested below).
+
+use mechlens_core::Result;
+use tch::{Kind, Tensor};
+
+use super::config::TrainArchitecture;
+use super::step::{Active, StepOut, StepState, sparse_decode, squared_error};
+use crate::config::ActivationNorm;
+use crate::sae::Sae;
+
+/// Whether [`step`] handles this run; the rest go through autograd.
+pub(crate) fn supports(sae: &Sae, arch: &TrainArchitecture) -> bool {
+    matches!(
+        arch,
+        TrainArchitecture::Standard { .. } | TrainArchitecture::TopK { .. }
+    ) && sae.cfg.normalize_activations != ActivationNorm::ConstantNormRescale
+}
+
+/// Gradients in [`Sae::parameters_mut`]'s order for these architectures:
+/// `W_enc, W_dec, b_enc, b_dec`.
+pub(crate) type Grads = Vec<Tensor>;
+
+/// The step's losses and gradients. Call only where [`supports`] holds.
+pub(crate) fn step(
+    sae: &Sae,
+    arch: &TrainArchitecture,
+    x: &Tensor,
+    st: &StepState<'_>,
+) -> Result<(StepOut, Grads)> {
+    let _guard = tch::no_grad_guard();
+    let sae_in = if sae.cfg.apply_b_dec_to_input {
+        x.f_sub(&sae.b_dec)?
+    } else {
+        x.shallow_clone()
+    };
+    let b_enc = sae.b_enc.as_ref().ok_or_else(|| {
+        mechlens_core::Error::invalid("SAE", "training needs b_enc, and this SAE has none")
+    })?;
+    match arch {
+        TrainArchitecture::TopK {
+            k,
+            aux_loss_coefficient,
+        } => topk(sae, b_enc, x, &sae_in, st, *k, *aux_loss_coefficient),
+        _ => standard(sae, b_enc, x, &sae_in, st),
+    }
+}
+
+/// `∂b_dec`: the output's share, minus the input's share `W_enc · ∂b_enc` when the input
+/// was centred by `b_dec`.
+fn b_dec_grad(sae: &Sae, grad_out: &Tensor, grad_b_enc: &Tensor) -> Result<Tensor> {
+    let grad = grad_out.f_sum_dim_intlist(0, false, Kind::Float)?;
+    Ok(if sae.cfg.apply_b_dec_to_input {
+        grad.f_sub(&sae.w_enc.f_mv(grad_b_enc)?)?
+    } else {
+        grad
+    })
+}
+
+fn standard(
+    sae: &Sae,
+    b_enc: &Tensor,
+    x: &Tensor,
+    sae_in: &Tensor,
+    st: &StepState<'_>,
+) -> Result<(StepOut, Grads)> {
+    let batch = x.size()[0] as f64;
+    let mut acts = b_enc.f_addmm(sae_in, &sae.w_enc)?;
+    let _ = acts.f_relu_()?;
+    let out = sae.b_dec.f_addmm(&acts, &sae.w_dec)?;
+    let diff = out.f_sub(x)?;
+    let mse = squared_error(&out, x)?;
+    let grad_out = diff.f_mul_scalar(2.0 / batch)?;
+
+    // L1 = c/B · Σ_s (Σ_rows acts)_s · ‖W_dec[s]‖
+    let c = st.sparsity_coefficient / batch;
+    let norms = sae.w_dec.f_norm_scalaropt_dim(2, [1], false)?;
+    let col_sums = acts.f_sum_dim_intlist(0, false, Kind::Float)?;
+    let sparsity = col_sums.f_dot(&norms)?.f_mul_scalar(c)?;
+    let grad_w_dec = acts.f_tr()?.f_mm(&grad_out)?.f_add(
+        &sae.w_dec
+            .f_mul(&col_sums.f_div(&norms.f_clamp_min(1e-30)?)?.f_unsqueeze(1)?)?
+            .f_mul_scalar(c)?,
+    )?;
+    // ∂acts = ∂out · W_decᵀ + c · norms, then the ReLU's mask.
+    let grad_acts = norms
+        .f_mul_scalar(c)?
+        .f_addmm(&grad_out, &sae.w_dec.f_tr()?)?;
+    let grad_pre = acts.f_threshold_backward(&grad_acts, 0.0)?;
+    drop(grad_acts);
+    let grad_w_enc = sae_in.f_tr()?.f_mm(&grad_pre)?;
+    let grad_b_enc = grad_pre.f_sum_dim_intlist(0, false, Kind::Float)?;
+    let grad_b_dec = b_dec_grad(sae, &grad_out, &grad_b_enc)?;
+    let zero = Tensor::zeros([], (Kind::Float, x.device()));
+    let out = StepOut {
+        loss: mse.f_add(&sparsity)?,
+        mse,
+        sparsity,
+        aux: zero,
+        active: Active::NonNegative {
+            acts,
+            column_sums: col_sums,
+        },
+        out,
+    };
+    Ok((out, vec![grad_w_enc, grad_w_dec, grad_b_enc, grad_b_dec]))
+}
+
+/// Per row `k` chosen latents (`indices [batch, k]`), read as an embedding bag over the
+/// rows of a `[d_sae, d]` table: libtorch's embedding-bag backward kernels then give the two
+/// sparse products the gradients need, without a dense `[batch, d_sae]` tensor.
+struct Chosen {
+    flat: Tensor,
+    batch: i64,
+    k: i64,
+    d_sae: i64,
+    offsets: Tensor,
+    /// The row of each flat entry.
+    offset2bag: Tensor,
+    bag_size: Tensor,
+}
+
+/// libtorch's embedding-bag mode for sums.
+const MODE_SUM: i64 = 0;
+
+impl Chosen {
+    fn new(indices: &Tensor, d_sae: i64) -> Result<Self> {
+        let (batch, k) = (indices.size()[0], indices.size()[1]);
+        let dev = indices.device();
+        let rows = Tensor::f_arange(batch, (Kind::Int64, dev))?;
+        Ok(Self {
+            flat: indices.f_flatten(0, -1)?,
+            batch,
+            k,
+            d_sae,
+            offsets: rows.f_mul_scalar(k)?,
+            offset2bag: rows.f_repeat_interleave_self_int(k, 0, None)?,
+            bag_size: Tensor::f_full([batch], k, (Kind::Int64, dev))?,
+        })
+    }
+
+    /// `(g · Wᵀ)[n, indices[n, j]]`: `[batch, k]` from `g [batch, d]` and `w [d_sae, d]`.
+    fn sampled(&self, g: &Tensor, w: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::f_internal_embedding_bag_per_sample_weights_backward(
+            g,
+            w,
+            &self.flat,
+            &self.offsets,
+            &self.offset2bag,
+            MODE_SUM,
+            -1,
+        )?
+        .f_view([self.batch, self.k])?)
+    }
+
+    /// `Sᵀ · m` where `S [batch, d_sae]` holds `values [batch, k]` at the chosen latents:
+    /// `[d_sae, d]` from `m [batch, d]`.
+    fn transposed_mm(&self, values: &Tensor, m: &Tensor) -> Result<Tensor> {
+        let no_max = Tensor::f_empty([0], (Kind::Int64, m.device()))?;
+        Ok(Tensor::f_internal_embedding_bag_dense_backward(
+            m,
+            &self.flat,
+            &self.offset2bag,
+            &self.bag_size,
+            &no_max,
+            self.d_sae,
+            false,
+            MODE_SUM,
+            Some(values.f_flatten(0, -1)?),
+            -1,
+        )?)
+    }
+
+    /// `Σ_rows S`: `[d_sae]`.
+    fn column_sums(&self, values: &Tensor) -> Result<Tensor> {
+        Ok(
+            Tensor::f_zeros([self.d_sae], (Kind::Float, values.device()))?.f_index_add(
+                0,
+                &self.flat,
+                &values.f_flatten(0, -1)?,
+            )?,
+        )
+    }
+}
+
+/// With `rescale` (SAELens' `rescale_acts_by_decoder_norm`) latents are ranked by
+/// `pre · ‖W_dec[s]‖` and decoded with `relu(ranked) / ‖W_dec[s]‖`: the ranking changes,
+/// but the decoded weight is `relu(pre)` again, so no gradient reaches the norms (autograd's
+/// two terms cancel to rounding) and `∂pre = ∂weight` through the same chain of scalings.
+fn topk(
+    sae: &Sae,
+    b_enc: &Tensor,
+    x: &Tensor,
+    sae_in: &Tensor,
+    st: &StepState<'_>,
+    k: i64,
+    aux_coefficient: f64,
+) -> Result<(StepOut, Grads)> {
+    let batch = x.size()[0] as f64;
+    let d_sae = sae.cfg.d_sae;
+    let pre = b_enc.f_addmm(sae_in, &sae.w_enc)?;
+    let norms = sae.w_dec.f_norm_scalaropt_dim(2, [1], false)?;
+    let ranked = if st.rescale { pre.f_mul(&norms)? } else { pre };
+    let (values, indices) = ranked.f_topk(k, -1, true, false)?;
+    let acts = values.f_relu()?;
+    let out = sparse_decode(sae, &acts, &indices, &norms, st.rescale)?.f_add(&sae.b_dec)?;
+    let mse = squared_error(&out, x)?;
+    let grad_out = out.f_sub(x)?.f_mul_scalar(2.0 / batch)?;
+
+    let chosen = Chosen::new(&indices, d_sae)?;
+    let main = chosen.backward(&acts, &values, &grad_out, sae, &norms, st.rescale, true)?;
+    let mut grad_w_dec = main.w_dec;
+    // ∂W_encᵀ [d_sae, d_in], transposed once at the end.
+    let mut grad_w_enc_t = chosen.transposed_mm(&main.pre, sae_in)?;
+    let mut grad_b_enc = chosen.column_sums(&main.pre)?;
+
+    let mut aux = Tensor::zeros([], (Kind::Float, x.device()));
+    if st.n_dead > 0 {
+        // SAELens' AuxK, as in step::topk_aux: the dead latents' largest (ranked)
+        // pre-activations reconstruct the detached residual.
+        let half = (sae.cfg.d_in / 2).max(1);
+        let scale = (st.n_dead as f64 / half as f64).min(1.0) * aux_coefficient;
+        let residual = x.f_sub(&out)?;
+        let masked = ranked.f_where_scalarother(st.dead, f64::NEG_INFINITY)?;
+        let (aux_values, aux_indices) = masked.f_topk(half.min(st.n_dead), -1, true, false)?;
+        drop(masked);
+        let recons = sparse_decode(sae, &aux_values, &aux_indices, &norms, st.rescale)?;
+        aux = squared_error(&recons, &residual)?.f_mul_scalar(scale)?;
+        let grad_recons = recons.f_sub(&residual)?.f_mul_scalar(2.0 * scale / batch)?;
+        let aux_chosen = Chosen::new(&aux_indices, d_sae)?;
+        let g = aux_chosen.backward(
+            &aux_values, &aux_values, &grad_recons, sae, &norms, st.rescale, false,
+        )?;
+        grad_w_dec = grad_w_dec.f_add(&g.w_dec)?;
+        grad_w_enc_t = grad_w_enc_t.f_add(&aux_chosen.transposed_mm(&g.pre, sae_in)?)?;
+        grad_b_enc = grad_b_enc.f_add(&aux_chosen.column_sums(&g.pre)?)?;
+    }
+    let grad_b_dec = b_dec_grad(sae, &grad_out, &grad_b_enc)?;
+    let zero = Tensor::zeros([], (Kind::Float, x.device()));
+    let out = StepOut {
+        loss: mse.f_add(&aux)?,
+        mse,
+        sparsity: zero,
+        aux,
+        active: Active::Sparse {
+            values: acts,
+            indices,
+        },
+        out,
+    };
+    let grad_w_enc = grad_w_enc_t.f_tr()?.f_contiguous()?;
+    Ok((out, vec![grad_w_enc, grad_w_dec, grad_b_enc, grad_b_dec]))
+}
+
+/// The gradients one sparse decode passes back.
+struct DecodeGrads {
+    /// `∂W_dec` through the decode, `[d_sae, d_in]`.
+    w_dec: Tensor,
+    /// `∂pre` at the chosen latents, `[batch, k]`.
+    pre: Tensor,
+}
+
+impl Chosen {
+    /// Backward of `decode(acts) = Σ_j weight[n, j] · W_dec[indices[n, j]]` with
+    /// `weight = acts / ‖W_dec[idx]‖` when `rescale`, else `acts`; `acts = relu(values)`
+    /// when `relu`, else `values`; `values = pre · ‖W_dec[idx]‖` when `rescale`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        acts: &Tensor,
+        values: &Tensor,
+        grad_out: &Tensor,
+        sae: &Sae,
+        norms: &Tensor,
+        rescale: bool,
+        relu: bool,
+    ) -> Result<DecodeGrads> {
+        let chosen_norms = if rescale {
+            Some(
+                norms
+                    .f_index_select(0, &self.flat)?
+                    .f_view([self.batch, self.k])?,
+            )
+        } else {
+            None
+        };
+        let (weights, grad_acts) = match &chosen_norms {
+            Some(n) => (
+                acts.f_div(n)?,
+                self.sampled(grad_out, &sae.w_dec)?.f_div(n)?,
+            ),
+            None => (acts.shallow_clone(), self.sampled(grad_out, &sae.w_dec)?),
+        };
+        let grad_values = if relu {
+            values.f_threshold_backward(&grad_acts, 0.0)?
+        } else {
+            grad_acts
+        };
+        Ok(DecodeGrads {
+            w_dec: self.transposed_mm(&weights, grad_out)?,
+            pre: match &chosen_norms {
+                Some(n) => grad_values.f_mul(n)?,
+                None => grad_values,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::TrainConfig;
+    use crate::train::step;
+
+    /// One step both ways on random data; losses and every gradient must agree.
+    fn compare(arch: TrainArchitecture, apply_b_dec: bool, n_dead: i64, rescale: bool) {
+        let (d_in, d_sae, batch) = (24, 96, 64);
+        let mut cfg = TrainConfig::new(arch.clone(), d_in, d_sae, batch, 1);
+        cfg.apply_b_dec_to_input = apply_b_dec;
+        let mut sae = Sae::init(cfg.sae_config(), Some(0.1), 3).unwrap();
+        tch::manual_seed(5);
+        sae.b_dec = Tensor::randn([d_in], (Kind::Float, tch::Device::Cpu)).f_mul_scalar(0.3).unwrap();
+        sae.b_enc = Some(Tensor::randn([d_sae], (Kind::Float, tch::Device::Cpu)).f_mul_scalar(0.1).unwrap());
+        for p in sae.parameters_mut() {
+            *p = p.detach().set_requires_grad(true);
+        }
+        let x = Tensor::randn([batch, d_in], (Kind::Float, tch::Device::Cpu));
+        let dead = Tensor::arange(d_sae, (Kind::Int64, tch::Device::Cpu)).lt(n_dead);
+        let st = StepState {
+            dead: &dead,
+            n_dead,
+            sparsity_coefficient: 0.7,
+            rescale,
+        };
+        assert!(supports(&sae, &arch));
+        let reference = step::forward(&sae, &arch, &x, &st).unwrap();
+        reference.loss.backward();
+        let (ours, grads) = step(&sae, &arch, &x, &st).unwrap();
+        for (name, a, b) in [
+            ("loss", &ours.loss, &reference.loss),
+            ("mse", &ours.mse, &reference.mse),
+            ("sparsity", &ours.sparsity, &reference.sparsity),
+            ("aux", &ours.aux, &reference.aux),
+        ] {
+            let (a, b) = (a.double_value(&[]), b.double_value(&[]));
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{name}: {a} vs {b}");
+        }
+        if n_dead > 0 {
+            assert!(reference.aux.double_value(&[]) > 0.0, "the AuxK branch did not run");
+        }
+        let names = ["W_enc", "W_dec", "b_enc", "b_dec"];
+        for ((name, p), g) in names.iter().zip(sae.parameters_mut()).zip(&grads) {
+            let expected = p.grad();
+            assert_eq!(g.size(), expected.size(), "{name}");
+            let scale = expected.abs().max().double_value(&[]).max(1e-12);
+            let err = g.f_sub(&expected).unwrap().abs().max().double_value(&[]);
+            assert!(err <= 1e-5 * scale, "{name}: max error {err} vs max grad {scale}");
+        }
+        assert_eq!(
+            ours.active.fired(d_sae).unwrap(),
+            reference.active.fired(d_sae).unwrap()
+        );
+        assert!((ours.active.l0().unwrap() - reference.active.l0().unwrap()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn standard_gradients_equal_autograd() {
+        compare(TrainArchitecture::standard(0.7), true, 0, false);
+        compare(TrainArchitecture::standard(0.7), false, 0, false);
+    }
+
+    #[test]
+    fn topk_gradients_equal_autograd() {
+        for rescale in [false, true] {
+            compare(TrainArchitecture::topk(6), true, 0, rescale);
+            compare(TrainArchitecture::topk(6), false, 0, rescale);
+            // 40 dead latents: AuxK with k_aux = d_in / 2 = 12.
+            compare(TrainArchitecture::topk(6), true, 40, rescale);
+            // Fewer dead latents than k_aux.
+            compare(TrainArchitecture::topk(6), true, 5, rescale);
+        }
+    }
+}
