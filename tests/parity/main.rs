@@ -14,6 +14,7 @@ mod hooks;
 mod hub;
 mod sae;
 mod sae_model;
+mod sae_shards;
 mod sae_training;
 mod transformer_lens;
 mod weights;

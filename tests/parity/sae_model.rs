@@ -229,3 +229,51 @@ fn feature_tables_list_what_direct_computation_gives() {
             .contains("d_model = 128")
     );
 }
+
+#[test]
+fn shards_from_a_model_run_equal_the_in_memory_store() {
+    let model = babyllama();
+    let opts = options();
+    let windows = ActivationStore::windows(&model, STORY, &opts).unwrap();
+    let store =
+        ActivationStore::from_tokens(&model, "blocks.1.hook_mlp_out", &windows, &opts).unwrap();
+    let dir = mechlens_tests::temp_dir("model-shards");
+    let manifest =
+        ActivationStore::write_shards(&model, "blocks.1.hook_mlp_out", &windows, &opts, &dir, 50)
+            .unwrap();
+    assert_eq!(manifest.hook_name, "blocks.1.hook_mlp_out");
+    assert_eq!(manifest.n_rows, store.len());
+    assert_eq!(manifest.metadata["context_size"], 24);
+    // Read back with no model in sight.
+    drop(model);
+    let shards = mechlens_sae::ShardedActivations::open(&dir).unwrap();
+    assert!(shards.load_all().unwrap().equal(&store.activations));
+    // The same folder from the in-memory store.
+    let again = mechlens_tests::temp_dir("store-shards");
+    store.save_shards(&again, 50).unwrap();
+    let reread = mechlens_sae::ShardedActivations::open(&again).unwrap();
+    assert!(reread.load_all().unwrap().equal(&store.activations));
+}
+
+#[test]
+fn run_to_hook_stops_early_with_the_full_runs_values() {
+    let model = babyllama();
+    let tokens = Tensor::from_slice(&[1i64, 40, 9, 71, 26, 93]).unsqueeze(0);
+    let (_, cache) = model.run_with_cache(&tokens, CacheFilter::All).unwrap();
+    for point in [
+        HookPoint::ResidPost(0),
+        HookPoint::MlpOut(2),
+        HookPoint::Z(3),
+        HookPoint::ResidPost(model.cfg().n_layers - 1),
+        HookPoint::LnFinalNormalized,
+    ] {
+        let ours = model.run_to_hook(&tokens, point).unwrap();
+        // A full cache takes the explicit attention path; the fused one differs by rounding.
+        assert_close(&point.to_string(), &ours, cache.get(point).unwrap(), 1e-5);
+    }
+    let err = model
+        .run_to_hook(&tokens, HookPoint::ResidPost(99))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("blocks.99.hook_resid_post"), "{err}");
+}

@@ -12,7 +12,10 @@
 //! text = "corpus.txt"
 //! context_size = 128
 //! max_windows = 1000
+//! cache = "acts/"                 # optional: write the activations there as shards first
+//!                                  # (a folder that already has them is reused, no model run)
 //! # ... or saved activations: activations = "acts.safetensors" (tensor `activations`, [n, d_in])
+//! # ... or a shard folder:    shards = "acts/"  (buffer_shards = 4: shards mixed at a time)
 //!
 //! [train]                          # any TrainConfig field; the rest keep SAELens' defaults
 //! sae = { architecture = "topk", k = 32, aux_loss_coefficient = 1.0 }
@@ -28,6 +31,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use mechlens_core::{Error, Result};
 use mechlens_models::{HookedTransformer, LoadOptions};
+use mechlens_sae::shards::{MANIFEST_FILE, ShardedActivations};
 use mechlens_sae::store::{ActivationStore, StoreOptions};
 use mechlens_sae::train::{
     ActivationSource, TensorSource, TrainArchitecture, TrainConfig, Trainer,
@@ -124,6 +128,32 @@ fn data_source(
             })?;
         return Ok(Box::new(TensorSource::new(&acts, seed)?));
     }
+    let buffer_shards = data
+        .get("buffer_shards")
+        .and_then(Value::as_u64)
+        .unwrap_or(4) as usize;
+    let open_shards = |dir: &Path| -> Result<Box<dyn ActivationSource>> {
+        let shards = ShardedActivations::open(dir)?.with_mixing(buffer_shards, seed);
+        let m = shards.manifest();
+        println!(
+            "{} activations of width {} at {} from {} shards in {}",
+            m.n_rows,
+            m.d_in,
+            m.hook_name,
+            m.shards.len(),
+            dir.display()
+        );
+        Ok(Box::new(shards))
+    };
+    if let Some(dir) = get("shards") {
+        return open_shards(&relative(dir));
+    }
+    let cache = get("cache").map(relative);
+    if let Some(dir) = &cache
+        && dir.join(MANIFEST_FILE).is_file()
+    {
+        return open_shards(dir);
+    }
     let model = match (get("model"), get("llama2c")) {
         (Some(name), _) => HookedTransformer::from_pretrained(name, LoadOptions::default())?,
         (None, Some(bin)) => {
@@ -137,7 +167,7 @@ fn data_source(
         (None, None) => {
             return Err(config_error(
                 path,
-                "[data] needs `activations`, `model` or `llama2c`",
+                "[data] needs `activations`, `shards`, `model` or `llama2c`",
             ));
         }
     };
@@ -158,6 +188,15 @@ fn data_source(
         opts.context_size = c;
     }
     opts.max_windows = data.get("max_windows").and_then(Value::as_i64);
+    if let Some(dir) = &cache {
+        let windows = ActivationStore::windows(&model, &text, &opts)?;
+        let rows_per_shard = data
+            .get("rows_per_shard")
+            .and_then(Value::as_i64)
+            .unwrap_or(65_536);
+        ActivationStore::write_shards(&model, hook, &windows, &opts, dir, rows_per_shard)?;
+        return open_shards(dir);
+    }
     let store = ActivationStore::from_text(&model, hook, &text, &opts)?;
     println!(
         "{} activations of width {} at {hook}",

@@ -97,3 +97,34 @@ fn bad_configs_name_the_problem() {
         );
     }
 }
+
+#[test]
+fn trains_from_a_shard_folder() {
+    let d = dir("shards");
+    let mut writer =
+        mechlens_sae::ShardWriter::create(&d.join("acts"), "blocks.0.hook_resid_post", 16, 100)
+            .unwrap();
+    writer
+        .push(&Tensor::randn([512, 16], (Kind::Float, Device::Cpu)))
+        .unwrap();
+    writer.finish().unwrap();
+    std::fs::write(
+        d.join("run.toml"),
+        "out = \"final\"\n[data]\nshards = \"acts\"\nbuffer_shards = 2\n[train]\n\
+         sae = { architecture = \"standard\", l1_coefficient = 1.0 }\nd_sae = 32\nbatch_size = 64\ntotal_steps = 12\n",
+    )
+    .unwrap();
+    let out = mechlens(&d.join("run.toml"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("512 activations of width 16 at blocks.0.hook_resid_post from 6 shards"),
+        "{stdout}"
+    );
+    let sae = Sae::load(d.join("final"), Device::Cpu).unwrap();
+    assert_eq!((sae.cfg.d_in, sae.cfg.d_sae), (16, 32));
+}

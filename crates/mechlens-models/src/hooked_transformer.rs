@@ -669,6 +669,38 @@ impl HookedTransformer {
         )
     }
 
+    /// The activation at `point` alone, running only as far as it needs: blocks after the
+    /// hook's layer are skipped (TransformerLens' `run_with_cache(names_filter=…,
+    /// stop_at_layer=layer + 1)`). Persistent hooks and spliced SAEs apply as in a full run.
+    ///
+    /// # Shapes
+    /// → the hook's shape, e.g. `[batch, pos, d_model]` on the residual stream.
+    ///
+    /// # Errors
+    /// [`Error::UnknownHook`] for a point the model lacks; the forward's errors.
+    pub fn run_to_hook(&self, input: impl ModelInput, point: HookPoint) -> Result<Tensor> {
+        self.check_hooks(&[point])?;
+        let t = self.input(&input, 0)?;
+        let filter = CacheFilter::Names(vec![point]);
+        let mut persistent = self.persistent()?;
+        let mut s = HookSession::none()
+            .with_persistent(&mut persistent)
+            .with_cache(&filter, None);
+        let _guard = tch::no_grad_guard();
+        let stop = point
+            .layer()
+            .map(|l| l + 1)
+            .filter(|&l| l < self.m.blocks.len());
+        let _ = self.m.run(
+            Start::Tokens(&t.tokens),
+            t.attention_mask.as_ref(),
+            stop,
+            None,
+            &mut s,
+        )?;
+        s.into_cache().get(point).map(|t| t.shallow_clone())
+    }
+
     /// Logits from a residual stream entering block `start_at_layer` (TransformerLens'
     /// `start_at_layer`).
     ///

@@ -14,6 +14,8 @@
 //!   [`eval`]: CE loss and KL scores with the SAE spliced in.
 //! - [`store`]: a model's activations at a hook over a text, with where each came from;
 //!   [`features`]: top-activating contexts and logit effects of latents.
+//! - [`shards`]: activations on disk (safetensors shards, a manifest with checksums), read
+//!   back without the model through a mixing buffer.
 
 mod config;
 pub mod eval;
@@ -21,6 +23,7 @@ pub mod features;
 mod format;
 pub mod metrics;
 mod sae;
+pub mod shards;
 mod splice;
 pub mod store;
 pub mod train;
@@ -28,4 +31,5 @@ pub mod train;
 pub use config::{ActivationNorm, Architecture, SAE_LENS_FORMAT_VERSION, SaeConfig};
 pub use format::{CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE, load_sparsity, save_sparsity};
 pub use sae::{Encoded, Sae};
+pub use shards::{ShardManifest, ShardWriter, ShardedActivations};
 pub use splice::{SaeSplicing, SplicedSae};

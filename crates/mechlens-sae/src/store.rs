@@ -6,12 +6,14 @@
 //! `context_size` tokens (each starting with BOS when `prepend_bos`), the windows are run in
 //! batches, and positions holding special tokens (BOS) are left out of the training rows.
 
+use std::path::Path;
 use std::time::Instant;
 
-use mechlens_core::{CacheFilter, Error, HookPoint, Result};
+use mechlens_core::{Error, HookPoint, Result};
 use mechlens_models::HookedTransformer;
 use tch::{Kind, Tensor};
 
+use crate::shards::{ShardManifest, ShardWriter};
 use crate::train::TensorSource;
 
 /// How to cut and run the dataset.
@@ -69,6 +71,16 @@ impl ActivationStore {
         text: &str,
         opts: &StoreOptions,
     ) -> Result<Self> {
+        let tokens = Self::windows(model, text, opts)?;
+        Self::from_tokens(model, hook, &tokens, opts)
+    }
+
+    /// The token windows `from_text` runs: `[n_windows, context_size]`, each led by BOS when
+    /// `prepend_bos`.
+    ///
+    /// # Errors
+    /// As [`ActivationStore::from_text`].
+    pub fn windows(model: &HookedTransformer, text: &str, opts: &StoreOptions) -> Result<Tensor> {
         let tokenizer = model.tokenizer().ok_or_else(|| {
             Error::invalid(
                 "model",
@@ -107,8 +119,7 @@ impl ActivationStore {
             }
             windows.extend_from_slice(&ids[w * body as usize..(w + 1) * body as usize]);
         }
-        let tokens = Tensor::from_slice(&windows).f_view([n, opts.context_size])?;
-        Self::from_tokens(model, hook, &tokens, opts)
+        Ok(Tensor::from_slice(&windows).f_view([n, opts.context_size])?)
     }
 
     /// Collects the activations at `hook` for token windows `[n_windows, pos]`.
@@ -121,59 +132,24 @@ impl ActivationStore {
         tokens: &Tensor,
         opts: &StoreOptions,
     ) -> Result<Self> {
-        let hook = model.hook_point(hook)?;
-        let shape = tokens.size();
-        if shape.len() != 2 || shape[0] == 0 {
-            return Err(Error::ShapeMismatch {
-                what: "token windows".into(),
-                expected: "[n_windows >= 1, pos]".into(),
-                got: shape,
-            });
-        }
-        let (n, pos) = (shape[0], shape[1]);
-        let batch = opts.batch_windows.max(1);
-        let started = Instant::now();
         let mut rows = Vec::new();
         let mut origin = Vec::new();
-        let skip_first = opts.exclude_special_tokens && opts.prepend_bos;
-        let mut start = 0;
-        let mut batches = 0;
-        while start < n {
-            let len = batch.min(n - start);
-            let chunk = tokens.f_narrow(0, start, len)?;
-            let (_, cache) = model.run_with_cache(&chunk, CacheFilter::Names(vec![hook]))?;
-            let act = cache.get(hook)?;
-            let act = act.f_flatten(2, -1)?; // hook_z and other per-head hooks: heads flattened
-            let first = i64::from(skip_first);
-            rows.push(
-                act.f_narrow(1, first, pos - first)?
-                    .f_reshape([-1, act.size()[2]])?
-                    .f_to_kind(Kind::Float)?
-                    .f_to_device(tch::Device::Cpu)?,
-            );
-            for w in start..start + len {
-                for p in first..pos {
-                    origin.extend([w, p]);
+        let hook = run_windows(
+            model,
+            hook,
+            tokens,
+            opts,
+            |batch_rows, start, len, first| {
+                rows.push(batch_rows);
+                for w in start..start + len {
+                    for p in first..tokens.size()[1] {
+                        origin.extend([w, p]);
+                    }
                 }
-            }
-            start += len;
-            batches += 1;
-            if opts.progress_every > 0 && batches % opts.progress_every == 0 {
-                let secs = started.elapsed().as_secs_f64().max(1e-9);
-                let rate = (start * pos) as f64 / secs;
-                println!(
-                    "activations: {start}/{n} windows  {rate:.0} tok/s  ETA {:.0}s",
-                    (n - start) as f64 * pos as f64 / rate
-                );
-            }
-        }
+                Ok(())
+            },
+        )?;
         let activations = Tensor::f_cat(&rows, 0)?;
-        if !bool::try_from(activations.f_isfinite()?.f_all()?)? {
-            return Err(Error::invalid(
-                "activations",
-                format!("the model produced NaN or inf at {hook}"),
-            ));
-        }
         let n_rows = activations.size()[0];
         Ok(Self {
             hook,
@@ -181,6 +157,52 @@ impl ActivationStore {
             activations,
             origin: Tensor::from_slice(&origin).f_view([n_rows, 2])?,
         })
+    }
+
+    /// Runs the model over token windows and writes the activations at `hook` straight to a
+    /// shard folder (see [`crate::shards`]), `rows_per_shard` rows per file, without holding
+    /// them all in memory. The manifest records the hook, the options and the architecture.
+    ///
+    /// # Errors
+    /// As [`ActivationStore::from_tokens`], and [`ShardWriter::create`]'s for the folder.
+    pub fn write_shards(
+        model: &HookedTransformer,
+        hook: &str,
+        tokens: &Tensor,
+        opts: &StoreOptions,
+        dir: &Path,
+        rows_per_shard: i64,
+    ) -> Result<ShardManifest> {
+        let point = model.hook_point(hook)?;
+        let width = model.hook_width(point).ok_or_else(|| {
+            Error::invalid(
+                "hook",
+                format!("{point} has no fixed width per position (attention patterns, LayerNorm scales); an SAE reads residual, MLP or per-head activations"),
+            )
+        })?;
+        let mut writer = ShardWriter::create(dir, &point.to_string(), width, rows_per_shard)?;
+        writer.set_metadata("architecture", model.cfg().architecture.clone().into());
+        writer.set_metadata("context_size", tokens.size().get(1).copied().into());
+        writer.set_metadata("prepend_bos", opts.prepend_bos.into());
+        writer.set_metadata("exclude_special_tokens", opts.exclude_special_tokens.into());
+        writer.set_metadata("n_windows", tokens.size().first().copied().into());
+        run_windows(model, hook, tokens, opts, |rows, _, _, _| {
+            writer.push(&rows)
+        })?;
+        writer.finish()
+    }
+
+    /// Writes this store's rows to a shard folder (see [`ActivationStore::write_shards`]).
+    ///
+    /// # Errors
+    /// [`ShardWriter`]'s.
+    pub fn save_shards(&self, dir: &Path, rows_per_shard: i64) -> Result<ShardManifest> {
+        let mut writer =
+            ShardWriter::create(dir, &self.hook.to_string(), self.d_in(), rows_per_shard)?;
+        writer.set_metadata("context_size", self.tokens.size().get(1).copied().into());
+        writer.set_metadata("n_windows", self.tokens.size().first().copied().into());
+        writer.push(&self.activations)?;
+        writer.finish()
     }
 
     /// Rows kept.
@@ -217,4 +239,63 @@ impl ActivationStore {
             self.origin.f_int64_value(&[row, 1])?,
         ))
     }
+}
+
+/// Runs `tokens` through the model in batches of windows and hands each batch's rows at
+/// `hook` (`[len · kept positions, d_in]`, float, CPU) to `sink(rows, first_window, len,
+/// first_position)`. Stops at the hook's block: later layers cannot change it.
+fn run_windows(
+    model: &HookedTransformer,
+    hook: &str,
+    tokens: &Tensor,
+    opts: &StoreOptions,
+    mut sink: impl FnMut(Tensor, i64, i64, i64) -> Result<()>,
+) -> Result<HookPoint> {
+    let hook = model.hook_point(hook)?;
+    let shape = tokens.size();
+    if shape.len() != 2 || shape[0] == 0 {
+        return Err(Error::ShapeMismatch {
+            what: "token windows".into(),
+            expected: "[n_windows >= 1, pos]".into(),
+            got: shape,
+        });
+    }
+    let (n, pos) = (shape[0], shape[1]);
+    let batch = opts.batch_windows.max(1);
+    let started = Instant::now();
+    let first = i64::from(opts.exclude_special_tokens && opts.prepend_bos);
+    let mut start = 0;
+    let mut batches = 0;
+    while start < n {
+        let len = batch.min(n - start);
+        let chunk = tokens.f_narrow(0, start, len)?;
+        let act = model.run_to_hook(&chunk, hook)?;
+        let act = act.f_flatten(2, -1)?; // hook_z and other per-head hooks: heads flattened
+        let rows = act
+            .f_narrow(1, first, pos - first)?
+            .f_reshape([-1, act.size()[2]])?
+            .f_to_kind(Kind::Float)?
+            .f_to_device(tch::Device::Cpu)?;
+        if !bool::try_from(rows.f_isfinite()?.f_all()?)? {
+            return Err(Error::invalid(
+                "activations",
+                format!(
+                    "the model produced NaN or inf at {hook} (windows {start}..{})",
+                    start + len
+                ),
+            ));
+        }
+        sink(rows, start, len, first)?;
+        start += len;
+        batches += 1;
+        if opts.progress_every > 0 && batches % opts.progress_every == 0 {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            let rate = (start * pos) as f64 / secs;
+            println!(
+                "activations: {start}/{n} windows  {rate:.0} tok/s  ETA {:.0}s",
+                (n - start) as f64 * pos as f64 / rate
+            );
+        }
+    }
+    Ok(hook)
 }

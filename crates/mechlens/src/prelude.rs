@@ -29,7 +29,9 @@ pub use mechlens_sae::store::{ActivationStore, StoreOptions};
 pub use mechlens_sae::train::{
     ActivationSource, LrSchedule, TensorSource, TrainArchitecture, TrainConfig, Trainer,
 };
-pub use mechlens_sae::{ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing};
+pub use mechlens_sae::{
+    ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing, ShardWriter, ShardedActivations,
+};
 pub use mechlens_toys::{
     SparseFeatures, SparseFeaturesOptions, feature_uniqueness, max_cosine,
     mean_correlation_coefficient, mmcs,

@@ -154,16 +154,18 @@ impl Chosen {
 
     /// `(g · Wᵀ)[n, indices[n, j]]`: `[batch, k]` from `g [batch, d]` and `w [d_sae, d]`.
     fn sampled(&self, g: &Tensor, w: &Tensor) -> Result<Tensor> {
-        Ok(Tensor::f_internal_embedding_bag_per_sample_weights_backward(
-            g,
-            w,
-            &self.flat,
-            &self.offsets,
-            &self.offset2bag,
-            MODE_SUM,
-            -1,
-        )?
-        .f_view([self.batch, self.k])?)
+        Ok(
+            Tensor::f_internal_embedding_bag_per_sample_weights_backward(
+                g,
+                w,
+                &self.flat,
+                &self.offsets,
+                &self.offset2bag,
+                MODE_SUM,
+                -1,
+            )?
+            .f_view([self.batch, self.k])?,
+        )
     }
 
     /// `Sᵀ · m` where `S [batch, d_sae]` holds `values [batch, k]` at the chosen latents:
@@ -242,7 +244,13 @@ fn topk(
         let grad_recons = recons.f_sub(&residual)?.f_mul_scalar(2.0 * scale / batch)?;
         let aux_chosen = Chosen::new(&aux_indices, d_sae)?;
         let g = aux_chosen.backward(
-            &aux_values, &aux_values, &grad_recons, sae, &norms, st.rescale, false,
+            &aux_values,
+            &aux_values,
+            &grad_recons,
+            sae,
+            &norms,
+            st.rescale,
+            false,
         )?;
         grad_w_dec = grad_w_dec.f_add(&g.w_dec)?;
         grad_w_enc_t = grad_w_enc_t.f_add(&aux_chosen.transposed_mm(&g.pre, sae_in)?)?;
@@ -332,8 +340,14 @@ mod tests {
         cfg.apply_b_dec_to_input = apply_b_dec;
         let mut sae = Sae::init(cfg.sae_config(), Some(0.1), 3).unwrap();
         tch::manual_seed(5);
-        sae.b_dec = Tensor::randn([d_in], (Kind::Float, tch::Device::Cpu)).f_mul_scalar(0.3).unwrap();
-        sae.b_enc = Some(Tensor::randn([d_sae], (Kind::Float, tch::Device::Cpu)).f_mul_scalar(0.1).unwrap());
+        sae.b_dec = Tensor::randn([d_in], (Kind::Float, tch::Device::Cpu))
+            .f_mul_scalar(0.3)
+            .unwrap();
+        sae.b_enc = Some(
+            Tensor::randn([d_sae], (Kind::Float, tch::Device::Cpu))
+                .f_mul_scalar(0.1)
+                .unwrap(),
+        );
         for p in sae.parameters_mut() {
             *p = p.detach().set_requires_grad(true);
         }
@@ -356,10 +370,16 @@ mod tests {
             ("aux", &ours.aux, &reference.aux),
         ] {
             let (a, b) = (a.double_value(&[]), b.double_value(&[]));
-            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{name}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{name}: {a} vs {b}"
+            );
         }
         if n_dead > 0 {
-            assert!(reference.aux.double_value(&[]) > 0.0, "the AuxK branch did not run");
+            assert!(
+                reference.aux.double_value(&[]) > 0.0,
+                "the AuxK branch did not run"
+            );
         }
         let names = ["W_enc", "W_dec", "b_enc", "b_dec"];
         for ((name, p), g) in names.iter().zip(sae.parameters_mut()).zip(&grads) {
@@ -367,7 +387,10 @@ mod tests {
             assert_eq!(g.size(), expected.size(), "{name}");
             let scale = expected.abs().max().double_value(&[]).max(1e-12);
             let err = g.f_sub(&expected).unwrap().abs().max().double_value(&[]);
-            assert!(err <= 1e-5 * scale, "{name}: max error {err} vs max grad {scale}");
+            assert!(
+                err <= 1e-5 * scale,
+                "{name}: max error {err} vs max grad {scale}"
+            );
         }
         assert_eq!(
             ours.active.fired(d_sae).unwrap(),

@@ -196,8 +196,14 @@ pub(crate) fn forward(
 pub(crate) enum Active {
     Dense(Tensor),
     /// Non-negative activations with their column sums (a latent fired iff its sum is > 0).
-    NonNegative { acts: Tensor, column_sums: Tensor },
-    Sparse { values: Tensor, indices: Tensor },
+    NonNegative {
+        acts: Tensor,
+        column_sums: Tensor,
+    },
+    Sparse {
+        values: Tensor,
+        indices: Tensor,
+    },
 }
 
 impl Active {
