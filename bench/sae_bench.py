@@ -1,7 +1,11 @@
-"""SAE training benchmark for `make bench`: training steps per second on the same random
-activations and settings as SAELens' `SAETrainer` (d_in 512, d_sae 4096, batch 4096, CPU,
-2 threads), for a ReLU SAE and a TopK SAE (k = 32); ours is the `train_bench` example.
-Rounds interleave ours and SAELens' so a slow spell hits both alike.
+"""SAE benchmarks for `make bench`:
+- training steps per second on the same random activations and settings as SAELens'
+  `SAETrainer` (d_in 512, d_sae 4096, batch 4096, CPU, 2 threads), for a ReLU SAE and a TopK
+  SAE (k = 32); ours is the `train_bench` example;
+- the activation store's tokens/s beside a bare forward of the same model over the same
+  windows (the GPT-2-small-shaped random model of model_bench.py, 16 windows of 128); ours is
+  the `store_bench` example.
+Rounds interleave the runs compared so a slow spell hits both alike.
 
 Writes the "SAE training" section of BENCHMARKS.md and the `sae` group of bench/results.json.
 """
@@ -18,13 +22,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from model_bench import THREADS, keep_freed_memory  # noqa: E402
+from model_bench import MODEL, THREADS, build_model, keep_freed_memory  # noqa: E402
 from report import write_results, write_section  # noqa: E402
 from served_example import ServedExample  # noqa: E402
 
 D_IN, D_SAE, BATCH, K = 512, 4096, 4096, 32
 STEPS = 5
 ROUNDS = 3
+WINDOWS, CONTEXT = 16, 128
 
 
 def saelens_trainer(kind):
@@ -101,6 +106,55 @@ def main():
     ] + [f"| {names[k]} | {tok_s[(k, 'ours')]:,.0f} tok/s | {tok_s[(k, 'saelens')]:,.0f} tok/s | {speedup[k]:.2f}× |"
          for k in commands]
     write_section("SAE training", "\n".join(lines))
+    print("\n".join(lines))
+    store_bench(today, machine)
+
+
+def store_bench(today, machine):
+    """Activation store vs a bare forward: tokens/s over the same windows, same batches."""
+    build_model()
+    ours = ServedExample("mechlens-sae", "store_bench", [MODEL, WINDOWS, CONTEXT, THREADS])
+    commands = {"forward": "forward", "trunk": "trunk", "last": "store 11", "middle": "store 5"}
+    times = {k: [] for k in commands}
+    for _ in range(ROUNDS):
+        for key, command in commands.items():
+            times[key].append(ours.run(command))
+    ours.close()
+    tokens = WINDOWS * CONTEXT
+    tok_s = {k: statistics.median(tokens / (ms / 1e3) for ms in v) for k, v in times.items()}
+    ratio = {k: statistics.median(f / s for f, s in zip(times["forward"], times[k])) for k in ("last", "middle")}
+    hooks = {"last": "blocks.11.hook_resid_post", "middle": "blocks.5.hook_resid_post"}
+    trunk = statistics.median(t / s for t, s in zip(times["trunk"], times["last"]))
+    write_results("sae_store", [
+        {"name": f"Activation store throughput at {hooks[k]}, GPT-2-small random, {WINDOWS}x{CONTEXT}",
+         "value": round(tok_s[k]), "unit": "tokens/s", "peer_value": round(tok_s["forward"]),
+         "peer": "our bare forward (logits) over the same windows", "ratio": round(ratio[k], 3),
+         "date": today, "machine": machine}
+        for k in ("last", "middle")
+    ] + [
+        {"name": f"Activation store throughput at {hooks['last']} vs the same blocks without the store, "
+                 f"GPT-2-small random, {WINDOWS}x{CONTEXT}",
+         "value": round(tok_s["last"]), "unit": "tokens/s", "peer_value": round(tok_s["trunk"]),
+         "peer": "our forward_to_layer(12) over the same windows", "ratio": round(trunk, 3),
+         "date": today, "machine": machine}
+    ])
+    lines = [
+        "## Activation store",
+        "",
+        f"Measured {today} on {machine}; {THREADS} threads, CPU. GPT-2-small-shaped random model, "
+        f"{WINDOWS} windows of {CONTEXT} tokens in batches of 8, {ROUNDS} interleaved rounds, medians. "
+        "The store stops after the hook's block (`run_to_hook`); the bare forward computes logits.",
+        "Goal: the store ≥ 90% of a bare forward's tokens/s.",
+        "",
+        "| hook | store | bare forward | store / forward |",
+        "| --- | --- | --- | --- |",
+    ] + [f"| {hooks[k]} | {tok_s[k]:,.0f} tok/s | {tok_s['forward']:,.0f} tok/s | {ratio[k]:.2f}× |"
+         for k in ("last", "middle")] + [
+        "",
+        f"Against the same 12 blocks without the store (`forward_to_layer(12)`, {tok_s['trunk']:,.0f} tok/s), "
+        f"the store (hooking, copying rows out, finiteness check) runs at {trunk:.2f}× that rate.",
+    ]
+    write_section("Activation store", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -687,10 +687,11 @@ impl HookedTransformer {
             .with_persistent(&mut persistent)
             .with_cache(&filter, None);
         let _guard = tch::no_grad_guard();
+        // After the last block this still skips the final norm and the unembedding.
         let stop = point
             .layer()
             .map(|l| l + 1)
-            .filter(|&l| l < self.m.blocks.len());
+            .filter(|&l| l <= self.m.blocks.len());
         let _ = self.m.run(
             Start::Tokens(&t.tokens),
             t.attention_mask.as_ref(),
