@@ -277,3 +277,92 @@ fn run_to_hook_stops_early_with_the_full_runs_values() {
         .to_string();
     assert!(err.contains("blocks.99.hook_resid_post"), "{err}");
 }
+
+#[test]
+fn one_report_holds_sparsity_and_splice_measures_and_histograms() {
+    let model = babyllama();
+    let hook = "blocks.1.hook_resid_pre";
+    let store = ActivationStore::from_text(
+        &model,
+        hook,
+        STORY,
+        &StoreOptions {
+            context_size: 128,
+            ..options()
+        },
+    )
+    .unwrap();
+    let tokens = store.tokens.narrow(0, 0, 2);
+    let sae = Rc::new(exact_sae(128, hook));
+    let report =
+        mechlens_sae::eval::SaeReport::measure(&model, Rc::clone(&sae), None, &tokens).unwrap();
+    // The same measures taken one by one: sparsity on the non-BOS rows of those windows.
+    let rows = store.activations.narrow(0, 0, 2 * 127);
+    let direct = mechlens_sae::metrics::SparsityReport::measure(&sae, &rows, 4096).unwrap();
+    assert_eq!(report.sparsity.tokens, 254, "BOS positions left out");
+    assert!(
+        (report.sparsity.l0 - direct.l0).abs() < 1e-9,
+        "{report:?} vs {direct:?}"
+    );
+    assert!(
+        (report.sparsity.explained_variance - 1.0).abs() < 1e-5,
+        "{report:?}"
+    );
+    let splice = report.splice.as_ref().unwrap();
+    assert!((splice.ce_loss_score - 1.0).abs() < 1e-3, "{splice:?}");
+    let frame = report.frame().unwrap();
+    assert_eq!(frame.height(), 17);
+    let metric_col = frame
+        .column("metric")
+        .unwrap()
+        .as_materialized_series()
+        .clone();
+    let names = metric_col.str().unwrap();
+    let metrics: Vec<String> = (0..names.len())
+        .map(|i| names.get(i).unwrap_or_default().to_string())
+        .collect();
+    for m in [
+        "l0",
+        "explained_variance",
+        "ce_loss_score",
+        "kl_score",
+        "dead_latents",
+        "mean_log10_density",
+    ] {
+        assert!(
+            metrics.iter().any(|x| x == m),
+            "{m} missing from {metrics:?}"
+        );
+    }
+    let total = |df: &polars::prelude::DataFrame| -> i64 {
+        let col = df.column("count").unwrap().as_materialized_series().clone();
+        col.i64().unwrap().into_no_null_iter().sum()
+    };
+    // Density histogram: every latent lands in one bin over [-10, 0].
+    let density = report.density_histogram(20).unwrap();
+    let counts = total(&density);
+    assert_eq!(counts, 256);
+    // A latent's activation histogram counts exactly its positive activations.
+    let latent = 5;
+    let acts = sae.encode(&store.activations).unwrap().select(1, latent);
+    let positive = acts.gt(0.0).sum(Kind::Int64).int64_value(&[]);
+    let values = mechlens_sae::features::latent_activations(&sae, &store, latent).unwrap();
+    assert_eq!(values.numel() as i64, positive);
+    let hist = mechlens_sae::features::activation_histogram(&sae, &store, latent, 10).unwrap();
+    let counts = total(&hist);
+    assert_eq!(counts, positive);
+    let ends = hist
+        .column("bin_end")
+        .unwrap()
+        .as_materialized_series()
+        .clone();
+    let top = ends.f64().unwrap().get(9).unwrap();
+    assert!((top - acts.max().double_value(&[])).abs() < 1e-5);
+    // A latent that never fires has nothing to histogram.
+    let mut silent = exact_sae(128, hook);
+    silent.b_enc = Some(Tensor::full([256], -1e6, (Kind::Float, Device::Cpu)));
+    let err = mechlens_sae::features::activation_histogram(&silent, &store, 0, 10)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("never fires"), "{err}");
+}

@@ -12,6 +12,7 @@ use mechlens_models::HookedTransformer;
 use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
+use crate::metrics::SparsityReport;
 use crate::sae::Sae;
 use crate::splice::SplicedSae;
 
@@ -89,6 +90,104 @@ impl SpliceReport {
             ("kl_zero_ablated", self.kl_zero_ablated),
             ("kl_score", self.kl_score),
         ])
+    }
+}
+
+/// Everything one evaluation of an SAE on a model gives, as one table: the reconstruction and
+/// sparsity measures ([`SparsityReport`]) on the activations at the SAE's hook, and what
+/// splicing it in costs the model ([`SpliceReport`]) — what SAELens' `run_evals` reports.
+#[derive(Debug)]
+pub struct SaeReport {
+    /// L0, L1, MSE, explained variance, cosine, L2 ratio, densities, dead and dense latents.
+    pub sparsity: SparsityReport,
+    /// CE and KL with the SAE spliced in; `None` when measured without a model.
+    pub splice: Option<SpliceReport>,
+}
+
+impl SaeReport {
+    /// Runs `tokens` `[batch, pos]` through `model`: the activations at `at` (or the SAE's
+    /// `metadata.hook_name`) feed the sparsity measures, leaving out BOS positions (their
+    /// outsized norms are not what an SAE is for, and SAELens leaves special tokens out too),
+    /// and the SAE is spliced in for the CE and KL scores.
+    ///
+    /// # Errors
+    /// As [`SpliceReport::measure`] and [`SparsityReport::measure`].
+    pub fn measure(
+        model: &HookedTransformer,
+        sae: Rc<Sae>,
+        at: Option<&str>,
+        tokens: &Tensor,
+    ) -> Result<Self> {
+        let name = at
+            .or(sae.cfg.hook_name())
+            .ok_or_else(|| {
+                Error::invalid("SAE hook point", "the SAE names no hook point; pass one")
+            })?
+            .to_string();
+        let point = model.hook_point(&name)?;
+        let acts = model.run_to_hook(tokens, point)?;
+        let acts = acts.f_reshape([tokens.size()[0], tokens.size()[1], -1])?;
+        let acts = match model.cfg().bos_token_id {
+            Some(bos) => acts.f_index(&[Some(tokens.f_ne(bos)?.f_to_device(acts.device())?)])?,
+            None => acts.f_flatten(0, 1)?,
+        };
+        let sparsity = SparsityReport::measure(&sae, &acts, 4096)?;
+        let splice = SpliceReport::measure(model, sae, Some(&name), tokens)?;
+        Ok(Self {
+            sparsity,
+            splice: Some(splice),
+        })
+    }
+
+    /// A report from measures taken separately (e.g. sparsity on a held-out store).
+    pub fn from_parts(sparsity: SparsityReport, splice: Option<SpliceReport>) -> Self {
+        Self { sparsity, splice }
+    }
+
+    /// Every scalar measure as a two-column table (metric, value), splice scores included
+    /// when measured, and the mean log10 feature density.
+    ///
+    /// # Errors
+    /// Only if polars refuses the columns.
+    pub fn frame(&self) -> Result<DataFrame> {
+        let s = &self.sparsity;
+        let mut rows = vec![
+            ("tokens", s.tokens as f64),
+            ("l0", s.l0),
+            ("l1", s.l1),
+            ("mse", s.mse),
+            ("explained_variance", s.explained_variance),
+            ("cosine_similarity", s.cosine_similarity),
+            ("l2_ratio", s.l2_ratio),
+        ];
+        if let Some(c) = &self.splice {
+            rows.extend([
+                ("ce_clean", c.ce_clean),
+                ("ce_with_sae", c.ce_with_sae),
+                ("ce_zero_ablated", c.ce_zero_ablated),
+                ("ce_loss_score", c.ce_loss_score),
+                ("kl_with_sae", c.kl_with_sae),
+                ("kl_zero_ablated", c.kl_zero_ablated),
+                ("kl_score", c.kl_score),
+            ]);
+        }
+        rows.extend([
+            ("dead_latents", s.dead_latents as f64),
+            ("dense_latents", s.dense_latents as f64),
+            (
+                "mean_log10_density",
+                s.log10_density.f_mean(Kind::Double)?.double_value(&[]),
+            ),
+        ]);
+        crate::metrics::metric_frame(&rows)
+    }
+
+    /// The feature-density histogram (see [`SparsityReport::density_histogram`]).
+    ///
+    /// # Errors
+    /// As [`crate::metrics::histogram`].
+    pub fn density_histogram(&self, bins: i64) -> Result<DataFrame> {
+        self.sparsity.density_histogram(bins)
     }
 }
 

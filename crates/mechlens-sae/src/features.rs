@@ -170,3 +170,50 @@ pub fn logit_effects(
         Column::new("effect".into(), cols.5),
     ])
 }
+
+/// The non-zero activations of `latent` over every row of `store` (1-D, in row order): the
+/// values behind an activation histogram.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for a latent out of range; [`Error::ShapeMismatch`] when the
+/// store's width is not the SAE's `d_in`.
+pub fn latent_activations(sae: &Sae, store: &ActivationStore, latent: i64) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    check_latents(sae, &[latent])?;
+    let mut parts = Vec::new();
+    let chunk = 4096;
+    let mut start = 0;
+    while start < store.len() {
+        let len = chunk.min(store.len() - start);
+        let a = sae
+            .encode(&store.activations.f_narrow(0, start, len)?)?
+            .f_select(1, latent)?;
+        parts.push(a.f_masked_select(&a.f_gt(0.0)?)?);
+        start += len;
+    }
+    Ok(Tensor::f_cat(&parts, 0)?)
+}
+
+/// Histogram of `latent`'s non-zero activations over `store` in `bins` bins (columns
+/// bin_start, bin_end, count; see [`crate::metrics::histogram`]).
+///
+/// # Errors
+/// As [`latent_activations`]; [`Error::InvalidInput`] when the latent never fires there.
+pub fn activation_histogram(
+    sae: &Sae,
+    store: &ActivationStore,
+    latent: i64,
+    bins: i64,
+) -> Result<DataFrame> {
+    let values = latent_activations(sae, store, latent)?;
+    if values.numel() == 0 {
+        return Err(Error::invalid(
+            "latent",
+            format!(
+                "{latent} never fires on these {} rows; nothing to histogram",
+                store.len()
+            ),
+        ));
+    }
+    crate::metrics::histogram(&values, bins, None)
+}

@@ -132,6 +132,78 @@ impl SparsityReport {
     }
 }
 
+impl SparsityReport {
+    /// How many latents have each log10 firing density: [`histogram`] of
+    /// `log10_density` over `[-10, 0]` (never-firing latents land in the first bin), the
+    /// feature-density histogram SAELens users plot.
+    ///
+    /// # Errors
+    /// As [`histogram`].
+    pub fn density_histogram(&self, bins: i64) -> Result<DataFrame> {
+        // A latent firing on every token sits a hair above 0 (the 1e-10 floor); it belongs in
+        // the last bin.
+        let clamped = self.log10_density.f_clamp(-10.0, 0.0)?;
+        histogram(&clamped, bins, Some((-10.0, 0.0)))
+    }
+}
+
+/// Counts of `values` in `bins` equal-width bins over `range` (default: their min and max;
+/// values outside it are left out, the last bin includes its right edge). Non-finite values
+/// are left out. Columns: bin_start, bin_end, count.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for fewer than 1 bin, an empty or reversed range, or no finite
+/// values.
+pub fn histogram(values: &Tensor, bins: i64, range: Option<(f64, f64)>) -> Result<DataFrame> {
+    if bins < 1 {
+        return Err(Error::invalid("bins", format!("{bins}; need at least 1")));
+    }
+    let flat = values.f_flatten(0, -1)?.f_to_kind(Kind::Double)?;
+    let finite = flat.f_masked_select(&flat.f_isfinite()?)?;
+    if finite.numel() == 0 {
+        return Err(Error::invalid(
+            "histogram values",
+            format!("none of the {} values is finite", flat.numel()),
+        ));
+    }
+    let (lo, hi) = match range {
+        Some(r) => r,
+        None => (
+            finite.f_min()?.double_value(&[]),
+            finite.f_max()?.double_value(&[]),
+        ),
+    };
+    if !(lo.is_finite() && hi.is_finite()) || hi < lo {
+        return Err(Error::invalid(
+            "histogram range",
+            format!("[{lo}, {hi}]; expected finite bounds with low <= high"),
+        ));
+    }
+    // A single value still gets a bin of width 1 around it.
+    let (lo, hi) = if hi == lo {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo, hi)
+    };
+    let width = (hi - lo) / bins as f64;
+    let inside = finite.f_masked_select(&finite.f_ge(lo)?.f_logical_and(&finite.f_le(hi)?)?)?;
+    let bin = inside
+        .f_sub_scalar(lo)?
+        .f_div_scalar(width)?
+        .f_floor()?
+        .f_clamp(0, bins - 1)?
+        .f_to_kind(Kind::Int64)?;
+    let counts = Vec::<i64>::try_from(bin.f_bincount::<Tensor>(None, bins)?)?;
+    let starts: Vec<f64> = (0..bins).map(|i| lo + i as f64 * width).collect();
+    let ends: Vec<f64> = (1..=bins).map(|i| lo + i as f64 * width).collect();
+    DataFrame::new_infer_height(vec![
+        Column::new("bin_start".into(), starts),
+        Column::new("bin_end".into(), ends),
+        Column::new("count".into(), counts),
+    ])
+    .map_err(|e| Error::invalid("histogram frame", e.to_string()))
+}
+
 /// Scalar measures as a two-column table (metric, value).
 pub(crate) fn metric_frame(rows: &[(&str, f64)]) -> Result<DataFrame> {
     DataFrame::new_infer_height(vec![
@@ -142,4 +214,38 @@ pub(crate) fn metric_frame(rows: &[(&str, f64)]) -> Result<DataFrame> {
         Column::new("value".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>()),
     ])
     .map_err(|e| Error::invalid("report frame", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_bins_as_numpy_does() {
+        // numpy.histogram([0, .5, 1, 2, nan], bins=2, range=(0, 1)) -> [1, 2]: the last bin
+        // includes its right edge; out-of-range and NaN values are left out.
+        let v = Tensor::from_slice(&[0.0f64, 0.5, 1.0, 2.0, f64::NAN]);
+        let h = histogram(&v, 2, Some((0.0, 1.0))).unwrap();
+        let counts: Vec<i64> = h
+            .column("count")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(counts, [1, 2]);
+        let starts: Vec<f64> = h
+            .column("bin_start")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(starts, [0.0, 0.5]);
+        assert!(histogram(&v, 0, None).is_err());
+        assert!(histogram(&Tensor::from_slice(&[f64::NAN]), 3, None).is_err());
+        assert!(histogram(&v, 2, Some((1.0, 0.0))).is_err());
+        let one = histogram(&Tensor::from_slice(&[3.0f64]), 1, None).unwrap();
+        assert_eq!(one.column("count").unwrap().i64().unwrap().get(0), Some(1));
+    }
 }

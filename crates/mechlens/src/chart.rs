@@ -88,6 +88,95 @@ where
     Ok(Svg(markup))
 }
 
+/// A histogram of `values` in `bins` equal-width bins over `range` (default: their min and
+/// max), drawn as bars; non-finite values and values outside the range are left out (the
+/// caption says how many). For feature densities pass the log10 densities and
+/// `Some((-10.0, 0.0))`; for a latent's activations, `latent_activations(...)`.
+///
+/// ```
+/// use mechlens::prelude::*;
+///
+/// let svg = histogram_chart(&[0.1, 0.2, 0.25, 0.9], 4, None, "activations", "value")?;
+/// assert!(svg.as_str().contains("<rect"));
+/// # Ok::<(), mechlens::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidInput`] for zero bins, no finite value, or an empty or reversed range;
+/// [`Error::Chart`] when drawing fails.
+pub fn histogram_chart(
+    values: &[f64],
+    bins: usize,
+    range: Option<(f64, f64)>,
+    title: &str,
+    x_label: &str,
+) -> Result<Svg> {
+    use plotters::prelude::*;
+    if bins == 0 {
+        return Err(Error::invalid("bins", "0; need at least 1"));
+    }
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return Err(Error::invalid(
+            "histogram values",
+            format!("none of the {} values is finite", values.len()),
+        ));
+    }
+    let (lo, hi) = range.unwrap_or_else(|| {
+        finite
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            })
+    });
+    if !(lo.is_finite() && hi.is_finite()) || hi < lo {
+        return Err(Error::invalid(
+            "histogram range",
+            format!("[{lo}, {hi}]; expected finite bounds with low <= high"),
+        ));
+    }
+    let (lo, hi) = if hi == lo {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo, hi)
+    };
+    let width = (hi - lo) / bins as f64;
+    let mut counts = vec![0u64; bins];
+    let mut outside = values.len() - finite.len();
+    for v in finite {
+        if v < lo || v > hi {
+            outside += 1;
+            continue;
+        }
+        counts[(((v - lo) / width) as usize).min(bins - 1)] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.05;
+    let caption = if outside > 0 {
+        format!("{title} ({outside} values outside or not finite)")
+    } else {
+        title.to_string()
+    };
+    svg_chart(480, 300, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(caption, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(lo..hi, 0f64..top)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc("count")
+            .disable_x_mesh()
+            .draw()?;
+        chart.draw_series(counts.iter().enumerate().map(|(i, &c)| {
+            let x0 = lo + i as f64 * width;
+            Rectangle::new([(x0, 0.0), (x0 + width, c as f64)], BLUE.mix(0.6).filled())
+        }))?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +220,31 @@ mod tests {
             msg.starts_with("writing ") && msg.contains("chart.svg"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn histogram_draws_one_bar_per_bin_and_counts_what_it_leaves_out() -> Result<()> {
+        let svg = histogram_chart(
+            &[0.0, 0.5, 1.0, 7.0, f64::NAN],
+            2,
+            Some((0.0, 1.0)),
+            "h",
+            "x",
+        )?;
+        let s = svg.as_str();
+        // The white background is a rect too.
+        assert_eq!(s.matches("<rect").count(), 3, "{s}");
+        assert!(
+            s.replace('\n', "")
+                .contains("h (2 values outside or not finite)"),
+            "{s}"
+        );
+        assert!(histogram_chart(&[f64::NAN], 3, None, "h", "x").is_err());
+        assert!(histogram_chart(&[1.0], 0, None, "h", "x").is_err());
+        assert!(histogram_chart(&[1.0], 3, Some((2.0, 1.0)), "h", "x").is_err());
+        // One distinct value still draws.
+        assert!(histogram_chart(&[3.0, 3.0], 3, None, "h", "x").is_ok());
+        Ok(())
     }
 
     #[test]

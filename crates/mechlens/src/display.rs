@@ -154,6 +154,34 @@ impl NotebookDisplay for DataFrame {
 }
 
 // ---------------------------------------------------------------------------------------------
+// SAE reports: their (metric, value) tables.
+
+fn display_frame(frame: mechlens_core::Result<DataFrame>) {
+    match frame {
+        Ok(df) => df.evcxr_display(),
+        Err(e) => emit("text/plain", &format!("(report not shown: {e})")),
+    }
+}
+
+impl NotebookDisplay for mechlens_sae::eval::SaeReport {
+    fn evcxr_display(&self) {
+        display_frame(self.frame());
+    }
+}
+
+impl NotebookDisplay for mechlens_sae::eval::SpliceReport {
+    fn evcxr_display(&self) {
+        display_frame(self.frame());
+    }
+}
+
+impl NotebookDisplay for mechlens_sae::metrics::SparsityReport {
+    fn evcxr_display(&self) {
+        display_frame(self.frame());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Tensor
 
 /// Values shown along each of the last two dims of a tensor summary.

@@ -5,7 +5,7 @@
 //! `polars` names, and plotters' drawing vocabulary. Whole crates are reachable too, as
 //! `tch::...`, `polars::...` and `plotters::...`.
 
-pub use crate::chart::{Svg, svg_chart};
+pub use crate::chart::{Svg, histogram_chart, svg_chart};
 pub use crate::display::NotebookDisplay;
 pub use mechlens_analysis::{
     Ablation, CacheAnalysis, Component, Decompose, DetectOptions, DlaBy, ErrorMeasure, HeadPattern,
@@ -22,8 +22,10 @@ pub use mechlens_models::{
     GenerateOptions, HookedEncoder, HookedTransformer, LoadOptions, PaddingSide, Processing,
     TokenBatch, Tokenizer,
 };
-pub use mechlens_sae::eval::SpliceReport;
-pub use mechlens_sae::features::{logit_effects, top_activations};
+pub use mechlens_sae::eval::{SaeReport, SpliceReport};
+pub use mechlens_sae::features::{
+    activation_histogram, latent_activations, logit_effects, top_activations,
+};
 pub use mechlens_sae::metrics::SparsityReport;
 pub use mechlens_sae::store::{ActivationStore, StoreOptions};
 pub use mechlens_sae::train::{
