@@ -178,23 +178,34 @@ trainer.log_frame()?
 """)
 
 md("""
-How good is it? `SparsityReport` measures reconstruction and sparsity on activations;
-`SpliceReport` puts the SAE's reconstruction in place of the residual stream and measures the
-next-token loss (the CE loss score is 1 when nothing is lost, 0 when it is as bad as zeroing
-the residual stream).
-""")
-code("""
-let report = SparsityReport::measure(&sae, &store.activations, 4096)?;
-println!("L0 {:.1}, explained variance {:.3}, dead latents {}", report.l0, report.explained_variance, report.dead_latents);
-assert!((report.l0 - 16.0).abs() < 1e-6 && report.explained_variance > 0.7);
-report.frame()?
+How good is it? `SaeReport` measures everything SAELens' evals do, in one table: how well the
+SAE reconstructs the residual stream (L0, explained variance, cosine, the L2 ratio that shows
+shrinkage) on these windows' tokens (BOS left out), and what it costs the model when its
+reconstruction replaces the residual stream: the next-token loss clean, with the SAE, and
+with the residual stream zeroed. The CE loss score is 1 when nothing is lost, 0 when the SAE
+is as bad as zeroing.
 """)
 code("""
 let sae = Rc::new(sae);
-let splice = SpliceReport::measure(&model, Rc::clone(&sae), None, &store.tokens.narrow(0, 0, 16))?;
-println!("CE clean {:.3}, with SAE {:.3}, zero-ablated {:.3}", splice.ce_clean, splice.ce_with_sae, splice.ce_zero_ablated);
-assert!(splice.ce_loss_score > 0.5 && splice.ce_loss_score <= 1.0);
-splice.frame()?
+let report = SaeReport::measure(&model, Rc::clone(&sae), None, &store.tokens.narrow(0, 0, 16))?;
+let ce_loss_score = report.splice.as_ref().map_or(f64::NAN, |s| s.ce_loss_score);
+println!("L0 {:.1}, explained variance {:.3}, CE loss score {:.3}, dead latents {}",
+    report.sparsity.l0, report.sparsity.explained_variance, ce_loss_score, report.sparsity.dead_latents);
+assert!((report.sparsity.l0 - 16.0).abs() < 1e-6 && report.sparsity.explained_variance > 0.7);
+assert!(ce_loss_score > 0.5 && ce_loss_score <= 1.0);
+report.frame()?
+""")
+md("""
+The feature-density histogram is the first picture SAE people look at: how often each latent
+fires, on a log scale. A healthy SAE has a hump of latents firing on a small fraction of
+tokens; a spike at −10 would be dead latents, and latents near 0 fire on almost everything.
+""")
+code("""
+let densities: Vec<f64> = Vec::try_from(&report.sparsity.log10_density.to_kind(Kind::Double))?;
+let bins = report.density_histogram(20)?;
+assert_eq!(bins.height(), 20);
+assert_eq!(densities.len() as i64, sae.cfg.d_sae);
+histogram_chart(&densities, 40, Some((-10.0, 0.0)), "feature density", "log10 firing rate")?
 """)
 
 md("""
@@ -205,7 +216,7 @@ hardest (the firing character is in `[[ ]]`) and at the tokens their decoder dir
 promotes through the unembedding.
 """)
 code("""
-let density = report.log10_density.shallow_clone();
+let density = report.sparsity.log10_density.shallow_clone();
 let (_, busiest) = density.topk(3, 0, true, true);
 let latents: Vec<i64> = Vec::try_from(busiest)?;
 println!("latents {latents:?}");
@@ -213,6 +224,15 @@ top_activations(&model, &sae, &store, &latents, 6, 12)?
 """)
 code("""
 logit_effects(&model, &sae, &latents, 5)?
+""")
+md("""
+How strongly does the busiest latent fire when it fires? Its activation histogram, over every
+token of the store:
+""")
+code("""
+let fired: Vec<f64> = Vec::try_from(&latent_activations(&sae, &store, latents[0])?.to_kind(Kind::Double))?;
+assert!(!fired.is_empty() && fired.iter().all(|&a| a > 0.0));
+histogram_chart(&fired, 30, None, &format!("latent {} activations", latents[0]), "activation")?
 """)
 
 md("""

@@ -11,19 +11,16 @@ use std::sync::{Arc, Mutex};
 use mechlens_models::{HookedTransformer, Hub, LoadOptions};
 use mechlens_tests::{assert_close, fixture, load, temp_dir};
 
-const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+pub(crate) const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A minimal hub serving one repository from `folder`; returns its address and a log of the
 /// paths asked for.
-fn serve_repo(repo_id: &'static str, folder: &Path) -> (String, Arc<Mutex<Vec<String>>>) {
-    let files: HashMap<String, Vec<u8>> = std::fs::read_dir(folder)
-        .unwrap()
-        .map(|e| {
-            let path = e.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).unwrap())
-        })
-        .collect();
+pub(crate) fn serve_repo(
+    repo_id: &'static str,
+    folder: &Path,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let mut files = HashMap::new();
+    collect_files(folder, "", &mut files);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -34,6 +31,19 @@ fn serve_repo(repo_id: &'static str, folder: &Path) -> (String, Arc<Mutex<Vec<St
         }
     });
     (address, log)
+}
+
+/// Every file under `dir`, keyed by its path relative to the repository root.
+fn collect_files(dir: &Path, prefix: &str, files: &mut HashMap<String, Vec<u8>>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = format!("{prefix}{}", path.file_name().unwrap().to_string_lossy());
+        if path.is_dir() {
+            collect_files(&path, &format!("{name}/"), files);
+        } else {
+            files.insert(name, std::fs::read(&path).unwrap());
+        }
+    }
 }
 
 fn answer(

@@ -5,7 +5,8 @@
 //!   JumpReLU (and BatchTopK, saved as JumpReLU) and Gated architectures, equal to SAELens'
 //!   inference classes on the same weights.
 //! - [`SaeConfig`]: `cfg.json` in SAELens' 6.x layout (older flat configs are read too);
-//!   [`Sae::load`] / [`Sae::save`] read and write SAELens folders.
+//!   [`Sae::load`] / [`Sae::save`] read and write SAELens folders; [`Sae::from_pretrained`]
+//!   and [`Sae::from_hub`] fetch them from the Hugging Face hub ([`pretrained`]).
 //! - [`SaeSplicing`]: attach an SAE to a model's hook point (`model.add_sae`), with its own
 //!   hook points (`…hook_sae_acts_post`) cached and patched like any other.
 //! - [`train`]: a deterministic, resumable trainer (Adam, warm-up and decay, sparsity
@@ -22,6 +23,7 @@ pub mod eval;
 pub mod features;
 mod format;
 pub mod metrics;
+pub mod pretrained;
 mod sae;
 pub mod shards;
 mod splice;
