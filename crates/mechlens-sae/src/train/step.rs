@@ -113,19 +113,15 @@ pub(crate) fn forward(
             let keep = ((*k * batch as f64) as i64).clamp(1, relu.numel() as i64);
             let flat = relu.f_flatten(0, -1)?;
             let (values, indices) = flat.f_topk(keep, -1, true, false)?;
+            let out = batch_sparse_decode(sae, &values, &indices, &w_dec_norm, st.rescale, batch)?
+                .f_add(&sae.b_dec)?;
             let acts = flat
                 .f_zeros_like()?
-                .f_scatter(-1, &indices, &values)?
+                .f_scatter(-1, &indices, &values.detach())?
                 .f_view_as(&relu)?;
-            let scaled = if st.rescale {
-                acts.f_div(&w_dec_norm)?
-            } else {
-                acts.shallow_clone()
-            };
-            let out = scaled.f_matmul(&sae.w_dec)?.f_add(&sae.b_dec)?;
             let aux = topk_aux(sae, x, &out, &ranked, st, &w_dec_norm)?
                 .f_mul_scalar(*aux_loss_coefficient)?;
-            (acts.detach(), out, zero(), aux)
+            (acts, out, zero(), aux)
         }
         TrainArchitecture::JumpRelu { bandwidth, .. } => {
             let pre = sae_in.f_matmul(&sae.w_enc)?.f_add(b(&sae.b_enc)?)?;
@@ -301,6 +297,41 @@ pub(crate) fn sparse_decode(
     Ok(out)
 }
 
+/// BatchTopK's decode from the `keep` largest entries of the flattened `[batch, d_sae]`
+/// activations (`flat_indices` into it): rows hold different numbers of latents, so an
+/// embedding bag per row with offsets from the per-row counts. `[batch, d_in]`, no bias.
+fn batch_sparse_decode(
+    sae: &Sae,
+    values: &Tensor,
+    flat_indices: &Tensor,
+    norms: &Tensor,
+    rescale: bool,
+    batch: i64,
+) -> Result<Tensor> {
+    let d_sae = sae.cfg.d_sae;
+    // Flat indices are row-major: sorting them groups each row's latents together.
+    let (sorted, order) = flat_indices.f_sort(-1, false)?;
+    let latents = sorted.f_remainder(d_sae)?;
+    let rows = sorted.f_div_scalar_mode(d_sae, "floor")?;
+    let counts = rows.f_bincount::<Tensor>(None, batch)?;
+    let offsets = counts.f_cumsum(0, Kind::Int64)?.f_sub(&counts)?;
+    let mut weights = values.f_index_select(0, &order)?;
+    if rescale {
+        weights = weights.f_div(&norms.f_index_select(0, &latents)?)?;
+    }
+    let (out, _, _, _) = Tensor::f_embedding_bag(
+        &sae.w_dec,
+        &latents,
+        &offsets,
+        false,
+        0,
+        false,
+        Some(weights),
+        false,
+    )?;
+    Ok(out)
+}
+
 /// SAELens' AuxK: the `min(d_in/2, n_dead)` largest dead pre-activations reconstruct the
 /// (detached) residual, scaled by `min(n_dead / (d_in/2), 1)`.
 fn topk_aux(
@@ -322,4 +353,44 @@ fn topk_aux(
     let (values, indices) = masked.f_topk(k_aux, -1, true, false)?;
     let recons = sparse_decode(sae, &values, &indices, norms, st.rescale)?;
     Ok(squared_error(&recons, &residual)?.f_mul_scalar(scale)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Architecture, SaeConfig};
+
+    #[test]
+    fn batch_topk_sparse_decode_equals_the_dense_product() {
+        let (batch, d_in, d_sae) = (6, 5, 12);
+        let sae = Sae::init(
+            SaeConfig::new(Architecture::Standard, d_in, d_sae),
+            Some(0.3),
+            1,
+        )
+        .unwrap();
+        tch::manual_seed(2);
+        let acts = Tensor::randn([batch, d_sae], (Kind::Float, tch::Device::Cpu)).relu();
+        // Row 3 keeps nothing: an empty bag.
+        let acts = acts.index_fill(0, &Tensor::from_slice(&[3i64]), 0.0);
+        let (values, indices) = acts.flatten(0, -1).topk(20, -1, true, false);
+        let kept = acts
+            .flatten(0, -1)
+            .zeros_like()
+            .scatter(-1, &indices, &values)
+            .view([batch, d_sae]);
+        let norms = sae.w_dec.norm_scalaropt_dim(2, [1], false);
+        for rescale in [false, true] {
+            let ours =
+                batch_sparse_decode(&sae, &values, &indices, &norms, rescale, batch).unwrap();
+            let weights = if rescale {
+                kept.divide(&norms)
+            } else {
+                kept.shallow_clone()
+            };
+            let dense = weights.matmul(&sae.w_dec);
+            let err = ours.f_sub(&dense).unwrap().abs().max().double_value(&[]);
+            assert!(err < 1e-6, "rescale {rescale}: {err}");
+        }
+    }
 }
