@@ -96,20 +96,19 @@ fn exact_sae(d: i64, hook: &str) -> Sae {
     sae
 }
 
+/// The story in windows of 128: one character per token for this tokenizer, so two windows.
+fn long_windows(model: &HookedTransformer, hook: &str) -> ActivationStore {
+    let opts = StoreOptions {
+        context_size: 128,
+        ..options()
+    };
+    ActivationStore::from_text(model, hook, STORY, &opts).unwrap()
+}
+
 #[test]
 fn ce_and_kl_scores_hit_their_closed_forms() {
     let model = babyllama();
-    // The story is one character per token for this tokenizer: two windows of 128.
-    let store = ActivationStore::from_text(
-        &model,
-        "blocks.1.hook_resid_pre",
-        STORY,
-        &StoreOptions {
-            context_size: 128,
-            ..options()
-        },
-    )
-    .unwrap();
+    let store = long_windows(&model, "blocks.1.hook_resid_pre");
     let tokens = store.tokens.narrow(0, 0, 2);
     let hook = "blocks.1.hook_resid_pre";
     let exact =
@@ -282,16 +281,7 @@ fn run_to_hook_stops_early_with_the_full_runs_values() {
 fn one_report_holds_sparsity_and_splice_measures_and_histograms() {
     let model = babyllama();
     let hook = "blocks.1.hook_resid_pre";
-    let store = ActivationStore::from_text(
-        &model,
-        hook,
-        STORY,
-        &StoreOptions {
-            context_size: 128,
-            ..options()
-        },
-    )
-    .unwrap();
+    let store = long_windows(&model, hook);
     let tokens = store.tokens.narrow(0, 0, 2);
     let sae = Rc::new(exact_sae(128, hook));
     let report =

@@ -4,7 +4,7 @@
 //! sharded or not, else `pytorch_model.bin`), and the tokenizer files. The files land in the
 //! cache layout Python uses, so the next load (ours or theirs) finds them offline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hf_hub::api::sync::{ApiBuilder, ApiRepo};
 
@@ -24,32 +24,8 @@ const TOKENIZER_FILES: [&str; 4] = [
 /// A sentence saying what failed (the hub unreachable, the repository unknown or gated, no
 /// weights we can read), for [`mechlens_core::Error::ModelNotFound`].
 pub(crate) fn fetch(hub: &Hub, repo_id: &str) -> Result<PathBuf, String> {
-    let mut builder = ApiBuilder::new();
-    // The token file under HF_HOME is read by `new`; the variable wins, as in Python.
-    if let Ok(token) = std::env::var("HF_TOKEN") {
-        builder = builder.with_token(Some(token));
-    }
-    let api = builder
-        .with_cache_dir(hub.cache.clone())
-        .with_endpoint(hub.endpoint.clone())
-        .with_progress(false)
-        .build()
-        .map_err(|e| format!("the hub client could not start: {e}"))?;
-    let repo = api.model(repo_id.to_string());
-    let info = repo.info().map_err(|e| {
-        let e = e.to_string();
-        let hint = if ["401", "403", "404"]
-            .iter()
-            .any(|code| e.contains(&format!("status code {code}")))
-        {
-            "the hub has no public repository by that name (a gated or private one needs a \
-             token: HF_TOKEN or `huggingface-cli login`)"
-        } else {
-            "if you are offline, set HF_HUB_OFFLINE=1 and load a local folder"
-        };
-        format!("asking {} for it failed ({e}); {hint}", hub.endpoint)
-    })?;
-    let listed: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
+    let (repo, listed) = open_repo(hub, repo_id)?;
+    let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
     if !listed.contains(&"config.json") {
         return Err(format!("{repo_id} on {} has no config.json", hub.endpoint));
     }
@@ -73,6 +49,66 @@ pub(crate) fn fetch(hub: &Hub, repo_id: &str) -> Result<PathBuf, String> {
     config
         .and_then(|p| p.parent().map(PathBuf::from))
         .ok_or_else(|| "the download left no config.json".to_string())
+}
+
+/// Downloads `required` files (each must be listed) and the listed ones of `optional`;
+/// returns the snapshot folder they landed in.
+pub(crate) fn fetch_files(
+    hub: &Hub,
+    repo_id: &str,
+    required: &[String],
+    optional: &[String],
+) -> Result<PathBuf, String> {
+    let (repo, listed) = open_repo(hub, repo_id)?;
+    if let Some(missing) = required.iter().find(|f| !listed.contains(f)) {
+        return Err(format!("{repo_id} on {} has no {missing}", hub.endpoint));
+    }
+    let mut snapshot = None;
+    for file in required
+        .iter()
+        .chain(optional.iter().filter(|f| listed.contains(f)))
+    {
+        let path = repo
+            .get(file)
+            .map_err(|e| format!("downloading {file} from {} failed: {e}", hub.endpoint))?;
+        // The file sits at `snapshot/<file>`: strip as many components as it has.
+        snapshot = path
+            .ancestors()
+            .nth(Path::new(file).components().count())
+            .map(Path::to_path_buf);
+    }
+    snapshot.ok_or_else(|| "nothing was downloaded".to_string())
+}
+
+/// The hub client for `repo_id` and the files the repository lists.
+fn open_repo(hub: &Hub, repo_id: &str) -> Result<(ApiRepo, Vec<String>), String> {
+    let mut builder = ApiBuilder::new();
+    // The token file under HF_HOME is read by `new`; the variable wins, as in Python.
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        builder = builder.with_token(Some(token));
+    }
+    let api = builder
+        .with_cache_dir(hub.cache.clone())
+        .with_endpoint(hub.endpoint.clone())
+        .with_progress(false)
+        .build()
+        .map_err(|e| format!("the hub client could not start: {e}"))?;
+    let repo = api.model(repo_id.to_string());
+    let info = repo.info().map_err(|e| {
+        let e = e.to_string();
+        let hint = if ["401", "403", "404"]
+            .iter()
+            .any(|code| e.contains(&format!("status code {code}")))
+        {
+            "the hub has no public repository by that name (a gated or private one needs a \
+             token: HF_TOKEN or `huggingface-cli login`)"
+        } else {
+            "if you are offline, set HF_HUB_OFFLINE=1 and load a local folder"
+        };
+        format!("asking {} for {repo_id} failed ({e}); {hint}", hub.endpoint)
+    })?;
+    let listed = info.siblings.into_iter().map(|s| s.rfilename).collect();
+    Ok((repo, listed))
 }
 
 /// The weight files to fetch, in the order `WeightStore` prefers them.

@@ -85,6 +85,12 @@ impl Hub {
 
     /// The cached snapshot of `repo_id` that has a `config.json`: `refs/main`'s, else any.
     fn cached(&self, repo_id: &str) -> Option<PathBuf> {
+        self.cached_snapshot(repo_id, "config.json")
+    }
+
+    /// The cached snapshot folder of `repo_id` that holds the file `relative` (a path inside
+    /// the repository): `refs/main`'s revision, else any.
+    pub fn cached_snapshot(&self, repo_id: &str, relative: &str) -> Option<PathBuf> {
         let repo = self
             .cache
             .join(format!("models--{}", repo_id.replace('/', "--")));
@@ -99,7 +105,45 @@ impl Hub {
         candidates.sort();
         candidates
             .into_iter()
-            .find(|dir| dir.join("config.json").is_file())
+            .find(|dir| dir.join(relative).is_file())
+    }
+
+    /// Downloads files of `repo_id` into the cache: every one of `required` (an error names
+    /// one the repository lacks), and those of `optional` it has. Returns the snapshot folder.
+    ///
+    /// # Errors
+    /// A sentence saying what failed (offline setting, hub unreachable, repository unknown,
+    /// a required file missing), for the caller's not-found error.
+    pub fn download_files(
+        &self,
+        repo_id: &str,
+        required: &[String],
+        optional: &[String],
+    ) -> std::result::Result<PathBuf, String> {
+        if self.offline {
+            return Err("HF_HUB_OFFLINE is set, so it was not downloaded".into());
+        }
+        self.fetch_files(repo_id, required, optional)
+    }
+
+    #[cfg(feature = "hub")]
+    fn fetch_files(
+        &self,
+        repo_id: &str,
+        required: &[String],
+        optional: &[String],
+    ) -> std::result::Result<PathBuf, String> {
+        crate::download::fetch_files(self, repo_id, required, optional)
+    }
+
+    #[cfg(not(feature = "hub"))]
+    fn fetch_files(
+        &self,
+        _repo_id: &str,
+        _required: &[String],
+        _optional: &[String],
+    ) -> std::result::Result<PathBuf, String> {
+        Err("mechlens-models was built without its `hub` feature, so it cannot download".into())
     }
 
     #[cfg(feature = "hub")]

@@ -81,7 +81,12 @@ impl SpliceReport {
     /// # Errors
     /// Only if polars refuses the columns.
     pub fn frame(&self) -> Result<DataFrame> {
-        crate::metrics::metric_frame(&[
+        crate::metrics::metric_frame(&self.rows())
+    }
+
+    /// `(metric, value)` for every measure.
+    pub(crate) fn rows(&self) -> Vec<(&'static str, f64)> {
+        vec![
             ("ce_clean", self.ce_clean),
             ("ce_with_sae", self.ce_with_sae),
             ("ce_zero_ablated", self.ce_zero_ablated),
@@ -89,7 +94,7 @@ impl SpliceReport {
             ("kl_with_sae", self.kl_with_sae),
             ("kl_zero_ablated", self.kl_zero_ablated),
             ("kl_score", self.kl_score),
-        ])
+        ]
     }
 }
 
@@ -150,35 +155,15 @@ impl SaeReport {
     /// # Errors
     /// Only if polars refuses the columns.
     pub fn frame(&self) -> Result<DataFrame> {
-        let s = &self.sparsity;
-        let mut rows = vec![
-            ("tokens", s.tokens as f64),
-            ("l0", s.l0),
-            ("l1", s.l1),
-            ("mse", s.mse),
-            ("explained_variance", s.explained_variance),
-            ("cosine_similarity", s.cosine_similarity),
-            ("l2_ratio", s.l2_ratio),
-        ];
-        if let Some(c) = &self.splice {
-            rows.extend([
-                ("ce_clean", c.ce_clean),
-                ("ce_with_sae", c.ce_with_sae),
-                ("ce_zero_ablated", c.ce_zero_ablated),
-                ("ce_loss_score", c.ce_loss_score),
-                ("kl_with_sae", c.kl_with_sae),
-                ("kl_zero_ablated", c.kl_zero_ablated),
-                ("kl_score", c.kl_score),
-            ]);
-        }
-        rows.extend([
-            ("dead_latents", s.dead_latents as f64),
-            ("dense_latents", s.dense_latents as f64),
-            (
-                "mean_log10_density",
-                s.log10_density.f_mean(Kind::Double)?.double_value(&[]),
-            ),
-        ]);
+        let mut rows = self.sparsity.rows();
+        rows.extend(self.splice.iter().flat_map(SpliceReport::rows));
+        rows.push((
+            "mean_log10_density",
+            self.sparsity
+                .log10_density
+                .f_mean(Kind::Double)?
+                .double_value(&[]),
+        ));
         crate::metrics::metric_frame(&rows)
     }
 

@@ -118,7 +118,12 @@ impl SparsityReport {
     /// # Errors
     /// Only if polars refuses the columns.
     pub fn frame(&self) -> Result<DataFrame> {
-        metric_frame(&[
+        metric_frame(&self.rows())
+    }
+
+    /// `(metric, value)` for every scalar measure.
+    pub(crate) fn rows(&self) -> Vec<(&'static str, f64)> {
+        vec![
             ("tokens", self.tokens as f64),
             ("l0", self.l0),
             ("l1", self.l1),
@@ -128,7 +133,7 @@ impl SparsityReport {
             ("l2_ratio", self.l2_ratio),
             ("dead_latents", self.dead_latents as f64),
             ("dense_latents", self.dense_latents as f64),
-        ])
+        ]
     }
 }
 
@@ -147,32 +152,43 @@ impl SparsityReport {
     }
 }
 
-/// Counts of `values` in `bins` equal-width bins over `range` (default: their min and max;
-/// values outside it are left out, the last bin includes its right edge). Non-finite values
-/// are left out. Columns: bin_start, bin_end, count.
+/// Equal-width bins and how many values fell in each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bins {
+    /// Left edge of the first bin.
+    pub low: f64,
+    /// Width of every bin.
+    pub width: f64,
+    /// Values per bin.
+    pub counts: Vec<i64>,
+    /// Values outside the range or not finite.
+    pub left_out: usize,
+}
+
+/// Counts `values` in `bins` equal-width bins over `range` (default: the finite values' min
+/// and max), as numpy's `histogram` does: the last bin includes its right edge; values
+/// outside the range and non-finite ones are left out (and counted in `left_out`).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for fewer than 1 bin, an empty or reversed range, or no finite
-/// values.
-pub fn histogram(values: &Tensor, bins: i64, range: Option<(f64, f64)>) -> Result<DataFrame> {
-    if bins < 1 {
-        return Err(Error::invalid("bins", format!("{bins}; need at least 1")));
+/// [`Error::InvalidInput`] for zero bins, no finite value, or an empty or reversed range.
+pub fn bin_counts(values: &[f64], bins: usize, range: Option<(f64, f64)>) -> Result<Bins> {
+    if bins == 0 {
+        return Err(Error::invalid("bins", "0; need at least 1"));
     }
-    let flat = values.f_flatten(0, -1)?.f_to_kind(Kind::Double)?;
-    let finite = flat.f_masked_select(&flat.f_isfinite()?)?;
-    if finite.numel() == 0 {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
         return Err(Error::invalid(
             "histogram values",
-            format!("none of the {} values is finite", flat.numel()),
+            format!("none of the {} values is finite", values.len()),
         ));
     }
-    let (lo, hi) = match range {
-        Some(r) => r,
-        None => (
-            finite.f_min()?.double_value(&[]),
-            finite.f_max()?.double_value(&[]),
-        ),
-    };
+    let (lo, hi) = range.unwrap_or_else(|| {
+        finite
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            })
+    });
     if !(lo.is_finite() && hi.is_finite()) || hi < lo {
         return Err(Error::invalid(
             "histogram range",
@@ -186,20 +202,37 @@ pub fn histogram(values: &Tensor, bins: i64, range: Option<(f64, f64)>) -> Resul
         (lo, hi)
     };
     let width = (hi - lo) / bins as f64;
-    let inside = finite.f_masked_select(&finite.f_ge(lo)?.f_logical_and(&finite.f_le(hi)?)?)?;
-    let bin = inside
-        .f_sub_scalar(lo)?
-        .f_div_scalar(width)?
-        .f_floor()?
-        .f_clamp(0, bins - 1)?
-        .f_to_kind(Kind::Int64)?;
-    let counts = Vec::<i64>::try_from(bin.f_bincount::<Tensor>(None, bins)?)?;
-    let starts: Vec<f64> = (0..bins).map(|i| lo + i as f64 * width).collect();
-    let ends: Vec<f64> = (1..=bins).map(|i| lo + i as f64 * width).collect();
+    let mut counts = vec![0i64; bins];
+    let mut left_out = values.len() - finite.len();
+    for v in finite {
+        if v < lo || v > hi {
+            left_out += 1;
+        } else {
+            counts[(((v - lo) / width) as usize).min(bins - 1)] += 1;
+        }
+    }
+    Ok(Bins {
+        low: lo,
+        width,
+        counts,
+        left_out,
+    })
+}
+
+/// [`bin_counts`] of a tensor's values as a table: bin_start, bin_end, count.
+///
+/// # Errors
+/// As [`bin_counts`], and for a negative `bins`.
+pub fn histogram(values: &Tensor, bins: i64, range: Option<(f64, f64)>) -> Result<DataFrame> {
+    let bins = usize::try_from(bins)
+        .map_err(|_| Error::invalid("bins", format!("{bins}; need at least 1")))?;
+    let values = Vec::<f64>::try_from(values.f_flatten(0, -1)?.f_to_kind(Kind::Double)?)?;
+    let b = bin_counts(&values, bins, range)?;
+    let edge = |i: usize| b.low + i as f64 * b.width;
     DataFrame::new_infer_height(vec![
-        Column::new("bin_start".into(), starts),
-        Column::new("bin_end".into(), ends),
-        Column::new("count".into(), counts),
+        Column::new("bin_start".into(), (0..bins).map(edge).collect::<Vec<_>>()),
+        Column::new("bin_end".into(), (1..=bins).map(edge).collect::<Vec<_>>()),
+        Column::new("count".into(), b.counts),
     ])
     .map_err(|e| Error::invalid("histogram frame", e.to_string()))
 }

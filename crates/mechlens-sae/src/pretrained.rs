@@ -42,23 +42,25 @@ impl Sae {
     /// (offline, unreachable, no such repository or folder); [`Sae::load`]'s errors.
     pub fn from_hub(hub: &Hub, repo_id: &str, path: &str, device: Device) -> Result<Sae> {
         let path = path.trim_matches('/');
-        if let Some(dir) = cached(hub, repo_id, path) {
-            return Sae::load(dir, device);
-        }
-        let not_found = |why: String| Error::ModelNotFound {
-            name: format!("{repo_id}/{path}"),
-            reason: format!(
-                "no {CFG_FILE} for it in the Hugging Face cache ({}), and {why}",
-                hub.cache.display()
-            ),
+        let file = |name: &str| format!("{path}/{name}");
+        // The weights are fetched after cfg.json: a snapshot with them holds both.
+        let snapshot = match hub.cached_snapshot(repo_id, &file(WEIGHTS_FILE)) {
+            Some(snapshot) => snapshot,
+            None => hub
+                .download_files(
+                    repo_id,
+                    &[file(CFG_FILE), file(WEIGHTS_FILE)],
+                    &[file(SPARSITY_FILE)],
+                )
+                .map_err(|why| Error::ModelNotFound {
+                    name: format!("{repo_id}/{path}"),
+                    reason: format!(
+                        "no SAELens folder for it in the Hugging Face cache ({}), and {why}",
+                        hub.cache.display()
+                    ),
+                })?,
         };
-        if hub.offline {
-            return Err(not_found(
-                "HF_HUB_OFFLINE is set, so it was not downloaded".into(),
-            ));
-        }
-        let dir = download(hub, repo_id, path).map_err(not_found)?;
-        Sae::load(dir, device)
+        Sae::load(snapshot.join(path), device)
     }
 
     /// SAELens' `SAE.from_pretrained(release, sae_id)`: looks the release up in SAELens'
@@ -115,76 +117,6 @@ impl Sae {
         };
         Sae::from_hub(hub, &entry.repo_id, path, device)
     }
-}
-
-/// `…/snapshots/REV/path` holding a `cfg.json`: `refs/main`'s revision, else any.
-fn cached(hub: &Hub, repo_id: &str, path: &str) -> Option<PathBuf> {
-    let repo = hub
-        .cache
-        .join(format!("models--{}", repo_id.replace('/', "--")));
-    let snapshots = repo.join("snapshots");
-    let mut revisions: Vec<PathBuf> = match std::fs::read_to_string(repo.join("refs").join("main"))
-    {
-        Ok(rev) => vec![snapshots.join(rev.trim())],
-        Err(_) => std::fs::read_dir(&snapshots)
-            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default(),
-    };
-    revisions.sort();
-    revisions
-        .into_iter()
-        .map(|rev| rev.join(path))
-        .find(|dir| dir.join(CFG_FILE).is_file() && dir.join(WEIGHTS_FILE).is_file())
-}
-
-fn download(hub: &Hub, repo_id: &str, path: &str) -> std::result::Result<PathBuf, String> {
-    use hf_hub::api::sync::ApiBuilder;
-    let mut builder = ApiBuilder::new();
-    if let Ok(token) = std::env::var("HF_TOKEN") {
-        builder = builder.with_token(Some(token));
-    }
-    let api = builder
-        .with_cache_dir(hub.cache.clone())
-        .with_endpoint(hub.endpoint.clone())
-        .with_progress(false)
-        .build()
-        .map_err(|e| format!("the hub client could not start: {e}"))?;
-    let repo = api.model(repo_id.to_string());
-    let info = repo.info().map_err(|e| {
-        format!(
-            "asking {} for {repo_id} failed ({e}); if you are offline, set HF_HUB_OFFLINE=1 and \
-             load a local folder with Sae::load",
-            hub.endpoint
-        )
-    })?;
-    let file = |name: &str| format!("{path}/{name}");
-    let listed: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
-    for needed in [CFG_FILE, WEIGHTS_FILE] {
-        if !listed.contains(&file(needed).as_str()) {
-            return Err(format!(
-                "{repo_id} on {} has no {} (an SAELens folder holds {CFG_FILE} and {WEIGHTS_FILE})",
-                hub.endpoint,
-                file(needed)
-            ));
-        }
-    }
-    let mut cfg = None;
-    for name in [CFG_FILE, WEIGHTS_FILE, SPARSITY_FILE] {
-        if name == SPARSITY_FILE && !listed.contains(&file(name).as_str()) {
-            continue;
-        }
-        let got = repo.get(&file(name)).map_err(|e| {
-            format!(
-                "downloading {} from {} failed: {e}",
-                file(name),
-                hub.endpoint
-            )
-        })?;
-        if name == CFG_FILE {
-            cfg = got.parent().map(Path::to_path_buf);
-        }
-    }
-    cfg.ok_or_else(|| "the download left no cfg.json".into())
 }
 
 /// SAELens' `pretrained_saes.yaml`: `$SAE_LENS_PRETRAINED_YAML`, else the `sae-lens`

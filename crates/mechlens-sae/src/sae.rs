@@ -405,22 +405,16 @@ impl Sae {
     fn decode_sparse(&self, values: &Tensor, indices: &Tensor) -> Result<Tensor> {
         let mut shape = values.size();
         let k = shape.pop().unwrap_or(1);
-        let flat_idx = indices.f_reshape([-1])?;
-        let mut weights = values.f_reshape([-1])?.f_to_kind(self.w_dec.kind())?;
-        if self.cfg.rescale_acts_by_decoder_norm {
-            weights = weights.f_div(&self.decoder_norms()?.f_index_select(0, &flat_idx)?)?;
-        }
-        let n = flat_idx.size()[0];
-        let offsets = Tensor::f_arange_start_step(0, n, k, (Kind::Int64, values.device()))?;
-        let (out, _, _, _) = Tensor::f_embedding_bag(
+        let norms = if self.cfg.rescale_acts_by_decoder_norm {
+            Some(self.decoder_norms()?)
+        } else {
+            None
+        };
+        let out = decode_rows(
             &self.w_dec,
-            &flat_idx,
-            &offsets,
-            false,
-            0,
-            false,
-            Some(weights),
-            false,
+            &values.f_reshape([-1, k])?.f_to_kind(self.w_dec.kind())?,
+            &indices.f_reshape([-1, k])?,
+            norms.as_ref(),
         )?;
         shape.push(self.cfg.d_in);
         Ok(out.f_reshape(&shape)?.f_add(&self.b_dec)?)
@@ -465,6 +459,46 @@ impl Sae {
 }
 
 /// A `[shape]` float tensor uniform in `[low, high)` from a SplitMix64 stream.
+/// `Σ_j values[n, j] · W_dec[indices[n, j]]` (no bias) for `values`, `indices` `[n, k]`,
+/// without the dense `[n, d_sae]` product; with `norms`, each value is first divided by its
+/// latent's decoder norm (`rescale_acts_by_decoder_norm`).
+pub(crate) fn decode_rows(
+    w_dec: &Tensor,
+    values: &Tensor,
+    indices: &Tensor,
+    norms: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (n, k) = (values.size()[0], values.size()[1]);
+    let flat = indices.f_flatten(0, -1)?;
+    let mut weights = values.f_flatten(0, -1)?;
+    if let Some(norms) = norms {
+        weights = weights.f_div(&norms.f_index_select(0, &flat)?)?;
+    }
+    let offsets = Tensor::f_arange_start_step(0, n * k, k, (Kind::Int64, values.device()))?;
+    bag_sums(w_dec, &flat, &offsets, &weights)
+}
+
+/// `Σ weights[i] · table[indices[i]]` over each bag of `indices` starting at `offsets`:
+/// libtorch's embedding bag in sum mode (an empty bag gives zeros). `[n_bags, d]`.
+pub(crate) fn bag_sums(
+    table: &Tensor,
+    indices: &Tensor,
+    offsets: &Tensor,
+    weights: &Tensor,
+) -> Result<Tensor> {
+    let (out, _, _, _) = Tensor::f_embedding_bag(
+        table,
+        indices,
+        offsets,
+        false,
+        0,
+        false,
+        Some(weights),
+        false,
+    )?;
+    Ok(out)
+}
+
 pub(crate) fn uniform(shape: &[i64], low: f64, high: f64, seed: u64) -> Result<Tensor> {
     let n: i64 = shape.iter().product();
     let mut rng = mechlens_core::SplitMix64::new(seed);

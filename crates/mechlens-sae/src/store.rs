@@ -134,6 +134,7 @@ impl ActivationStore {
     ) -> Result<Self> {
         let mut rows = Vec::new();
         let mut origin = Vec::new();
+        let pos = tokens.size().get(1).copied().unwrap_or(0);
         let hook = run_windows(
             model,
             hook,
@@ -142,7 +143,7 @@ impl ActivationStore {
             |batch_rows, start, len, first| {
                 rows.push(batch_rows);
                 for w in start..start + len {
-                    for p in first..tokens.size()[1] {
+                    for p in first..pos {
                         origin.extend([w, p]);
                     }
                 }

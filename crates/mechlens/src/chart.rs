@@ -112,47 +112,16 @@ pub fn histogram_chart(
     x_label: &str,
 ) -> Result<Svg> {
     use plotters::prelude::*;
-    if bins == 0 {
-        return Err(Error::invalid("bins", "0; need at least 1"));
-    }
-    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.is_empty() {
-        return Err(Error::invalid(
-            "histogram values",
-            format!("none of the {} values is finite", values.len()),
-        ));
-    }
-    let (lo, hi) = range.unwrap_or_else(|| {
-        finite
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            })
-    });
-    if !(lo.is_finite() && hi.is_finite()) || hi < lo {
-        return Err(Error::invalid(
-            "histogram range",
-            format!("[{lo}, {hi}]; expected finite bounds with low <= high"),
-        ));
-    }
-    let (lo, hi) = if hi == lo {
-        (lo - 0.5, hi + 0.5)
-    } else {
-        (lo, hi)
-    };
-    let width = (hi - lo) / bins as f64;
-    let mut counts = vec![0u64; bins];
-    let mut outside = values.len() - finite.len();
-    for v in finite {
-        if v < lo || v > hi {
-            outside += 1;
-            continue;
-        }
-        counts[(((v - lo) / width) as usize).min(bins - 1)] += 1;
-    }
+    let mechlens_sae::metrics::Bins {
+        low,
+        width,
+        counts,
+        left_out,
+    } = mechlens_sae::metrics::bin_counts(values, bins, range)?;
+    let (lo, hi) = (low, low + width * bins as f64);
     let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.05;
-    let caption = if outside > 0 {
-        format!("{title} ({outside} values outside or not finite)")
+    let caption = if left_out > 0 {
+        format!("{title} ({left_out} values outside or not finite)")
     } else {
         title.to_string()
     };

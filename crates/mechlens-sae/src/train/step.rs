@@ -14,7 +14,7 @@ use mechlens_core::Result;
 use tch::{Kind, Tensor};
 
 use super::config::TrainArchitecture;
-use crate::sae::Sae;
+use crate::sae::{Sae, bag_sums, decode_rows};
 
 /// What one step computed.
 pub(crate) struct StepOut {
@@ -264,8 +264,7 @@ pub(crate) fn squared_error(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         .f_mean(Kind::Float)?)
 }
 
-/// `Σ_j values[n, j] · W_dec[indices[n, j]]` (no bias) without the dense `[batch, d_sae]`
-/// product: an embedding bag over the `k` active rows.
+/// TopK's training decode (no bias); the norms divide the values when `rescale`.
 pub(crate) fn sparse_decode(
     sae: &Sae,
     values: &Tensor,
@@ -273,28 +272,7 @@ pub(crate) fn sparse_decode(
     norms: &Tensor,
     rescale: bool,
 ) -> Result<Tensor> {
-    let (batch, k) = (values.size()[0], values.size()[1]);
-    let weights = if rescale {
-        values.f_div(
-            &norms
-                .f_index_select(0, &indices.f_flatten(0, -1)?)?
-                .f_view([batch, k])?,
-        )?
-    } else {
-        values.shallow_clone()
-    };
-    let offsets = Tensor::f_arange_start_step(0, batch * k, k, (Kind::Int64, values.device()))?;
-    let (out, _, _, _) = Tensor::f_embedding_bag(
-        &sae.w_dec,
-        &indices.f_flatten(0, -1)?,
-        &offsets,
-        false,
-        0,
-        false,
-        Some(weights.f_flatten(0, -1)?),
-        false,
-    )?;
-    Ok(out)
+    decode_rows(&sae.w_dec, values, indices, rescale.then_some(norms))
 }
 
 /// BatchTopK's decode from the `keep` largest entries of the flattened `[batch, d_sae]`
@@ -319,17 +297,7 @@ fn batch_sparse_decode(
     if rescale {
         weights = weights.f_div(&norms.f_index_select(0, &latents)?)?;
     }
-    let (out, _, _, _) = Tensor::f_embedding_bag(
-        &sae.w_dec,
-        &latents,
-        &offsets,
-        false,
-        0,
-        false,
-        Some(weights),
-        false,
-    )?;
-    Ok(out)
+    bag_sums(&sae.w_dec, &latents, &offsets, &weights)
 }
 
 /// SAELens' AuxK: the `min(d_in/2, n_dead)` largest dead pre-activations reconstruct the
