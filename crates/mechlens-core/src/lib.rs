@@ -9,6 +9,8 @@
 //!   [`Intervention`]: what to do at them, [`ActivationCache`]: what a run recorded, and
 //!   [`HookSession`]: the per-forward state a model threads through its components.
 //! - [`allocator`]: lets freed tensor memory be reused (no page faults per forward pass).
+//! - [`progress`]: whole-line progress reports with rate and ETA (notebook stdout is
+//!   line-buffered).
 //! - [`shape`]: checks that turn a shape mismatch into an [`Error`] naming both shapes.
 
 pub mod allocator;
@@ -17,6 +19,7 @@ pub mod device;
 mod error;
 mod hook_point;
 mod hooks;
+pub mod progress;
 mod rng;
 pub mod shape;
 

@@ -36,6 +36,32 @@ impl HookedTransformer {
         })
     }
 
+    /// The number of learned parameters, each stored tensor counted once (a tied unembedding
+    /// shares the embedding's storage). Folded or absent weights are not counted, so this can
+    /// change with [`crate::Processing`].
+    pub fn n_params(&self) -> i64 {
+        let m = &self.m;
+        let mut tensors: Vec<&Tensor> = vec![&m.embed.w_e, &m.w_u];
+        tensors.extend(m.embed.w_pos.as_ref());
+        tensors.extend(m.ln_final.w.as_ref());
+        tensors.extend(m.ln_final.b.as_ref());
+        tensors.extend(m.b_u.as_ref());
+        for b in &m.blocks {
+            let a = &b.attn;
+            tensors.extend([&a.w_q, &a.w_k, &a.w_v, &a.w_o, &b.mlp.w_in, &b.mlp.w_out]);
+            tensors.extend([&a.b_q, &a.b_k, &a.b_v, &a.b_o].into_iter().flatten());
+            tensors.extend([&b.mlp.b_in, &b.mlp.w_gate, &b.mlp.b_out].into_iter().flatten());
+            tensors.extend([&b.ln1.w, &b.ln1.b, &b.ln2.w, &b.ln2.b].into_iter().flatten());
+        }
+        let mut seen = std::collections::HashSet::new();
+        tensors
+            .into_iter()
+            // A transposed view of the same storage (tied W_U) has the same data pointer.
+            .filter(|t| seen.insert(t.data_ptr() as usize))
+            .map(Tensor::numel)
+            .sum::<usize>() as i64
+    }
+
     /// Token embedding `W_E`, `[d_vocab, d_model]`.
     pub fn w_e(&self) -> Tensor {
         self.m.embed.w_e.shallow_clone()

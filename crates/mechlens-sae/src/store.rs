@@ -7,7 +7,6 @@
 //! batches, and positions holding special tokens (BOS) are left out of the training rows.
 
 use std::path::Path;
-use std::time::Instant;
 
 use mechlens_core::{Error, HookPoint, Result};
 use mechlens_models::HookedTransformer;
@@ -263,7 +262,10 @@ fn run_windows(
     }
     let (n, pos) = (shape[0], shape[1]);
     let batch = opts.batch_windows.max(1);
-    let started = Instant::now();
+    let mut progress = mechlens_core::progress::Progress::new("activations", (n * pos) as u64)
+        .unit("tok")
+        .every(std::time::Duration::ZERO);
+    let mut unreported = 0;
     let first = i64::from(opts.exclude_special_tokens && opts.prepend_bos);
     let mut start = 0;
     let mut batches = 0;
@@ -289,13 +291,9 @@ fn run_windows(
         sink(rows, start, len, first)?;
         start += len;
         batches += 1;
+        unreported += (len * pos) as u64;
         if opts.progress_every > 0 && batches % opts.progress_every == 0 {
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            let rate = (start * pos) as f64 / secs;
-            println!(
-                "activations: {start}/{n} windows  {rate:.0} tok/s  ETA {:.0}s",
-                (n - start) as f64 * pos as f64 / rate
-            );
+            progress.advance(std::mem::take(&mut unreported));
         }
     }
     Ok(hook)

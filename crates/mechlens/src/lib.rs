@@ -3,8 +3,9 @@
 //! This is the facade a notebook loads (the "Rust · mechlens" kernel does it for you). It
 //! re-exports the hooked transformers of `mechlens-models` (as [`models`] and through the
 //! prelude), the weight analyses of `mechlens-weights`, the run analyses of
-//! `mechlens-analysis` and the sparse autoencoders of `mechlens-sae` (as [`weights`],
-//! [`analysis`] and [`sae`], and through the prelude), and the crates a notebook needs —
+//! `mechlens-analysis`, the sparse autoencoders of `mechlens-sae` and the charts and views
+//! of `mechlens-viz` (as [`weights`], [`analysis`], [`sae`] and [`viz`], and through the
+//! prelude), and the crates a notebook needs —
 //! `tch` for tensors, `polars` for tables,
 //! `plotters` for charts — and, through [`prelude`], the display trait that makes
 //! DataFrames, tensors and charts render inline in JupyterLab.
@@ -16,8 +17,6 @@
 //! t.evcxr_display(); // what a notebook does with a cell's last expression
 //! ```
 
-pub mod chart;
-pub mod display;
 pub mod prelude;
 
 pub use mechlens_analysis as analysis;
@@ -28,5 +27,7 @@ pub use mechlens_core::{
 pub use mechlens_models as models;
 pub use mechlens_sae as sae;
 pub use mechlens_toys as toys;
+pub use mechlens_viz as viz;
+pub use mechlens_viz::{chart, display};
 pub use mechlens_weights as weights;
-pub use {plotters, polars, tch};
+pub use {ndarray, plotters, polars, tch};

@@ -5,8 +5,6 @@
 //! `polars` names, and plotters' drawing vocabulary. Whole crates are reachable too, as
 //! `tch::...`, `polars::...` and `plotters::...`.
 
-pub use crate::chart::{Svg, histogram_chart, svg_chart};
-pub use crate::display::NotebookDisplay;
 pub use mechlens_analysis::{
     Ablation, CacheAnalysis, Component, Decompose, DetectOptions, DlaBy, ErrorMeasure, HeadPattern,
     LogitLens, PatchResult, PatchSpec, PatchTarget, Pos, ResidOptions, Stack, ablate,
@@ -38,6 +36,13 @@ pub use mechlens_toys::{
     SparseFeatures, SparseFeaturesOptions, feature_uniqueness, max_cosine,
     mean_correlation_coefficient, mmcs,
 };
+pub use mechlens_viz::convert::{df_to_tensor, ndarray_to_df, ndarray_to_tensor, tensor_to_df, tensor_to_ndarray};
+pub use mechlens_viz::{
+    AttentionOptions, Chart, ColoredTokens, DashboardOptions, FeatureDashboard, Heatmap,
+    NotebookDisplay, Panel, Scale, Svg, ToHtml, TopKTokens, View, attention_patterns,
+    attention_patterns_with, histogram_chart, svg_chart,
+};
+pub use mechlens_core::progress::Progress;
 pub use mechlens_weights::{
     Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, long_frame,
     svd_interpretation,
@@ -45,6 +50,7 @@ pub use mechlens_weights::{
 
 pub use std::rc::Rc;
 
+pub use ndarray;
 pub use plotters;
 pub use plotters::prelude::*;
 pub use polars;

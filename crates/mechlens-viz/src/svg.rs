@@ -1,8 +1,9 @@
-//! Charts drawn with plotters into SVG, shown inline in a notebook.
+//! SVG images: what every chart is drawn into, shown inline and saved as SVG or PNG.
 //!
-//! SVG keeps the project free of system font libraries: the browser draws the text.
+//! SVG keeps the project free of system font libraries: the browser draws the text. PNG
+//! export rasterises the same SVG with resvg and a font compiled into the binary.
 
-use crate::display::{NotebookDisplay, emit};
+use crate::display::{NotebookDisplay, ToHtml, emit};
 use mechlens_core::{Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::{DrawingArea, IntoDrawingArea, SVGBackend};
@@ -28,18 +29,72 @@ impl Svg {
     /// # Errors
     /// [`Error::Io`] naming the file when it cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        std::fs::write(path, &self.0).map_err(|source| Error::Io {
-            action: "writing",
-            path: path.to_path_buf(),
-            source,
-        })
+        write_file(path.as_ref(), self.0.as_bytes())
     }
+
+    /// The image as PNG bytes, at `scale` × its SVG size (2.0 for a sharp image on a
+    /// high-density screen).
+    ///
+    /// # Errors
+    /// [`Error::Chart`] when the SVG cannot be parsed or the scaled size is empty or
+    /// larger than 16384 pixels a side.
+    pub fn to_png(&self, scale: f32) -> Result<Vec<u8>> {
+        use resvg::{tiny_skia, usvg};
+        let mut fonts = usvg::fontdb::Database::new();
+        fonts.load_font_data(epaint_default_fonts::UBUNTU_LIGHT.to_vec());
+        // Every family a chart may name resolves to the one font we carry.
+        fonts.set_sans_serif_family("Ubuntu");
+        fonts.set_serif_family("Ubuntu");
+        fonts.set_monospace_family("Ubuntu");
+        let opts = usvg::Options {
+            fontdb: std::sync::Arc::new(fonts),
+            ..Default::default()
+        };
+        let tree = usvg::Tree::from_str(&self.0, &opts)
+            .map_err(|e| Error::Chart(format!("the SVG cannot be read for PNG export: {e}")))?;
+        let size = tree.size();
+        let (w, h) = ((size.width() * scale).ceil(), (size.height() * scale).ceil());
+        if !(scale > 0.0 && (1.0..=16384.0).contains(&w) && (1.0..=16384.0).contains(&h)) {
+            return Err(Error::Chart(format!(
+                "PNG size {w}x{h} at scale {scale} is outside 1..=16384 pixels a side"
+            )));
+        }
+        let mut pixmap = tiny_skia::Pixmap::new(w as u32, h as u32)
+            .ok_or_else(|| Error::Chart(format!("no {w}x{h} pixmap")))?;
+        pixmap.fill(tiny_skia::Color::WHITE);
+        resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+        pixmap
+            .encode_png()
+            .map_err(|e| Error::Chart(format!("PNG encoding failed: {e}")))
+    }
+
+    /// Writes the image to `path` as PNG at twice its SVG size.
+    ///
+    /// # Errors
+    /// As [`Svg::to_png`], and [`Error::Io`] naming the file when it cannot be written.
+    pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_file(path.as_ref(), &self.to_png(2.0)?)
+    }
+}
+
+/// Writes `bytes` to `path`, naming the file in the error.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        action: "writing",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl NotebookDisplay for Svg {
     fn evcxr_display(&self) {
         emit("image/svg+xml", &self.0);
+    }
+}
+
+impl ToHtml for Svg {
+    fn to_html(&self) -> String {
+        self.0.clone()
     }
 }
 
@@ -52,7 +107,8 @@ pub type SvgArea<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 /// errors from plotters can be returned with `?`.
 ///
 /// ```
-/// use mechlens::prelude::*;
+/// use mechlens_viz::*;
+/// use plotters::prelude::*;
 ///
 /// let svg = svg_chart(400, 300, |root| {
 ///     let mut chart = ChartBuilder::on(root)
@@ -62,7 +118,7 @@ pub type SvgArea<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 ///     Ok(())
 /// })?;
 /// assert!(svg.as_str().starts_with("<svg"));
-/// # Ok::<(), mechlens::Error>(())
+/// # Ok::<(), mechlens_core::Error>(())
 /// ```
 ///
 /// # Errors
@@ -86,64 +142,6 @@ where
         root.present().map_err(|e| Error::Chart(e.to_string()))?;
     }
     Ok(Svg(markup))
-}
-
-/// A histogram of `values` in `bins` equal-width bins over `range` (default: their min and
-/// max), drawn as bars; non-finite values and values outside the range are left out (the
-/// caption says how many). For feature densities pass the log10 densities and
-/// `Some((-10.0, 0.0))`; for a latent's activations, `latent_activations(...)`.
-///
-/// ```
-/// use mechlens::prelude::*;
-///
-/// let svg = histogram_chart(&[0.1, 0.2, 0.25, 0.9], 4, None, "activations", "value")?;
-/// assert!(svg.as_str().contains("<rect"));
-/// # Ok::<(), mechlens::Error>(())
-/// ```
-///
-/// # Errors
-/// [`Error::InvalidInput`] for zero bins, no finite value, or an empty or reversed range;
-/// [`Error::Chart`] when drawing fails.
-pub fn histogram_chart(
-    values: &[f64],
-    bins: usize,
-    range: Option<(f64, f64)>,
-    title: &str,
-    x_label: &str,
-) -> Result<Svg> {
-    use plotters::prelude::*;
-    let mechlens_sae::metrics::Bins {
-        low,
-        width,
-        counts,
-        left_out,
-    } = mechlens_sae::metrics::bin_counts(values, bins, range)?;
-    let (lo, hi) = (low, low + width * bins as f64);
-    let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.05;
-    let caption = if left_out > 0 {
-        format!("{title} ({left_out} values outside or not finite)")
-    } else {
-        title.to_string()
-    };
-    svg_chart(480, 300, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(48)
-            .build_cartesian_2d(lo..hi, 0f64..top)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc("count")
-            .disable_x_mesh()
-            .draw()?;
-        chart.draw_series(counts.iter().enumerate().map(|(i, &c)| {
-            let x0 = lo + i as f64 * width;
-            Rectangle::new([(x0, 0.0), (x0 + width, c as f64)], BLUE.mix(0.6).filled())
-        }))?;
-        Ok(())
-    })
 }
 
 #[cfg(test)]
@@ -192,27 +190,17 @@ mod tests {
     }
 
     #[test]
-    fn histogram_draws_one_bar_per_bin_and_counts_what_it_leaves_out() -> Result<()> {
-        let svg = histogram_chart(
-            &[0.0, 0.5, 1.0, 7.0, f64::NAN],
-            2,
-            Some((0.0, 1.0)),
-            "h",
-            "x",
-        )?;
-        let s = svg.as_str();
-        // The white background is a rect too.
-        assert_eq!(s.matches("<rect").count(), 3, "{s}");
-        assert!(
-            s.replace('\n', "")
-                .contains("h (2 values outside or not finite)"),
-            "{s}"
+    fn png_export_draws_the_chart_and_its_text() -> Result<()> {
+        let with_text = Svg::new(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><text x="4" y="30" font-family="sans-serif" font-size="24">Ag</text></svg>"#,
         );
-        assert!(histogram_chart(&[f64::NAN], 3, None, "h", "x").is_err());
-        assert!(histogram_chart(&[1.0], 0, None, "h", "x").is_err());
-        assert!(histogram_chart(&[1.0], 3, Some((2.0, 1.0)), "h", "x").is_err());
-        // One distinct value still draws.
-        assert!(histogram_chart(&[3.0, 3.0], 3, None, "h", "x").is_ok());
+        let blank = Svg::new(r#"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"></svg>"#);
+        let png = with_text.to_png(1.0)?;
+        assert_eq!(&png[1..4], b"PNG");
+        // The text is drawn: its PNG differs from a blank one of the same size.
+        assert_ne!(png, blank.to_png(1.0)?);
+        assert!(Svg::new("not svg").to_png(1.0).is_err());
+        assert!(with_text.to_png(0.0).is_err());
         Ok(())
     }
 

@@ -18,6 +18,20 @@ pub trait NotebookDisplay {
     fn evcxr_display(&self);
 }
 
+/// A reference displays as its value, so that a cell can end with `&model` and keep `model`.
+impl<T: NotebookDisplay + ?Sized> NotebookDisplay for &T {
+    fn evcxr_display(&self) {
+        (**self).evcxr_display();
+    }
+}
+
+/// A value as one self-contained HTML fragment: what [`crate::Panel`] puts side by side or
+/// one under the other, and what a view writes to an `.html` file.
+pub trait ToHtml {
+    /// The HTML fragment (no `<html>` or `<body>`; scripts and styles inline).
+    fn to_html(&self) -> String;
+}
+
 /// Sends one block of `mime` content to the notebook, in a single write so that it is not
 /// interleaved with other output.
 pub fn emit(mime: &str, content: &str) {
@@ -153,33 +167,57 @@ impl NotebookDisplay for DataFrame {
     }
 }
 
+impl ToHtml for DataFrame {
+    fn to_html(&self) -> String {
+        dataframe_html(self)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // SAE reports: their (metric, value) tables.
 
-fn display_frame(frame: mechlens_core::Result<DataFrame>) {
+fn frame_html(frame: mechlens_core::Result<DataFrame>) -> String {
     match frame {
-        Ok(df) => df.evcxr_display(),
-        Err(e) => emit("text/plain", &format!("(report not shown: {e})")),
+        Ok(df) => dataframe_html(&df),
+        Err(e) => format!("<pre>(report not shown: {})</pre>", escape_html(&e.to_string())),
     }
 }
 
-impl NotebookDisplay for mechlens_sae::eval::SaeReport {
-    fn evcxr_display(&self) {
-        display_frame(self.frame());
+/// Displays a type through its [`ToHtml`] (and its `Debug` as the plain-text fallback).
+macro_rules! display_as_html {
+    ($($t:ty),* $(,)?) => {$(
+        impl NotebookDisplay for $t {
+            fn evcxr_display(&self) {
+                emit("text/html", &self.to_html());
+            }
+        }
+    )*};
+}
+pub(crate) use display_as_html;
+
+impl ToHtml for mechlens_sae::eval::SaeReport {
+    fn to_html(&self) -> String {
+        frame_html(self.frame())
     }
 }
 
-impl NotebookDisplay for mechlens_sae::eval::SpliceReport {
-    fn evcxr_display(&self) {
-        display_frame(self.frame());
+impl ToHtml for mechlens_sae::eval::SpliceReport {
+    fn to_html(&self) -> String {
+        frame_html(self.frame())
     }
 }
 
-impl NotebookDisplay for mechlens_sae::metrics::SparsityReport {
-    fn evcxr_display(&self) {
-        display_frame(self.frame());
+impl ToHtml for mechlens_sae::metrics::SparsityReport {
+    fn to_html(&self) -> String {
+        frame_html(self.frame())
     }
 }
+
+display_as_html!(
+    mechlens_sae::eval::SaeReport,
+    mechlens_sae::eval::SpliceReport,
+    mechlens_sae::metrics::SparsityReport,
+);
 
 // ---------------------------------------------------------------------------------------------
 // Tensor
@@ -264,15 +302,72 @@ fn tensor_values(tensor: &Tensor, shape: &[i64]) -> Result<String, tch::TchError
     }
 }
 
-impl NotebookDisplay for mechlens_core::ActivationCache {
-    fn evcxr_display(&self) {
-        emit("text/plain", &self.to_string());
+/// A tensor as HTML: the summary line and, for ≤ 2-D, a table of its leading values
+/// (rows and columns beyond [`TENSOR_EDGE`] elided).
+pub fn tensor_html(tensor: &Tensor) -> String {
+    let summary = tensor_summary(tensor);
+    let header = summary.lines().next().unwrap_or_default();
+    let mut html = format!(
+        "<div class=\"mechlens-tensor\"><small>{}</small>",
+        escape_html(header)
+    );
+    match tensor_grid(tensor) {
+        Ok(Some(grid)) => html.push_str(&grid),
+        Ok(None) => {
+            let rest: Vec<&str> = summary.lines().skip(1).collect();
+            if !rest.is_empty() {
+                let _ = write!(html, "<pre>{}</pre>", escape_html(&rest.join("\n")));
+            }
+        }
+        Err(e) => {
+            let _ = write!(html, "<pre>(values not shown: {})</pre>", escape_html(&e.to_string()));
+        }
     }
+    html.push_str("</div>");
+    html
+}
+
+/// The values table of a non-empty ≤ 2-D tensor; `None` for other tensors.
+fn tensor_grid(tensor: &Tensor) -> Result<Option<String>, tch::TchError> {
+    if !tensor.defined() || tensor.numel() == 0 || tensor.dim() > 2 {
+        return Ok(None);
+    }
+    let t = tensor.f_detach()?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?;
+    let t = if t.dim() < 2 { t.f_reshape([1, -1])? } else { t };
+    let (rows, cols) = (t.size()[0], t.size()[1]);
+    let shown = |n: i64| -> Vec<Option<i64>> {
+        if n <= TENSOR_EDGE {
+            (0..n).map(Some).collect()
+        } else {
+            (0..TENSOR_EDGE - 1).map(Some).chain([None, Some(n - 1)]).collect()
+        }
+    };
+    let mut html = String::from("<table class=\"mechlens-values\"><tbody>");
+    for r in shown(rows) {
+        html.push_str("<tr>");
+        for c in shown(cols) {
+            let cell = match (r, c) {
+                (Some(r), Some(c)) => format_float(t.f_double_value(&[r, c])?),
+                _ => "…".to_string(),
+            };
+            let _ = write!(html, "<td>{}</td>", escape_html(&cell));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</tbody></table>");
+    Ok(Some(html))
 }
 
 impl NotebookDisplay for Tensor {
     fn evcxr_display(&self) {
+        emit("text/html", &tensor_html(self));
         emit("text/plain", &tensor_summary(self));
+    }
+}
+
+impl ToHtml for Tensor {
+    fn to_html(&self) -> String {
+        tensor_html(self)
     }
 }
 
@@ -305,6 +400,16 @@ mod tests {
     }
 
     #[test]
+    fn empty_dataframe_shows_its_shape_and_no_rows() -> polars::prelude::PolarsResult<()> {
+        let html = dataframe_html(&DataFrame::empty());
+        assert!(html.contains("shape: (0, 0)") && html.contains("<tbody></tbody>"), "{html}");
+        let no_rows = df!("token" => Vec::<String>::new())?;
+        let html = dataframe_html(&no_rows);
+        assert!(html.contains("shape: (0, 1)") && html.contains("<th>token</th>"), "{html}");
+        Ok(())
+    }
+
+    #[test]
     fn long_dataframe_shows_head_gap_and_tail() -> polars::prelude::PolarsResult<()> {
         let n: Vec<i64> = (0..100).collect();
         let df = df!("n" => n)?;
@@ -327,6 +432,23 @@ mod tests {
             tensor_summary(&big),
             "Tensor [2, 5, 10] Int64 cpu\nfirst values: [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, …]"
         );
+    }
+
+    #[test]
+    fn tensor_html_tables_small_tensors_and_elides_big_ones() {
+        let t = Tensor::from_slice(&[1.0f32, f32::NAN, -3.5, f32::INFINITY]).reshape([2, 2]);
+        let html = tensor_html(&t);
+        assert!(html.contains("Tensor [2, 2] Float cpu"), "{html}");
+        assert!(html.contains("<tr><td>1.0</td><td>NaN</td></tr><tr><td>-3.5</td><td>inf</td></tr>"), "{html}");
+        let big = Tensor::arange(100, (Kind::Float, tch::Device::Cpu)).reshape([10, 10]);
+        let html = tensor_html(&big);
+        // The first 5 rows, a gap row and the last.
+        assert_eq!(html.matches("<tr>").count(), TENSOR_EDGE as usize + 1, "{html}");
+        assert!(html.contains("<td>4.0</td><td>…</td><td>9.0</td>"), "{html}");
+        assert!(html.contains("<td>99.0</td>"), "{html}");
+        // Rank 3: the summary's first values instead of a table.
+        let cube = Tensor::zeros([2, 2, 2], (Kind::Float, tch::Device::Cpu));
+        assert!(tensor_html(&cube).contains("first values"));
     }
 
     #[test]
