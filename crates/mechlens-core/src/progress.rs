@@ -78,7 +78,9 @@ impl Progress {
     pub fn advance(&mut self, n: u64) {
         self.done += n;
         let now = Instant::now();
-        let due = self.last_print.is_none_or(|t| now.duration_since(t) >= self.every);
+        let due = self
+            .last_print
+            .is_none_or(|t| now.duration_since(t) >= self.every);
         let finished = self.total > 0 && self.done >= self.total;
         if due || finished {
             self.last_print = Some(now);
@@ -93,7 +95,11 @@ impl Progress {
     /// The line as it would print now: `label: done/total (pct%)  rate unit/s  ETA 12s`.
     pub fn line(&self) -> String {
         let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { self.done as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            self.done as f64 / secs
+        } else {
+            0.0
+        };
         let mut line = if self.total > 0 {
             format!(
                 "{}: {}/{} ({:.0}%)",
@@ -107,7 +113,10 @@ impl Progress {
         };
         line.push_str(&format!("  {} {}/s", format_rate(rate), self.unit));
         if self.total > self.done && rate > 0.0 {
-            line.push_str(&format!("  ETA {}", format_duration((self.total - self.done) as f64 / rate)));
+            line.push_str(&format!(
+                "  ETA {}",
+                format_duration((self.total - self.done) as f64 / rate)
+            ));
         } else if self.total > 0 && self.done >= self.total {
             line.push_str(&format!("  done in {}", format_duration(secs)));
         }
@@ -116,7 +125,11 @@ impl Progress {
 }
 
 fn format_rate(rate: f64) -> String {
-    if rate >= 100.0 { format!("{rate:.0}") } else { format!("{rate:.2}") }
+    if rate >= 100.0 {
+        format!("{rate:.0}")
+    } else {
+        format!("{rate:.2}")
+    }
 }
 
 /// Seconds as `42s`, `3m05s` or `1h02m`.
@@ -137,21 +150,29 @@ mod tests {
 
     #[test]
     fn prints_at_most_once_per_interval_and_always_at_the_end() {
-        let mut p = Progress::new("steps", 10).every(Duration::from_secs(3600)).quiet();
+        let mut p = Progress::new("steps", 10)
+            .every(Duration::from_secs(3600))
+            .quiet();
         for _ in 0..10 {
             p.advance(1);
         }
         // The first line, then nothing within the hour, then the last.
         assert_eq!(p.lines().len(), 2, "{:?}", p.lines());
         assert!(p.lines()[0].starts_with("steps: 1/10 (10%)"));
-        assert!(p.lines()[1].starts_with("steps: 10/10 (100%)") && p.lines()[1].contains("done in"));
+        assert!(
+            p.lines()[1].starts_with("steps: 10/10 (100%)") && p.lines()[1].contains("done in")
+        );
     }
 
     #[test]
     fn unknown_total_has_no_percentage() {
         let mut p = Progress::new("rows", 0).unit("tok").quiet();
         p.advance(5);
-        assert!(p.lines()[0].starts_with("rows: 5  ") && p.lines()[0].contains("tok/s"), "{:?}", p.lines());
+        assert!(
+            p.lines()[0].starts_with("rows: 5  ") && p.lines()[0].contains("tok/s"),
+            "{:?}",
+            p.lines()
+        );
     }
 
     #[test]

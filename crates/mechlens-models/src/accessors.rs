@@ -50,8 +50,16 @@ impl HookedTransformer {
             let a = &b.attn;
             tensors.extend([&a.w_q, &a.w_k, &a.w_v, &a.w_o, &b.mlp.w_in, &b.mlp.w_out]);
             tensors.extend([&a.b_q, &a.b_k, &a.b_v, &a.b_o].into_iter().flatten());
-            tensors.extend([&b.mlp.b_in, &b.mlp.w_gate, &b.mlp.b_out].into_iter().flatten());
-            tensors.extend([&b.ln1.w, &b.ln1.b, &b.ln2.w, &b.ln2.b].into_iter().flatten());
+            tensors.extend(
+                [&b.mlp.b_in, &b.mlp.w_gate, &b.mlp.b_out]
+                    .into_iter()
+                    .flatten(),
+            );
+            tensors.extend(
+                [&b.ln1.w, &b.ln1.b, &b.ln2.w, &b.ln2.b]
+                    .into_iter()
+                    .flatten(),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         tensors

@@ -76,7 +76,11 @@ fn usable(v: f64, log: bool) -> Option<f64> {
 fn tick(v: f64, log: bool) -> String {
     if log {
         let e = v.round();
-        if (v - e).abs() < 1e-6 { format!("1e{e}") } else { format!("{:.2e}", 10f64.powf(v)) }
+        if (v - e).abs() < 1e-6 {
+            format!("1e{e}")
+        } else {
+            format!("{:.2e}", 10f64.powf(v))
+        }
     } else {
         let text = crate::display::format_float(v);
         text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
@@ -203,7 +207,12 @@ impl Chart {
                 y.len()
             ));
         }
-        self.series.push(Series { name: name.to_string(), x, y, labels: Vec::new() });
+        self.series.push(Series {
+            name: name.to_string(),
+            x,
+            y,
+            labels: Vec::new(),
+        });
         self
     }
 
@@ -237,7 +246,11 @@ impl Chart {
     /// per point), in order of first appearance.
     pub fn frame_by(self, df: &DataFrame, x: &str, y: &str, group: &str) -> Self {
         let read = || -> Result<(Vec<f64>, Vec<f64>, Vec<String>)> {
-            Ok((column(df, x)?.into_values(x)?, column(df, y)?.into_values(y)?, column_strings(df, group)?))
+            Ok((
+                column(df, x)?.into_values(x)?,
+                column(df, y)?.into_values(y)?,
+                column_strings(df, group)?,
+            ))
         };
         let (xs, ys, groups) = match read() {
             Ok(parts) => parts,
@@ -267,7 +280,11 @@ impl Chart {
             Err(e) => return self.fail(e.to_string()),
         };
         if categories.len() != values.len() {
-            let message = format!("{} categories but {} bar values", categories.len(), values.len());
+            let message = format!(
+                "{} categories but {} bar values",
+                categories.len(),
+                values.len()
+            );
             return self.fail(message);
         }
         let x = (0..values.len()).map(|i| i as f64).collect();
@@ -281,7 +298,9 @@ impl Chart {
     /// For a histogram: the values to bin.
     pub fn values(self, values: impl IntoValues) -> Self {
         match values.into_values("histogram values") {
-            Ok(v) => self.push("values", Vec::new(), Vec::new()).with_hist_values(v),
+            Ok(v) => self
+                .push("values", Vec::new(), Vec::new())
+                .with_hist_values(v),
             Err(e) => self.fail(e.to_string()),
         }
     }
@@ -334,7 +353,11 @@ impl Chart {
 
     fn caption(&self, left_out: usize) -> String {
         if left_out > 0 {
-            let why = if self.log_x || self.log_y { "not finite or ≤ 0 on a log axis" } else { "not finite" };
+            let why = if self.log_x || self.log_y {
+                "not finite or ≤ 0 on a log axis"
+            } else {
+                "not finite"
+            };
             format!("{} ({left_out} points left out: {why})", self.title)
         } else {
             self.title.clone()
@@ -347,17 +370,21 @@ impl Chart {
         let mut left_out = 0;
         let mut pts: Vec<Vec<Option<(f64, f64, usize)>>> = Vec::new();
         for s in &self.series {
-            let p: Vec<Option<(f64, f64, usize)>> = s
-                .x
-                .iter()
-                .zip(&s.y)
-                .enumerate()
-                .map(|(i, (&x, &y))| Some((usable(x, lx)?, usable(y, ly)?, i)))
-                .collect();
+            let p: Vec<Option<(f64, f64, usize)>> =
+                s.x.iter()
+                    .zip(&s.y)
+                    .enumerate()
+                    .map(|(i, (&x, &y))| Some((usable(x, lx)?, usable(y, ly)?, i)))
+                    .collect();
             left_out += p.iter().filter(|q| q.is_none()).count();
             pts.push(p);
         }
-        let all: Vec<(f64, f64)> = pts.iter().flatten().flatten().map(|&(x, y, _)| (x, y)).collect();
+        let all: Vec<(f64, f64)> = pts
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|&(x, y, _)| (x, y))
+            .collect();
         if all.is_empty() {
             return Err(Error::invalid(
                 format!("chart `{}`", self.title),
@@ -396,13 +423,16 @@ impl Chart {
                     let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
                     for q in p {
                         match q {
-                            Some((x, y, _)) => segments.last_mut().map_or((), |seg| seg.push((*x, *y))),
+                            Some((x, y, _)) => {
+                                segments.last_mut().map_or((), |seg| seg.push((*x, *y)))
+                            }
                             None => segments.push(Vec::new()),
                         }
                     }
                     let mut first = true;
                     for seg in segments.into_iter().filter(|s| !s.is_empty()) {
-                        let drawn = chart.draw_series(LineSeries::new(seg, color.stroke_width(2)))?;
+                        let drawn =
+                            chart.draw_series(LineSeries::new(seg, color.stroke_width(2)))?;
                         if first {
                             drawn.label(s.name.as_str()).legend(move |(x, y)| {
                                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
@@ -412,13 +442,21 @@ impl Chart {
                     }
                 } else {
                     let drawn = chart.draw_series(
-                        p.iter().flatten().map(|&(x, y, _)| Circle::new((x, y), 4, color.mix(0.7).filled())),
+                        p.iter()
+                            .flatten()
+                            .map(|&(x, y, _)| Circle::new((x, y), 4, color.mix(0.7).filled())),
                     )?;
-                    drawn.label(s.name.as_str()).legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+                    drawn
+                        .label(s.name.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
                     if !s.labels.is_empty() {
                         chart.draw_series(p.iter().flatten().map(|&(x, y, i)| {
                             EmptyElement::at((x, y))
-                                + Text::new(s.labels[i].clone(), (6, -6), ("sans-serif", 11).into_font())
+                                + Text::new(
+                                    s.labels[i].clone(),
+                                    (6, -6),
+                                    ("sans-serif", 11).into_font(),
+                                )
                         }))?;
                     }
                 }
@@ -439,13 +477,20 @@ impl Chart {
         let s = &self.series[0];
         let n = s.y.len();
         if n == 0 {
-            return Err(Error::invalid(format!("chart `{}`", self.title), "no bars to draw"));
+            return Err(Error::invalid(
+                format!("chart `{}`", self.title),
+                "no bars to draw",
+            ));
         }
         let left_out = s.y.iter().filter(|v| !v.is_finite()).count();
         let finite: Vec<f64> = s.y.iter().copied().filter(|v| v.is_finite()).collect();
         let lo = finite.iter().copied().fold(0.0, f64::min);
         let hi = finite.iter().copied().fold(0.0, f64::max);
-        let (lo, hi) = if hi > lo { (lo - (hi - lo) * 0.02, hi + (hi - lo) * 0.05) } else { (0.0, 1.0) };
+        let (lo, hi) = if hi > lo {
+            (lo - (hi - lo) * 0.02, hi + (hi - lo) * 0.05)
+        } else {
+            (0.0, 1.0)
+        };
         let caption = self.caption(left_out);
         let labels = s.labels.clone();
         svg_chart(self.size.0, self.size.1, |root| {
@@ -471,10 +516,12 @@ impl Chart {
                 })
                 .y_label_formatter(&|v| tick(*v, false))
                 .draw()?;
-            chart.draw_series(s.y.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| {
-                let x = i as f64;
-                Rectangle::new([(x - 0.4, 0.0), (x + 0.4, v)], BLUE.mix(0.6).filled())
-            }))?;
+            chart.draw_series(s.y.iter().enumerate().filter(|(_, v)| v.is_finite()).map(
+                |(i, &v)| {
+                    let x = i as f64;
+                    Rectangle::new([(x - 0.4, 0.0), (x + 0.4, v)], BLUE.mix(0.6).filled())
+                },
+            ))?;
             Ok(())
         })
     }
@@ -496,18 +543,29 @@ impl Chart {
         let range = match self.range {
             Some((a, b)) if log => {
                 if a <= 0.0 || b <= 0.0 {
-                    return Err(Error::invalid("histogram range", format!("({a}, {b}) on a log axis; both ends must be > 0")));
+                    return Err(Error::invalid(
+                        "histogram range",
+                        format!("({a}, {b}) on a log axis; both ends must be > 0"),
+                    ));
                 }
                 Some((a.log10(), b.log10()))
             }
             other => other,
         };
-        let mechlens_sae::metrics::Bins { low, width, counts, left_out: outside } =
-            mechlens_sae::metrics::bin_counts(&values, bins, range)?;
+        let mechlens_sae::metrics::Bins {
+            low,
+            width,
+            counts,
+            left_out: outside,
+        } = mechlens_sae::metrics::bin_counts(&values, bins, range)?;
         let (lo, hi) = (low, low + width * bins as f64);
         let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.05;
         let caption = self.caption(left_out + outside);
-        let y_label = if self.y_label.is_empty() { "count" } else { self.y_label.as_str() };
+        let y_label = if self.y_label.is_empty() {
+            "count"
+        } else {
+            self.y_label.as_str()
+        };
         svg_chart(self.size.0, self.size.1, |root| {
             let mut chart = ChartBuilder::on(root)
                 .caption(&caption, ("sans-serif", 16))
@@ -536,8 +594,16 @@ impl Chart {
 ///
 /// # Errors
 /// As [`Chart::svg`]: zero bins, no finite value, an empty or reversed range.
-pub fn histogram_chart(values: &[f64], bins: usize, range: Option<(f64, f64)>, title: &str, x_label: &str) -> Result<Svg> {
-    let mut chart = Chart::histogram(title, bins).x_label(x_label).values(values);
+pub fn histogram_chart(
+    values: &[f64],
+    bins: usize,
+    range: Option<(f64, f64)>,
+    title: &str,
+    x_label: &str,
+) -> Result<Svg> {
+    let mut chart = Chart::histogram(title, bins)
+        .x_label(x_label)
+        .values(values);
     if let Some((a, b)) = range {
         chart = chart.range(a, b);
     }
@@ -548,7 +614,10 @@ impl ToHtml for Chart {
     fn to_html(&self) -> String {
         match self.svg() {
             Ok(svg) => svg.to_html(),
-            Err(e) => format!("<pre class=\"mechlens-error\">{}</pre>", escape_html(&e.to_string())),
+            Err(e) => format!(
+                "<pre class=\"mechlens-error\">{}</pre>",
+                escape_html(&e.to_string())
+            ),
         }
     }
 }
@@ -579,18 +648,26 @@ mod tests {
             .series("eval", &[0, 1, 2], &[3.5, 2.5, 2.0])
             .svg()?;
         let s = flat(&svg);
-        assert!(s.contains(">train</text>") && s.contains(">eval</text>"), "{s}");
+        assert!(
+            s.contains(">train</text>") && s.contains(">eval</text>"),
+            "{s}"
+        );
         assert!(s.contains(">step</text>"));
         // Each series' colour: its line and its legend swatch.
         let first = Palette99::pick(0).to_rgba();
-        let colour = format!("stroke=\"#{:02X}{:02X}{:02X}\" stroke-width=\"2\"", first.0, first.1, first.2);
+        let colour = format!(
+            "stroke=\"#{:02X}{:02X}{:02X}\" stroke-width=\"2\"",
+            first.0, first.1, first.2
+        );
         assert_eq!(s.matches(&colour).count(), 2, "{colour} in {s}");
         Ok(())
     }
 
     #[test]
     fn non_finite_points_break_the_line_and_are_counted() -> Result<()> {
-        let svg = Chart::line("t").series("a", &[0.0, 1.0, 2.0, 3.0], &[1.0, f64::NAN, 2.0, 3.0]).svg()?;
+        let svg = Chart::line("t")
+            .series("a", &[0.0, 1.0, 2.0, 3.0], &[1.0, f64::NAN, 2.0, 3.0])
+            .svg()?;
         let s = flat(&svg);
         assert!(s.contains("t (1 points left out: not finite)"), "{s}");
         // Two segments: [0] and [2, 3]; plotters skips a one-point line, plus the legend.
@@ -600,10 +677,19 @@ mod tests {
 
     #[test]
     fn log_axis_ticks_are_powers_of_ten_and_drop_non_positive_values() -> Result<()> {
-        let svg = Chart::line("d").log_y().series("a", &[0, 1, 2, 3], &[1e-3, 1e-2, 0.0, 1.0]).svg()?;
+        let svg = Chart::line("d")
+            .log_y()
+            .series("a", &[0, 1, 2, 3], &[1e-3, 1e-2, 0.0, 1.0])
+            .svg()?;
         let s = flat(&svg);
-        assert!(s.contains(">1e-2</text>") || s.contains(">1e-1</text>"), "{s}");
-        assert!(s.contains("1 points left out: not finite or ≤ 0 on a log axis"), "{s}");
+        assert!(
+            s.contains(">1e-2</text>") || s.contains(">1e-1</text>"),
+            "{s}"
+        );
+        assert!(
+            s.contains("1 points left out: not finite or ≤ 0 on a log axis"),
+            "{s}"
+        );
         Ok(())
     }
 
@@ -616,17 +702,32 @@ mod tests {
         let s = flat(&svg);
         // One series: no legend, so two circles.
         assert_eq!(s.matches("<circle").count(), 2, "{s}");
-        assert!(s.contains("&lt;b&gt;") && s.contains("a&amp;b") && !s.contains("<b>"), "{s}");
+        assert!(
+            s.contains("&lt;b&gt;") && s.contains("a&amp;b") && !s.contains("<b>"),
+            "{s}"
+        );
         Ok(())
     }
 
     #[test]
     fn bars_and_histograms_draw_one_rect_each() -> Result<()> {
-        let svg = Chart::bar("heads").bars(&["L0H0", "L0H1", "L1H0"], &[0.5, -0.25, 1.0]).svg()?;
+        let svg = Chart::bar("heads")
+            .bars(&["L0H0", "L0H1", "L1H0"], &[0.5, -0.25, 1.0])
+            .svg()?;
         let s = flat(&svg);
-        assert_eq!(s.matches("<rect").count(), 1 + 3, "background and three bars: {s}");
+        assert_eq!(
+            s.matches("<rect").count(),
+            1 + 3,
+            "background and three bars: {s}"
+        );
         assert!(s.contains(">L0H1</text>"), "{s}");
-        let svg = histogram_chart(&[0.0, 0.5, 1.0, 7.0, f64::NAN], 2, Some((0.0, 1.0)), "h", "x")?;
+        let svg = histogram_chart(
+            &[0.0, 0.5, 1.0, 7.0, f64::NAN],
+            2,
+            Some((0.0, 1.0)),
+            "h",
+            "x",
+        )?;
         let s = flat(&svg);
         assert_eq!(s.matches("<rect").count(), 3, "{s}");
         assert!(s.contains("h (2 points left out: not finite)"), "{s}");
@@ -636,7 +737,11 @@ mod tests {
     #[test]
     fn log_x_histogram_bins_log10_of_densities() -> Result<()> {
         let densities = [1e-5, 1e-4, 1e-4, 1e-3, 0.0];
-        let svg = Chart::histogram("density", 4).log_x().range(1e-6, 1e-2).values(&densities).svg()?;
+        let svg = Chart::histogram("density", 4)
+            .log_x()
+            .range(1e-6, 1e-2)
+            .values(&densities)
+            .svg()?;
         let s = flat(&svg);
         assert!(s.contains(">1e-4</text>"), "{s}");
         assert!(s.contains("1 points left out"), "the zero density: {s}");
@@ -647,14 +752,30 @@ mod tests {
     fn frames_give_one_series_per_group_and_bad_names_are_errors() -> Result<()> {
         let df = df!("step" => &[0i64, 1, 0, 1], "loss" => &[1.0, 0.5, 2.0, 1.0], "run" => &["a", "a", "b", "b"])
             .map_err(|e| Error::invalid("df", e.to_string()))?;
-        let s = flat(&Chart::line("runs").frame_by(&df, "step", "loss", "run").svg()?);
+        let s = flat(
+            &Chart::line("runs")
+                .frame_by(&df, "step", "loss", "run")
+                .svg()?,
+        );
         assert!(s.contains(">a</text>") && s.contains(">b</text>"), "{s}");
-        let err = Chart::line("x").frame(&df, "step", "los").svg().expect_err("typo").to_string();
+        let err = Chart::line("x")
+            .frame(&df, "step", "los")
+            .svg()
+            .expect_err("typo")
+            .to_string();
         assert!(err.contains("`los` is not in the DataFrame"), "{err}");
         let empty = df.head(Some(0));
-        let err = Chart::line("x").frame(&empty, "step", "loss").svg().expect_err("no rows").to_string();
+        let err = Chart::line("x")
+            .frame(&empty, "step", "loss")
+            .svg()
+            .expect_err("no rows")
+            .to_string();
         assert!(err.contains("no finite point"), "{err}");
-        let err = Chart::line("x").frame(&df, "step", "los").svg().expect_err("typo").to_string();
+        let err = Chart::line("x")
+            .frame(&df, "step", "los")
+            .svg()
+            .expect_err("typo")
+            .to_string();
         assert!(err.contains("`los` is not in the DataFrame"), "{err}");
         Ok(())
     }
@@ -663,9 +784,17 @@ mod tests {
     fn bad_input_is_a_named_error() {
         let err = |c: Chart| c.svg().expect_err("bad input").to_string();
         assert!(err(Chart::line("e")).contains("nothing to draw"));
-        assert!(err(Chart::line("e").series("a", &[1.0, 2.0], &[1.0])).contains("2 x values but 1 y values"));
+        assert!(
+            err(Chart::line("e").series("a", &[1.0, 2.0], &[1.0]))
+                .contains("2 x values but 1 y values")
+        );
         assert!(err(Chart::line("e").series("a", &[f64::NAN], &[1.0])).contains("no finite point"));
-        assert!(err(Chart::scatter("e").series("a", &[1.0], &[1.0]).point_labels(&["a", "b"])).contains("2 point labels"));
+        assert!(
+            err(Chart::scatter("e")
+                .series("a", &[1.0], &[1.0])
+                .point_labels(&["a", "b"]))
+            .contains("2 point labels")
+        );
         assert!(err(Chart::bar("e").bars(&["a"], &[1.0, 2.0])).contains("1 categories but 2"));
         assert!(err(Chart::histogram("e", 0).values(&[1.0])).contains("bins"));
         let empty: [f64; 0] = [];

@@ -13,8 +13,13 @@ impl Rgb {
 
     /// Black or white, whichever reads better on this background.
     pub fn text_on(self) -> Rgb {
-        let luma = 0.299 * f64::from(self.0) + 0.587 * f64::from(self.1) + 0.114 * f64::from(self.2);
-        if luma > 140.0 { Rgb(0, 0, 0) } else { Rgb(255, 255, 255) }
+        let luma =
+            0.299 * f64::from(self.0) + 0.587 * f64::from(self.1) + 0.114 * f64::from(self.2);
+        if luma > 140.0 {
+            Rgb(0, 0, 0)
+        } else {
+            Rgb(255, 255, 255)
+        }
     }
 }
 
@@ -56,19 +61,28 @@ impl Scale {
     pub fn fit(values: &[f64]) -> Scale {
         let (lo, hi) = finite_range(values).unwrap_or((0.0, 1.0));
         if lo < 0.0 && hi > 0.0 {
-            Scale::Diverging { limit: lo.abs().max(hi) }
+            Scale::Diverging {
+                limit: lo.abs().max(hi),
+            }
         } else if hi <= 0.0 {
             // All non-positive: blue for the most negative.
-            Scale::Diverging { limit: lo.abs().max(f64::MIN_POSITIVE) }
+            Scale::Diverging {
+                limit: lo.abs().max(f64::MIN_POSITIVE),
+            }
         } else {
-            Scale::Sequential { min: 0.0_f64.min(lo), max: hi }
+            Scale::Sequential {
+                min: 0.0_f64.min(lo),
+                max: hi,
+            }
         }
     }
 
     /// A diverging scale centred at 0 that saturates at the largest finite magnitude.
     pub fn diverging(values: &[f64]) -> Scale {
         let limit = finite_range(values).map_or(1.0, |(lo, hi)| lo.abs().max(hi.abs()));
-        Scale::Diverging { limit: if limit > 0.0 { limit } else { 1.0 } }
+        Scale::Diverging {
+            limit: if limit > 0.0 { limit } else { 1.0 },
+        }
     }
 
     /// The colour of `value`; [`NON_FINITE`] for NaN and ±inf.
@@ -79,11 +93,19 @@ impl Scale {
         match self {
             Scale::Diverging { limit } => {
                 let t = if limit > 0.0 { value / limit } else { 0.0 };
-                if t >= 0.0 { mix(WHITE, RED, t) } else { mix(WHITE, BLUE, -t) }
+                if t >= 0.0 {
+                    mix(WHITE, RED, t)
+                } else {
+                    mix(WHITE, BLUE, -t)
+                }
             }
             Scale::Sequential { min, max } => {
                 let span = max - min;
-                let t = if span > 0.0 { (value - min) / span } else { 1.0 };
+                let t = if span > 0.0 {
+                    (value - min) / span
+                } else {
+                    1.0
+                };
                 mix(WHITE, BLUE, t)
             }
         }
@@ -128,8 +150,14 @@ mod tests {
     #[test]
     fn fit_picks_diverging_only_for_mixed_signs() {
         assert_eq!(Scale::fit(&[-1.0, 3.0]), Scale::Diverging { limit: 3.0 });
-        assert_eq!(Scale::fit(&[0.2, 0.9, f64::NAN]), Scale::Sequential { min: 0.0, max: 0.9 });
-        assert_eq!(Scale::fit(&[f64::NAN]), Scale::Sequential { min: 0.0, max: 1.0 });
+        assert_eq!(
+            Scale::fit(&[0.2, 0.9, f64::NAN]),
+            Scale::Sequential { min: 0.0, max: 0.9 }
+        );
+        assert_eq!(
+            Scale::fit(&[f64::NAN]),
+            Scale::Sequential { min: 0.0, max: 1.0 }
+        );
         assert_eq!(Scale::fit(&[-3.0, -1.0]), Scale::Diverging { limit: 3.0 });
         // A constant scale still colours without dividing by zero.
         assert_eq!(Scale::Sequential { min: 1.0, max: 1.0 }.color(1.0), BLUE);

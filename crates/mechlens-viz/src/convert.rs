@@ -61,7 +61,10 @@ pub fn df_to_tensor(df: &DataFrame, dims: &[&str], value: &str) -> Result<Tensor
         .collect();
     let total: i64 = shape.iter().product();
     if total > i64::from(i32::MAX) {
-        return Err(Error::invalid("long DataFrame", format!("its indices span {shape:?}, over 2^31 entries")));
+        return Err(Error::invalid(
+            "long DataFrame",
+            format!("its indices span {shape:?}, over 2^31 entries"),
+        ));
     }
     let mut dense = vec![f64::NAN; total as usize];
     for (row, &v) in values.iter().enumerate() {
@@ -86,7 +89,8 @@ pub fn tensor_to_ndarray(tensor: &Tensor) -> Result<ArrayD<f64>> {
         .f_to_kind(Kind::Double)?
         .f_reshape([-1])?;
     let data = Vec::<f64>::try_from(flat)?;
-    ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| Error::invalid("tensor to ndarray", e.to_string()))
+    ArrayD::from_shape_vec(IxDyn(&shape), data)
+        .map_err(|e| Error::invalid("tensor to ndarray", e.to_string()))
 }
 
 /// An ndarray as an `f64` tensor of the same shape, on the CPU.
@@ -150,13 +154,20 @@ mod tests {
 
     #[test]
     fn missing_entries_are_nan_and_bad_indices_are_errors() -> Result<()> {
-        let df = polars::df!("i" => &[0i64, 2], "value" => &[1.0, 3.0]).map_err(|e| Error::invalid("df", e.to_string()))?;
+        let df = polars::df!("i" => &[0i64, 2], "value" => &[1.0, 3.0])
+            .map_err(|e| Error::invalid("df", e.to_string()))?;
         let t = df_to_tensor(&df, &["i"], "value")?;
         assert_eq!(t.size(), vec![3]);
         assert!(t.double_value(&[1]).is_nan());
-        let bad = polars::df!("i" => &[-1i64], "value" => &[1.0]).map_err(|e| Error::invalid("df", e.to_string()))?;
-        let err = df_to_tensor(&bad, &["i"], "value").expect_err("negative").to_string();
-        assert!(err.contains("-1 is not a non-negative integer index"), "{err}");
+        let bad = polars::df!("i" => &[-1i64], "value" => &[1.0])
+            .map_err(|e| Error::invalid("df", e.to_string()))?;
+        let err = df_to_tensor(&bad, &["i"], "value")
+            .expect_err("negative")
+            .to_string();
+        assert!(
+            err.contains("-1 is not a non-negative integer index"),
+            "{err}"
+        );
         assert!(df_to_tensor(&df, &["j"], "value").is_err());
         assert!(tensor_to_df(&t, &["a", "b"]).is_err());
         Ok(())

@@ -179,7 +179,10 @@ impl ToHtml for DataFrame {
 fn frame_html(frame: mechlens_core::Result<DataFrame>) -> String {
     match frame {
         Ok(df) => dataframe_html(&df),
-        Err(e) => format!("<pre>(report not shown: {})</pre>", escape_html(&e.to_string())),
+        Err(e) => format!(
+            "<pre>(report not shown: {})</pre>",
+            escape_html(&e.to_string())
+        ),
     }
 }
 
@@ -320,7 +323,11 @@ pub fn tensor_html(tensor: &Tensor) -> String {
             }
         }
         Err(e) => {
-            let _ = write!(html, "<pre>(values not shown: {})</pre>", escape_html(&e.to_string()));
+            let _ = write!(
+                html,
+                "<pre>(values not shown: {})</pre>",
+                escape_html(&e.to_string())
+            );
         }
     }
     html.push_str("</div>");
@@ -332,14 +339,24 @@ fn tensor_grid(tensor: &Tensor) -> Result<Option<String>, tch::TchError> {
     if !tensor.defined() || tensor.numel() == 0 || tensor.dim() > 2 {
         return Ok(None);
     }
-    let t = tensor.f_detach()?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?;
-    let t = if t.dim() < 2 { t.f_reshape([1, -1])? } else { t };
+    let t = tensor
+        .f_detach()?
+        .f_to_kind(Kind::Double)?
+        .f_to_device(tch::Device::Cpu)?;
+    let t = if t.dim() < 2 {
+        t.f_reshape([1, -1])?
+    } else {
+        t
+    };
     let (rows, cols) = (t.size()[0], t.size()[1]);
     let shown = |n: i64| -> Vec<Option<i64>> {
         if n <= TENSOR_EDGE {
             (0..n).map(Some).collect()
         } else {
-            (0..TENSOR_EDGE - 1).map(Some).chain([None, Some(n - 1)]).collect()
+            (0..TENSOR_EDGE - 1)
+                .map(Some)
+                .chain([None, Some(n - 1)])
+                .collect()
         }
     };
     let mut html = String::from("<table class=\"mechlens-values\"><tbody>");
@@ -402,10 +419,16 @@ mod tests {
     #[test]
     fn empty_dataframe_shows_its_shape_and_no_rows() -> polars::prelude::PolarsResult<()> {
         let html = dataframe_html(&DataFrame::empty());
-        assert!(html.contains("shape: (0, 0)") && html.contains("<tbody></tbody>"), "{html}");
+        assert!(
+            html.contains("shape: (0, 0)") && html.contains("<tbody></tbody>"),
+            "{html}"
+        );
         let no_rows = df!("token" => Vec::<String>::new())?;
         let html = dataframe_html(&no_rows);
-        assert!(html.contains("shape: (0, 1)") && html.contains("<th>token</th>"), "{html}");
+        assert!(
+            html.contains("shape: (0, 1)") && html.contains("<th>token</th>"),
+            "{html}"
+        );
         Ok(())
     }
 
@@ -439,12 +462,22 @@ mod tests {
         let t = Tensor::from_slice(&[1.0f32, f32::NAN, -3.5, f32::INFINITY]).reshape([2, 2]);
         let html = tensor_html(&t);
         assert!(html.contains("Tensor [2, 2] Float cpu"), "{html}");
-        assert!(html.contains("<tr><td>1.0</td><td>NaN</td></tr><tr><td>-3.5</td><td>inf</td></tr>"), "{html}");
+        assert!(
+            html.contains("<tr><td>1.0</td><td>NaN</td></tr><tr><td>-3.5</td><td>inf</td></tr>"),
+            "{html}"
+        );
         let big = Tensor::arange(100, (Kind::Float, tch::Device::Cpu)).reshape([10, 10]);
         let html = tensor_html(&big);
         // The first 5 rows, a gap row and the last.
-        assert_eq!(html.matches("<tr>").count(), TENSOR_EDGE as usize + 1, "{html}");
-        assert!(html.contains("<td>4.0</td><td>…</td><td>9.0</td>"), "{html}");
+        assert_eq!(
+            html.matches("<tr>").count(),
+            TENSOR_EDGE as usize + 1,
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>4.0</td><td>…</td><td>9.0</td>"),
+            "{html}"
+        );
         assert!(html.contains("<td>99.0</td>"), "{html}");
         // Rank 3: the summary's first values instead of a table.
         let cube = Tensor::zeros([2, 2, 2], (Kind::Float, tch::Device::Cpu));

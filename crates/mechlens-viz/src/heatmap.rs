@@ -64,7 +64,11 @@ impl Heatmap {
                 .f_to_device(tch::Device::Cpu)?
                 .f_to_kind(Kind::Double)?
                 .f_reshape([-1])?;
-            Ok((size[0] as usize, size[1] as usize, Vec::<f64>::try_from(flat)?))
+            Ok((
+                size[0] as usize,
+                size[1] as usize,
+                Vec::<f64>::try_from(flat)?,
+            ))
         };
         match read() {
             Ok((rows, cols, values)) => Self::from_flat(rows, cols, values),
@@ -158,18 +162,33 @@ impl Heatmap {
     /// [`Error::InvalidInput`] for an empty map, label counts that do not match the rows or
     /// columns, or a problem met while building (a tensor that is not 2-D).
     pub fn svg(&self) -> Result<Svg> {
-        let what = || format!("heatmap `{}`", self.title);
+        let what = || {
+            if self.title.is_empty() {
+                "heatmap".to_string()
+            } else {
+                format!("heatmap `{}`", self.title)
+            }
+        };
         if let Some(e) = &self.error {
             return Err(Error::invalid(what(), e.clone()));
         }
         if self.rows == 0 || self.cols == 0 {
-            return Err(Error::invalid(what(), format!("it is empty ({} × {})", self.rows, self.cols)));
+            return Err(Error::invalid(
+                what(),
+                format!("it is empty ({} × {})", self.rows, self.cols),
+            ));
         }
-        for (labels, n, axis) in [(&self.x_labels, self.cols, "column"), (&self.y_labels, self.rows, "row")] {
+        for (labels, n, axis) in [
+            (&self.x_labels, self.cols, "column"),
+            (&self.y_labels, self.rows, "row"),
+        ] {
             if !labels.is_empty() && labels.len() != n {
                 return Err(Error::invalid(
                     what(),
-                    format!("{} {axis} labels for {n} {axis}s; give one per {axis} or none", labels.len()),
+                    format!(
+                        "{} {axis} labels for {n} {axis}s; give one per {axis} or none",
+                        labels.len()
+                    ),
                 ));
             }
         }
@@ -181,18 +200,36 @@ impl Heatmap {
         let c = self.cell;
         let font = (c * 0.55).clamp(8.0, 13.0);
         // Room for the labels: ~0.6 em per character, capped.
-        let widest = |labels: &[String]| labels.iter().map(|l| l.chars().count()).max().unwrap_or(0).min(24) as f64;
-        let left = 8.0 + widest(&self.y_labels).max(2.0) * font * 0.6 + if self.y_label.is_empty() { 0.0 } else { 18.0 };
+        let widest = |labels: &[String]| {
+            labels
+                .iter()
+                .map(|l| l.chars().count())
+                .max()
+                .unwrap_or(0)
+                .min(24) as f64
+        };
+        let left = 8.0
+            + widest(&self.y_labels).max(2.0) * font * 0.6
+            + if self.y_label.is_empty() { 0.0 } else { 18.0 };
         let top = if self.title.is_empty() { 8.0 } else { 28.0 };
-        let bottom = 8.0 + widest(&self.x_labels).max(2.0) * font * 0.6 + if self.x_label.is_empty() { 0.0 } else { 18.0 };
-        let legend_w = 70.0;
-        let (w, h) = (left + c * self.cols as f64 + legend_w, top + c * self.rows as f64 + bottom);
+        let bottom = 8.0
+            + widest(&self.x_labels).max(2.0) * font * 0.6
+            + if self.x_label.is_empty() { 0.0 } else { 18.0 };
+        let legend_w = 100.0;
+        let (w, h) = (
+            left + c * self.cols as f64 + legend_w,
+            top + c * self.rows as f64 + bottom,
+        );
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"mechlens-heatmap\" width=\"{w:.0}\" height=\"{h:.0}\" \
              viewBox=\"0 0 {w:.0} {h:.0}\" font-family=\"sans-serif\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
         );
         if !self.title.is_empty() {
-            let _ = write!(s, "<text x=\"{left:.1}\" y=\"18\" font-size=\"15\">{}</text>", escape_html(&self.title));
+            let _ = write!(
+                s,
+                "<text x=\"{left:.1}\" y=\"18\" font-size=\"15\">{}</text>",
+                escape_html(&self.title)
+            );
         }
         let label = |v: &[String], i: usize| v.get(i).map_or_else(|| i.to_string(), |l| visible(l));
         for r in 0..self.rows {
@@ -265,8 +302,18 @@ impl Heatmap {
                 scale.color(v).css()
             );
         }
-        for (v, y) in [(hi, top + 8.0), ((lo + hi) / 2.0, top + height / 2.0 + 4.0), (lo, top + height)] {
-            let _ = write!(s, "<text x=\"{:.1}\" y=\"{y:.1}\" font-size=\"10\">{}</text>", x + 15.0, format_float(v));
+        for (v, y) in [
+            (hi, top + 8.0),
+            ((lo + hi) / 2.0, top + height / 2.0 + 4.0),
+            (lo, top + height),
+        ] {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{y:.1}\" font-size=\"10\">{}</text>",
+                x + 15.0,
+                // Four significant digits are enough to read a scale.
+                format_float(format!("{v:.3e}").parse().unwrap_or(v))
+            );
         }
     }
 }
@@ -277,14 +324,17 @@ pub fn visible(token: &str) -> String {
     if token.is_empty() {
         return "∅".to_string();
     }
-    token.chars().map(|c| match c {
-        ' ' => '·',
-        '\n' => '↵',
-        '\t' => '→',
-        '\r' => '␍',
-        c if c.is_control() => '�',
-        c => c,
-    }).collect()
+    token
+        .chars()
+        .map(|c| match c {
+            ' ' => '·',
+            '\n' => '↵',
+            '\t' => '→',
+            '\r' => '␍',
+            c if c.is_control() => '�',
+            c => c,
+        })
+        .collect()
 }
 
 fn clip(label: &str) -> String {
@@ -317,7 +367,10 @@ impl ToHtml for Heatmap {
     fn to_html(&self) -> String {
         match self.svg() {
             Ok(svg) => svg.to_html(),
-            Err(e) => format!("<pre class=\"mechlens-error\">{}</pre>", escape_html(&e.to_string())),
+            Err(e) => format!(
+                "<pre class=\"mechlens-error\">{}</pre>",
+                escape_html(&e.to_string())
+            ),
         }
     }
 }
@@ -338,24 +391,38 @@ mod tests {
     #[test]
     fn one_cell_per_value_with_its_value_on_hover() -> Result<()> {
         let t = Tensor::from_slice(&[0.5f64, -1.0, f64::NAN, 2.0]).reshape([2, 2]);
-        let s = Heatmap::new(&t).x_labels(&["a", "b"]).y_labels(&["p", "q"]).svg()?;
+        let s = Heatmap::new(&t)
+            .x_labels(&["a", "b"])
+            .y_labels(&["p", "q"])
+            .svg()?;
         let s = s.as_str();
         assert_eq!(s.matches("<title>").count(), 4, "{s}");
         assert!(s.contains("<title>p → b: -1.0</title>"), "{s}");
         assert!(s.contains("<title>q → a: NaN</title>"), "{s}");
         // NaN is grey; 0 would be white: the scale is diverging (both signs present).
         assert!(s.contains("fill=\"rgb(190,190,190)\"><title>q → a"), "{s}");
-        assert!(s.contains(&format!("fill=\"{}\"><title>q → b", Scale::Diverging { limit: 2.0 }.color(2.0).css())));
+        assert!(s.contains(&format!(
+            "fill=\"{}\"><title>q → b",
+            Scale::Diverging { limit: 2.0 }.color(2.0).css()
+        )));
         Ok(())
     }
 
     #[test]
     fn tokens_are_escaped_and_whitespace_made_visible() -> Result<()> {
         let t = Tensor::ones([1, 4], (Kind::Float, tch::Device::Cpu));
-        let s = Heatmap::new(&t).x_labels(&["<b>", "&", " \"q\"", "\n"]).svg()?;
+        let s = Heatmap::new(&t)
+            .x_labels(&["<b>", "&", " \"q\"", "\n"])
+            .svg()?;
         let s = s.as_str();
-        assert!(s.contains(">&lt;b&gt;</text>") && s.contains(">&amp;</text>"), "{s}");
-        assert!(s.contains(">·&quot;q&quot;</text>") && s.contains(">↵</text>"), "{s}");
+        assert!(
+            s.contains(">&lt;b&gt;</text>") && s.contains(">&amp;</text>"),
+            "{s}"
+        );
+        assert!(
+            s.contains(">·&quot;q&quot;</text>") && s.contains(">↵</text>"),
+            "{s}"
+        );
         assert!(!s.contains("<b>"));
         Ok(())
     }
@@ -369,6 +436,8 @@ mod tests {
         assert!(err(Heatmap::new(&empty)).contains("empty (0 × 3)"));
         let t = Tensor::zeros([2, 3], (Kind::Float, tch::Device::Cpu));
         assert!(err(Heatmap::new(&t).x_labels(&["a"])).contains("1 column labels for 3 columns"));
-        assert!(err(Heatmap::from_rows(&[vec![1.0], vec![1.0, 2.0]])).contains("row 1 has 2 values"));
+        assert!(
+            err(Heatmap::from_rows(&[vec![1.0], vec![1.0, 2.0]])).contains("row 1 has 2 values")
+        );
     }
 }

@@ -34,17 +34,26 @@ pub struct Panel {
 impl Panel {
     /// Items one under the other.
     pub fn column() -> Self {
-        Self { layout: Layout::Column, items: Vec::new() }
+        Self {
+            layout: Layout::Column,
+            items: Vec::new(),
+        }
     }
 
     /// Items side by side, wrapping when the page is too narrow.
     pub fn row() -> Self {
-        Self { layout: Layout::Row, items: Vec::new() }
+        Self {
+            layout: Layout::Row,
+            items: Vec::new(),
+        }
     }
 
     /// Items in a grid `columns` wide (at least 1).
     pub fn grid(columns: usize) -> Self {
-        Self { layout: Layout::Grid(columns.max(1)), items: Vec::new() }
+        Self {
+            layout: Layout::Grid(columns.max(1)),
+            items: Vec::new(),
+        }
     }
 
     /// Adds an item.
@@ -74,14 +83,23 @@ impl ToHtml for Panel {
     fn to_html(&self) -> String {
         let style = match self.layout {
             Layout::Column => "display:flex;flex-direction:column;gap:12px".to_string(),
-            Layout::Row => "display:flex;flex-direction:row;flex-wrap:wrap;gap:12px;align-items:flex-start".to_string(),
-            Layout::Grid(n) => format!("display:grid;grid-template-columns:repeat({n},auto);gap:12px"),
+            Layout::Row => {
+                "display:flex;flex-direction:row;flex-wrap:wrap;gap:12px;align-items:flex-start"
+                    .to_string()
+            }
+            Layout::Grid(n) => {
+                format!("display:grid;grid-template-columns:repeat({n},auto);gap:12px")
+            }
         };
         let mut html = format!("<div class=\"mechlens-panel\" style=\"{style}\">");
         for (title, item) in &self.items {
             html.push_str("<div class=\"mechlens-panel-item\">");
             if let Some(t) = title {
-                let _ = write!(html, "<div style=\"font-weight:bold;margin-bottom:4px\">{}</div>", escape_html(t));
+                let _ = write!(
+                    html,
+                    "<div style=\"font-weight:bold;margin-bottom:4px\">{}</div>",
+                    escape_html(t)
+                );
             }
             html.push_str(item);
             html.push_str("</div>");
@@ -115,11 +133,19 @@ mod tests {
 
     #[test]
     fn items_keep_their_order_titles_are_escaped() {
-        let s = Panel::grid(0).push_titled("a<b", &"first".to_string()).push("second");
+        let s = Panel::grid(0)
+            .push_titled("a<b", &"first".to_string())
+            .push("second");
         let html = s.to_html();
-        assert!(html.contains("repeat(1,auto)"), "grid of at least one column: {html}");
+        assert!(
+            html.contains("repeat(1,auto)"),
+            "grid of at least one column: {html}"
+        );
         assert!(html.contains("a&lt;b"));
-        let (i, j) = (html.find("first").unwrap_or(0), html.find("second").unwrap_or(0));
+        let (i, j) = (
+            html.find("first").unwrap_or(0),
+            html.find("second").unwrap_or(0),
+        );
         assert!(0 < i && i < j, "{html}");
         assert_eq!(s.len(), 2);
         assert!(Panel::row().is_empty());

@@ -32,7 +32,12 @@ fn key_values(title: &str, rows: &[(&str, String)]) -> String {
         escape_html(title)
     );
     for (k, v) in rows {
-        let _ = write!(html, "<tr><th>{}</th><td>{}</td></tr>", escape_html(k), escape_html(v));
+        let _ = write!(
+            html,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            escape_html(k),
+            escape_html(v)
+        );
     }
     html.push_str("</tbody></table>");
     html
@@ -109,17 +114,44 @@ pub fn transformer_html(model: &HookedTransformer) -> String {
         "HookedTransformer",
         &[
             ("architecture", cfg.architecture.clone()),
-            ("parameters", format!("{} ({})", model.n_params(), short_count(model.n_params()))),
+            (
+                "parameters",
+                format!("{} ({})", model.n_params(), short_count(model.n_params())),
+            ),
             ("layers", cfg.n_layers.to_string()),
             ("d_model", cfg.d_model.to_string()),
-            ("heads", format!("{} ({} key/value), d_head {}", cfg.n_heads, cfg.n_kv_heads, cfg.d_head)),
-            ("d_mlp", format!("{} ({:?}{})", cfg.d_mlp, cfg.act_fn, if cfg.gated_mlp { ", gated" } else { "" })),
+            (
+                "heads",
+                format!(
+                    "{} ({} key/value), d_head {}",
+                    cfg.n_heads, cfg.n_kv_heads, cfg.d_head
+                ),
+            ),
+            (
+                "d_mlp",
+                format!(
+                    "{} ({:?}{})",
+                    cfg.d_mlp,
+                    cfg.act_fn,
+                    if cfg.gated_mlp { ", gated" } else { "" }
+                ),
+            ),
             ("d_vocab", cfg.d_vocab.to_string()),
             ("n_ctx", cfg.n_ctx.to_string()),
-            ("positions", format!("{:?}", cfg.positional).chars().take(60).collect()),
+            (
+                "positions",
+                format!("{:?}", cfg.positional).chars().take(60).collect(),
+            ),
             ("normalization", format!("{:?}", cfg.normalization)),
             ("device", format!("{:?}", model.device())),
-            ("tokenizer", if model.tokenizer().is_some() { "yes".into() } else { "none".into() }),
+            (
+                "tokenizer",
+                if model.tokenizer().is_some() {
+                    "yes".into()
+                } else {
+                    "none".into()
+                },
+            ),
             ("hook points", hook_list(&model.hook_points())),
         ],
     );
@@ -136,10 +168,20 @@ pub fn encoder_html(model: &HookedEncoder) -> String {
             ("layers", cfg.num_hidden_layers.to_string()),
             ("d_model", cfg.hidden_size.to_string()),
             ("heads", cfg.num_attention_heads.to_string()),
-            ("d_mlp", format!("{} ({})", cfg.intermediate_size, cfg.hidden_act)),
+            (
+                "d_mlp",
+                format!("{} ({})", cfg.intermediate_size, cfg.hidden_act),
+            ),
             ("d_vocab", cfg.vocab_size.to_string()),
             ("n_ctx", cfg.max_position_embeddings.to_string()),
-            ("tokenizer", if model.tokenizer().is_some() { "yes".into() } else { "none".into() }),
+            (
+                "tokenizer",
+                if model.tokenizer().is_some() {
+                    "yes".into()
+                } else {
+                    "none".into()
+                },
+            ),
             ("hook points", hook_list(&model.hook_points())),
         ],
     );
@@ -236,7 +278,10 @@ mod tests {
     fn cache_table_lists_each_hook_with_shape_and_memory() -> mechlens_core::Result<()> {
         let mut cache = ActivationCache::new();
         let point: mechlens_core::HookPoint = "blocks.0.hook_resid_pre".parse()?;
-        cache.insert(point, Tensor::zeros([2, 3, 4], (tch::Kind::Float, tch::Device::Cpu)));
+        cache.insert(
+            point,
+            Tensor::zeros([2, 3, 4], (tch::Kind::Float, tch::Device::Cpu)),
+        );
         let html = cache_html(&cache);
         assert!(html.contains("1 activations, 96 B"), "{html}");
         assert!(html.contains("<td>blocks.0.hook_resid_pre</td><td>[2, 3, 4]</td><td>Float</td><td>Cpu</td><td>96 B</td>"), "{html}");

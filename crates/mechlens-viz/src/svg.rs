@@ -53,7 +53,10 @@ impl Svg {
         let tree = usvg::Tree::from_str(&self.0, &opts)
             .map_err(|e| Error::Chart(format!("the SVG cannot be read for PNG export: {e}")))?;
         let size = tree.size();
-        let (w, h) = ((size.width() * scale).ceil(), (size.height() * scale).ceil());
+        let (w, h) = (
+            (size.width() * scale).ceil(),
+            (size.height() * scale).ceil(),
+        );
         if !(scale > 0.0 && (1.0..=16384.0).contains(&w) && (1.0..=16384.0).contains(&h)) {
             return Err(Error::Chart(format!(
                 "PNG size {w}x{h} at scale {scale} is outside 1..=16384 pixels a side"
@@ -62,7 +65,11 @@ impl Svg {
         let mut pixmap = tiny_skia::Pixmap::new(w as u32, h as u32)
             .ok_or_else(|| Error::Chart(format!("no {w}x{h} pixmap")))?;
         pixmap.fill(tiny_skia::Color::WHITE);
-        resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+        resvg::render(
+            &tree,
+            tiny_skia::Transform::from_scale(scale, scale),
+            &mut pixmap.as_mut(),
+        );
         pixmap
             .encode_png()
             .map_err(|e| Error::Chart(format!("PNG encoding failed: {e}")))
@@ -194,7 +201,8 @@ mod tests {
         let with_text = Svg::new(
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><text x="4" y="30" font-family="sans-serif" font-size="24">Ag</text></svg>"#,
         );
-        let blank = Svg::new(r#"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"></svg>"#);
+        let blank =
+            Svg::new(r#"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"></svg>"#);
         let png = with_text.to_png(1.0)?;
         assert_eq!(&png[1..4], b"PNG");
         // The text is drawn: its PNG differs from a blank one of the same size.

@@ -103,13 +103,19 @@ fn series_values(s: &Series, what: &str) -> Result<Vec<f64>> {
     if !s.dtype().is_primitive_numeric() {
         return Err(Error::invalid(
             what,
-            format!("column `{}` has dtype {}, expected a number", s.name(), s.dtype()),
+            format!(
+                "column `{}` has dtype {}, expected a number",
+                s.name(),
+                s.dtype()
+            ),
         ));
     }
     let cast = s
         .cast(&DataType::Float64)
         .map_err(|e| Error::invalid(what, e.to_string()))?;
-    let ca = cast.f64().map_err(|e| Error::invalid(what, e.to_string()))?;
+    let ca = cast
+        .f64()
+        .map_err(|e| Error::invalid(what, e.to_string()))?;
     // A null is a missing point: NaN, which charts leave out and count.
     Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
@@ -123,10 +129,16 @@ fn series_values(s: &Series, what: &str) -> Result<Vec<f64>> {
 /// # Errors
 /// [`Error::InvalidInput`] listing the frame's columns when there is none called `name`.
 pub fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Column> {
-    df.columns().iter().find(|c| c.name().as_str() == name).ok_or_else(|| {
-        let names: Vec<&str> = df.columns().iter().map(|c| c.name().as_str()).collect();
-        Error::invalid("column", format!("`{name}` is not in the DataFrame; its columns are {names:?}"))
-    })
+    df.columns()
+        .iter()
+        .find(|c| c.name().as_str() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = df.columns().iter().map(|c| c.name().as_str()).collect();
+            Error::invalid(
+                "column",
+                format!("`{name}` is not in the DataFrame; its columns are {names:?}"),
+            )
+        })
 }
 
 /// A column's values as text (numbers formatted, nulls as "null"), for labels and groups.
@@ -161,7 +173,8 @@ mod tests {
         assert_eq!(vec![1.0f32, 2.0, 3.0].into_values("x")?, expected);
         let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).reshape([1, 3]);
         assert_eq!((&t).into_values("x")?, expected);
-        let df = df!("a" => &[1i32, 2, 3], "s" => &["x", "y", "z"]).map_err(|e| Error::invalid("df", e.to_string()))?;
+        let df = df!("a" => &[1i32, 2, 3], "s" => &["x", "y", "z"])
+            .map_err(|e| Error::invalid("df", e.to_string()))?;
         assert_eq!(column(&df, "a")?.into_values("x")?, expected);
         assert_eq!(column_strings(&df, "s")?, vec!["x", "y", "z"]);
         Ok(())
@@ -171,11 +184,19 @@ mod tests {
     fn wrong_inputs_name_what_was_expected() -> Result<()> {
         let grid = Tensor::zeros([2, 3], (Kind::Float, tch::Device::Cpu));
         let err = (&grid).into_values("y").expect_err("2-D").to_string();
-        assert!(err.contains("1-D tensor") && err.contains("[2, 3]"), "{err}");
+        assert!(
+            err.contains("1-D tensor") && err.contains("[2, 3]"),
+            "{err}"
+        );
         let df = df!("s" => &["x"]).map_err(|e| Error::invalid("df", e.to_string()))?;
-        let err = column(&df, "value").expect_err("no such column").to_string();
+        let err = column(&df, "value")
+            .expect_err("no such column")
+            .to_string();
         assert!(err.contains("`value`") && err.contains("[\"s\"]"), "{err}");
-        let err = column(&df, "s")?.into_values("y").expect_err("strings").to_string();
+        let err = column(&df, "s")?
+            .into_values("y")
+            .expect_err("strings")
+            .to_string();
         assert!(err.contains("dtype str"), "{err}");
         Ok(())
     }

@@ -13,6 +13,7 @@ pub use mechlens_analysis::{
     induction_scores, logit_lens, patching_correlation, repeated_random_tokens,
 };
 pub use mechlens_core::device::best_device;
+pub use mechlens_core::progress::Progress;
 pub use mechlens_core::{
     ActivationCache, CacheFilter, Hook, HookPoint, Hooks, Intervention, SaeSite,
 };
@@ -36,13 +37,14 @@ pub use mechlens_toys::{
     SparseFeatures, SparseFeaturesOptions, feature_uniqueness, max_cosine,
     mean_correlation_coefficient, mmcs,
 };
-pub use mechlens_viz::convert::{df_to_tensor, ndarray_to_df, ndarray_to_tensor, tensor_to_df, tensor_to_ndarray};
+pub use mechlens_viz::convert::{
+    df_to_tensor, ndarray_to_df, ndarray_to_tensor, tensor_to_df, tensor_to_ndarray,
+};
 pub use mechlens_viz::{
     AttentionOptions, Chart, ColoredTokens, DashboardOptions, FeatureDashboard, Heatmap,
     NotebookDisplay, Panel, Scale, Svg, ToHtml, TopKTokens, View, attention_patterns,
     attention_patterns_with, histogram_chart, svg_chart,
 };
-pub use mechlens_core::progress::Progress;
 pub use mechlens_weights::{
     Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, long_frame,
     svd_interpretation,
@@ -50,7 +52,6 @@ pub use mechlens_weights::{
 
 pub use std::rc::Rc;
 
-pub use ndarray;
 pub use plotters;
 pub use plotters::prelude::*;
 pub use polars;

@@ -53,7 +53,10 @@ pub fn attention_patterns_with<S: AsRef<str>>(
 ) -> Result<View> {
     let n = tokens.len() as i64;
     if n == 0 {
-        return Err(Error::invalid("tokens", "the attention view needs at least one token"));
+        return Err(Error::invalid(
+            "tokens",
+            "the attention view needs at least one token",
+        ));
     }
     let size = pattern.size();
     let pattern = match size.as_slice() {
@@ -63,7 +66,9 @@ pub fn attention_patterns_with<S: AsRef<str>>(
         _ => {
             return Err(Error::ShapeMismatch {
                 what: "attention pattern".into(),
-                expected: format!("[n_heads, {n}, {n}] for {n} tokens (or [1, n_heads, {n}, {n}], or [{n}, {n}])"),
+                expected: format!(
+                    "[n_heads, {n}, {n}] for {n} tokens (or [1, n_heads, {n}, {n}], or [{n}, {n}])"
+                ),
                 got: size,
             });
         }
@@ -98,7 +103,11 @@ pub fn attention_patterns_with<S: AsRef<str>>(
     let heads: Vec<serde_json::Value> = values
         .chunks(nu * nu)
         .map(|head| {
-            json!(head.chunks(nu).map(|row| row.iter().map(|&v| json_number(v)).collect::<Vec<_>>()).collect::<Vec<_>>())
+            json!(
+                head.chunks(nu)
+                    .map(|row| row.iter().map(|&v| json_number(v)).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            )
         })
         .collect();
     let data = json!({ "names": names, "pattern": heads });
@@ -158,12 +167,19 @@ mod tests {
 
     #[test]
     fn view_holds_every_token_escaped_and_the_data() -> Result<()> {
-        let pattern = Tensor::from_slice(&[1.0f32, 0.0, 0.25, 0.75, 1.0, 0.0, 0.5, 0.5]).reshape([2, 2, 2]);
+        let pattern =
+            Tensor::from_slice(&[1.0f32, 0.0, 0.25, 0.75, 1.0, 0.0, 0.5, 0.5]).reshape([2, 2, 2]);
         let v = attention_patterns(&["<s>", " &x"], &pattern)?;
         let s = v.as_str();
         assert!(s.contains("class=\"mlv mechlens-attention\""));
-        assert!(s.contains(">&lt;s&gt;</span>") && s.contains(">·&amp;x</span>"), "{s}");
-        assert!(s.contains("\"pattern\":[[[1.0,0.0],[0.25,0.75]],[[1.0,0.0],[0.5,0.5]]]"), "{s}");
+        assert!(
+            s.contains(">&lt;s&gt;</span>") && s.contains(">·&amp;x</span>"),
+            "{s}"
+        );
+        assert!(
+            s.contains("\"pattern\":[[[1.0,0.0],[0.25,0.75]],[[1.0,0.0],[0.5,0.5]]]"),
+            "{s}"
+        );
         assert!(s.contains("\"names\":[\"H0\",\"H1\"]"));
         Ok(())
     }
@@ -173,26 +189,41 @@ mod tests {
         let pattern = Tensor::from_slice(&[f32::NAN, 1.0]).reshape([1, 1, 1, 2]);
         // [1, 1, 1, 2] is one prompt, one head, 1 query × 2 keys: the positions do not match.
         assert!(attention_patterns(&["a"], &pattern).is_err());
-        let pattern = Tensor::from_slice(&[f32::NAN, 1.0, f32::INFINITY, 0.0]).reshape([1, 1, 2, 2]);
+        let pattern =
+            Tensor::from_slice(&[f32::NAN, 1.0, f32::INFINITY, 0.0]).reshape([1, 1, 2, 2]);
         let v = attention_patterns(&["a", "b"], &pattern)?;
-        assert!(v.as_str().contains("[[[null,1.0],[null,0.0]]]"), "{}", v.as_str());
+        assert!(
+            v.as_str().contains("[[[null,1.0],[null,0.0]]]"),
+            "{}",
+            v.as_str()
+        );
         Ok(())
     }
 
     #[test]
     fn wrong_shapes_and_names_are_named_errors() {
         let p = Tensor::zeros([2, 3, 3], (Kind::Float, tch::Device::Cpu));
-        let err = attention_patterns(&["a", "b"], &p).expect_err("3 positions, 2 tokens").to_string();
-        assert!(err.contains("[2, 2, 2] for 2 tokens") && err.contains("[2, 3, 3]"), "{err}");
+        let err = attention_patterns(&["a", "b"], &p)
+            .expect_err("3 positions, 2 tokens")
+            .to_string();
+        assert!(
+            err.contains("[2, 2, 2] for 2 tokens") && err.contains("[2, 3, 3]"),
+            "{err}"
+        );
         let err = attention_patterns(&["a"], &Tensor::zeros([3], (Kind::Float, tch::Device::Cpu)))
             .expect_err("rank 1")
             .to_string();
         assert!(err.contains("n_heads"), "{err}");
         let empty: [&str; 0] = [];
         assert!(attention_patterns(&empty, &p).is_err());
-        let opts = AttentionOptions { head_names: Some(vec!["x".into()]), ..Default::default() };
+        let opts = AttentionOptions {
+            head_names: Some(vec!["x".into()]),
+            ..Default::default()
+        };
         let p = Tensor::zeros([2, 1, 1], (Kind::Float, tch::Device::Cpu));
-        let err = attention_patterns_with(&["a"], &p, &opts).expect_err("1 name, 2 heads").to_string();
+        let err = attention_patterns_with(&["a"], &p, &opts)
+            .expect_err("1 name, 2 heads")
+            .to_string();
         assert!(err.contains("1 names for 2 heads"), "{err}");
     }
 }

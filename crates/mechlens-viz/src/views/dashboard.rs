@@ -31,7 +31,12 @@ pub struct DashboardOptions {
 
 impl Default for DashboardOptions {
     fn default() -> Self {
-        Self { contexts: 8, window: 8, logit_tokens: 8, bins: 30 }
+        Self {
+            contexts: 8,
+            window: 8,
+            logit_tokens: 8,
+            bins: 30,
+        }
     }
 }
 
@@ -75,19 +80,31 @@ impl FeatureDashboard {
     /// # Errors
     /// [`Error::InvalidInput`] for a latent out of range or a model without a tokenizer;
     /// [`Error::ShapeMismatch`] when the store's width is not the SAE's `d_in`.
-    pub fn build(model: &HookedTransformer, sae: &Sae, store: &ActivationStore, latent: i64, opts: DashboardOptions) -> Result<Self> {
+    pub fn build(
+        model: &HookedTransformer,
+        sae: &Sae,
+        store: &ActivationStore,
+        latent: i64,
+        opts: DashboardOptions,
+    ) -> Result<Self> {
         let _guard = tch::no_grad_guard();
         mechlens_core::shape::check_index("latent", latent, sae.cfg.d_sae as usize, "the SAE")?;
         let tokenizer = model.require_tokenizer()?;
-        if store.len() == 0 {
-            return Err(Error::invalid("activation store", "it has no rows to measure the latent on"));
+        if store.is_empty() {
+            return Err(Error::invalid(
+                "activation store",
+                "it has no rows to measure the latent on",
+            ));
         }
         // The latent over every row, in chunks so that [rows, d_sae] never exists at once.
         let mut parts = Vec::new();
         let mut start = 0;
         while start < store.len() {
             let len = 4096.min(store.len() - start);
-            parts.push(sae.encode(&store.activations.f_narrow(0, start, len)?)?.f_select(1, latent)?);
+            parts.push(
+                sae.encode(&store.activations.f_narrow(0, start, len)?)?
+                    .f_select(1, latent)?,
+            );
             start += len;
         }
         let acts = Tensor::f_cat(&parts, 0)?.f_to_kind(Kind::Double)?;
@@ -98,10 +115,18 @@ impl FeatureDashboard {
 
         // Activations laid out as the windows: [n_windows, context], NaN where no row is kept.
         let (n_windows, ctx) = (store.tokens.size()[0], store.tokens.size()[1]);
-        let linear = store.origin.f_select(1, 0)?.f_mul_scalar(ctx)?.f_add(&store.origin.f_select(1, 1)?)?;
-        let grid = Tensor::f_full([n_windows * ctx], f64::NAN, (Kind::Double, tch::Device::Cpu))?
-            .f_index_put_(&[Some(linear)], &acts, false)?
-            .f_reshape([n_windows, ctx])?;
+        let linear = store
+            .origin
+            .f_select(1, 0)?
+            .f_mul_scalar(ctx)?
+            .f_add(&store.origin.f_select(1, 1)?)?;
+        let grid = Tensor::f_full(
+            [n_windows * ctx],
+            f64::NAN,
+            (Kind::Double, tch::Device::Cpu),
+        )?
+        .f_index_put_(&[Some(linear)], &acts, false)?
+        .f_reshape([n_windows, ctx])?;
         let k = opts.contexts.clamp(1, store.len());
         let (_, rows) = acts.f_topk(k, 0, true, true)?;
         let mut contexts = Vec::new();
@@ -113,7 +138,10 @@ impl FeatureDashboard {
             let (a, b) = ((p - opts.window).max(0), (p + opts.window + 1).min(ctx));
             let ids = Vec::<i64>::try_from(store.tokens.f_get(w)?.f_narrow(0, a, b - a)?)?;
             contexts.push(Context {
-                tokens: ids.iter().map(|&id| tokenizer.token_to_str(id)).collect::<Result<_>>()?,
+                tokens: ids
+                    .iter()
+                    .map(|&id| tokenizer.token_to_str(id))
+                    .collect::<Result<_>>()?,
                 activations: (&grid.f_get(w)?.f_narrow(0, a, b - a)?).into_values("context")?,
                 peak: (p - a) as usize,
             });
@@ -126,7 +154,11 @@ impl FeatureDashboard {
                 let tokens = column_strings(&df, "token")?;
                 let effects = column(&df, "effect")?.into_values("effect")?;
                 for ((d, t), e) in directions.into_iter().zip(tokens).zip(effects) {
-                    if d == "top" { promoted.push((t, e)) } else { suppressed.push((t, e)) }
+                    if d == "top" {
+                        promoted.push((t, e))
+                    } else {
+                        suppressed.push((t, e))
+                    }
                 }
             }
             Err(Error::ShapeMismatch { expected, .. }) => {
@@ -134,7 +166,17 @@ impl FeatureDashboard {
             }
             Err(e) => return Err(e),
         }
-        Ok(Self { latent, density, max_activation, contexts, promoted, suppressed, logit_note, nonzero, bins: opts.bins })
+        Ok(Self {
+            latent,
+            density,
+            max_activation,
+            contexts,
+            promoted,
+            suppressed,
+            logit_note,
+            nonzero,
+            bins: opts.bins,
+        })
     }
 
     /// Renders the dashboard.
@@ -142,7 +184,9 @@ impl FeatureDashboard {
     /// # Errors
     /// [`Error::Chart`] when the histogram cannot be drawn.
     pub fn view(&self) -> Result<View> {
-        let mut html = format!("<div class=\"mlv mechlens-dashboard\" style=\"border:1px solid #ddd;padding:8px\">{STYLE}");
+        let mut html = format!(
+            "<div class=\"mlv mechlens-dashboard\" style=\"border:1px solid #ddd;padding:8px\">{STYLE}"
+        );
         let _ = write!(
             html,
             "<h4>Latent {}</h4><div>density {} (log10 {}) · max activation {}</div>",
@@ -151,7 +195,9 @@ impl FeatureDashboard {
             format_float(self.density.log10()),
             format_float(self.max_activation)
         );
-        html.push_str("<div style=\"display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start\"><div>");
+        html.push_str(
+            "<div style=\"display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start\"><div>",
+        );
         if self.nonzero.is_empty() {
             html.push_str("<p>It never fires on these rows.</p>");
         } else {
@@ -166,18 +212,40 @@ impl FeatureDashboard {
         if let Some(note) = &self.logit_note {
             let _ = write!(html, "<p>{}</p>", escape_html(note));
         } else {
-            let limit = self.promoted.iter().chain(&self.suppressed).map(|(_, e)| e.abs()).fold(0.0, f64::max);
-            let scale = Scale::Diverging { limit: if limit > 0.0 { limit } else { 1.0 } };
-            for (name, list) in [("promoted", &self.promoted), ("suppressed", &self.suppressed)] {
+            let limit = self
+                .promoted
+                .iter()
+                .chain(&self.suppressed)
+                .map(|(_, e)| e.abs())
+                .fold(0.0, f64::max);
+            let scale = Scale::Diverging {
+                limit: if limit > 0.0 { limit } else { 1.0 },
+            };
+            for (name, list) in [
+                ("promoted", &self.promoted),
+                ("suppressed", &self.suppressed),
+            ] {
                 let _ = write!(html, "<div><b>{name}</b><table>");
                 for (t, e) in list {
-                    let _ = write!(html, "<tr><td>{}</td><td>{}</td></tr>", token_span(t, *e, scale, ""), format_float(*e));
+                    let _ = write!(
+                        html,
+                        "<tr><td>{}</td><td>{}</td></tr>",
+                        token_span(t, *e, scale, ""),
+                        format_float(*e)
+                    );
                 }
                 html.push_str("</table></div>");
             }
         }
         html.push_str("</div></div><div class=\"mlv-contexts\"><b>top contexts</b>");
-        let scale = Scale::Sequential { min: 0.0, max: if self.max_activation > 0.0 { self.max_activation } else { 1.0 } };
+        let scale = Scale::Sequential {
+            min: 0.0,
+            max: if self.max_activation > 0.0 {
+                self.max_activation
+            } else {
+                1.0
+            },
+        };
         for c in &self.contexts {
             html.push_str("<div class=\"mlv-row\">");
             for (i, (t, &v)) in c.tokens.iter().zip(&c.activations).enumerate() {
@@ -199,7 +267,10 @@ impl ToHtml for FeatureDashboard {
     fn to_html(&self) -> String {
         match self.view() {
             Ok(v) => v.to_html(),
-            Err(e) => format!("<pre class=\"mechlens-error\">{}</pre>", escape_html(&e.to_string())),
+            Err(e) => format!(
+                "<pre class=\"mechlens-error\">{}</pre>",
+                escape_html(&e.to_string())
+            ),
         }
     }
 }

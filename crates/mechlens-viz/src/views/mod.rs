@@ -101,7 +101,12 @@ pub(crate) fn json_number(x: f64) -> serde_json::Value {
 }
 
 /// One token as a span coloured by `value`, its value (and `note`) on hover.
-pub(crate) fn token_span(token: &str, value: f64, scale: crate::colors::Scale, note: &str) -> String {
+pub(crate) fn token_span(
+    token: &str,
+    value: f64,
+    scale: crate::colors::Scale,
+    note: &str,
+) -> String {
     let bg = scale.color(value);
     format!(
         "<span class=\"mlv-tok\" style=\"background:{};color:{}\" title=\"{}{}\">{}</span>",

@@ -32,11 +32,21 @@ pub struct ColoredTokens {
 impl ColoredTokens {
     /// An empty view titled `title`.
     pub fn new(title: &str) -> Self {
-        Self { title: title.to_string(), rows: Vec::new(), scale: None, error: None }
+        Self {
+            title: title.to_string(),
+            rows: Vec::new(),
+            scale: None,
+            error: None,
+        }
     }
 
     /// Adds a row: `tokens[i]` coloured by `values[i]`.
-    pub fn row<S: AsRef<str>>(mut self, label: &str, tokens: &[S], values: impl IntoValues) -> Self {
+    pub fn row<S: AsRef<str>>(
+        mut self,
+        label: &str,
+        tokens: &[S],
+        values: impl IntoValues,
+    ) -> Self {
         let values = match values.into_values(&format!("values of row `{label}`")) {
             Ok(v) => v,
             Err(e) => {
@@ -52,7 +62,11 @@ impl ColoredTokens {
             ));
             return self;
         }
-        self.rows.push((label.to_string(), tokens.iter().map(|t| t.as_ref().to_string()).collect(), values));
+        self.rows.push((
+            label.to_string(),
+            tokens.iter().map(|t| t.as_ref().to_string()).collect(),
+            values,
+        ));
         self
     }
 
@@ -72,7 +86,10 @@ impl ColoredTokens {
             return Err(Error::invalid(what(), e.clone()));
         }
         if self.rows.is_empty() {
-            return Err(Error::invalid(what(), "no rows: add one with .row(label, tokens, values)"));
+            return Err(Error::invalid(
+                what(),
+                "no rows: add one with .row(label, tokens, values)",
+            ));
         }
         let all: Vec<f64> = self.rows.iter().flat_map(|r| r.2.iter().copied()).collect();
         let scale = self.scale.unwrap_or_else(|| Scale::fit(&all));
@@ -91,10 +108,19 @@ impl ColoredTokens {
         for (label, tokens, values) in &self.rows {
             html.push_str("<div class=\"mlv-row\">");
             if !label.is_empty() {
-                let _ = write!(html, "<span class=\"mlv-row-label\">{}</span>", escape_html(label));
+                let _ = write!(
+                    html,
+                    "<span class=\"mlv-row-label\">{}</span>",
+                    escape_html(label)
+                );
             }
             for (t, &v) in tokens.iter().zip(values) {
-                html.push_str(&token_span(t, v, scale, &format!("{}: ", crate::heatmap::visible(t))));
+                html.push_str(&token_span(
+                    t,
+                    v,
+                    scale,
+                    &format!("{}: ", crate::heatmap::visible(t)),
+                ));
             }
             html.push_str("</div>");
         }
@@ -107,7 +133,10 @@ impl ToHtml for ColoredTokens {
     fn to_html(&self) -> String {
         match self.view() {
             Ok(v) => v.to_html(),
-            Err(e) => format!("<pre class=\"mechlens-error\">{}</pre>", escape_html(&e.to_string())),
+            Err(e) => format!(
+                "<pre class=\"mechlens-error\">{}</pre>",
+                escape_html(&e.to_string())
+            ),
         }
     }
 }
@@ -136,16 +165,32 @@ mod tests {
         assert_eq!(s.matches("class=\"mlv-tok\"").count(), 7, "{s}");
         let red = Scale::Diverging { limit: 1.0 }.color(1.0).css();
         assert!(s.contains(&format!("background:{red};color:rgb(255,255,255)\" title=\"&lt;b&gt;: 1.0\">&lt;b&gt;</span>")), "{s}");
-        assert!(s.contains("title=\"·: -1.0\">·</span>"), "a space is visible: {s}");
-        assert!(s.contains("background:rgb(190,190,190)") && s.contains("title=\"&quot;q&quot;: NaN\""), "{s}");
+        assert!(
+            s.contains("title=\"·: -1.0\">·</span>"),
+            "a space is visible: {s}"
+        );
+        assert!(
+            s.contains("background:rgb(190,190,190)") && s.contains("title=\"&quot;q&quot;: NaN\""),
+            "{s}"
+        );
         assert!(s.contains("title=\"x: inf\""), "{s}");
         Ok(())
     }
 
     #[test]
     fn mismatched_or_missing_rows_are_errors() {
-        let err = ColoredTokens::new("t").row("a", &["x", "y"], &[1.0]).view().expect_err("2 vs 1").to_string();
+        let err = ColoredTokens::new("t")
+            .row("a", &["x", "y"], &[1.0])
+            .view()
+            .expect_err("2 vs 1")
+            .to_string();
         assert!(err.contains("2 tokens but 1 values"), "{err}");
-        assert!(ColoredTokens::new("t").view().expect_err("no rows").to_string().contains("no rows"));
+        assert!(
+            ColoredTokens::new("t")
+                .view()
+                .expect_err("no rows")
+                .to_string()
+                .contains("no rows")
+        );
     }
 }
