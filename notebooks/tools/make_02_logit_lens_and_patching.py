@@ -138,27 +138,7 @@ code("""
 let (_, head_attrs, _) = direct_logit_attribution(&model, &cache, DlaBy::Head, &answers, Some(&wrong))?;
 let head_attrs = head_attrs.view([5, 8]);
 
-fn heatmap(values: &Tensor, title: &str, x_desc: &str) -> mechlens::Result<Svg> {
-    let (rows, cols) = (values.size()[0] as usize, values.size()[1] as usize);
-    let v: Vec<f64> = Vec::try_from(values.to_kind(Kind::Double).flatten(0, -1))?;
-    let scale = v.iter().fold(1e-12f64, |m, x| m.max(x.abs()));
-    let cell = if cols > 20 { 14 } else { 44 };
-    svg_chart(90 + (cell * cols) as u32, 90 + 36 * rows as u32, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 15)).margin(10)
-            .x_label_area_size(30).y_label_area_size(40)
-            .build_cartesian_2d(0..cols as i32, 0..rows as i32)?;
-        chart.configure_mesh().disable_mesh().x_desc(x_desc).y_desc("layer").draw()?;
-        chart.draw_series((0..rows).flat_map(|r| (0..cols).map(move |c| (r, c))).map(|(r, c)| {
-            let x = (v[r * cols + c] / scale).clamp(-1.0, 1.0);
-            let fade = (255.0 * (1.0 - x.abs())) as u8;
-            let color = if x >= 0.0 { RGBColor(255, fade, fade) } else { RGBColor(fade, fade, 255) };
-            Rectangle::new([(c as i32, r as i32), (c as i32 + 1, r as i32 + 1)], color.filled())
-        }))?;
-        Ok(())
-    })
-}
-heatmap(&head_attrs, "Direct effect of each head on logit(o) − logit(i)", "head")?
+Heatmap::new(&head_attrs).title("Direct effect of each head on logit(o) − logit(i)").x_label("head").y_label("layer").diverging()
 """)
 
 md("""
@@ -176,7 +156,7 @@ code("""
 let resid = activation_patch(&model, &corrupted, &cache, PatchTarget::ResidPre,
     |l: &Tensor| restored(l, o, i, clean_diff, corrupt_diff))?;
 println!("scores {:?} (layer × position)", resid.scores.size());
-heatmap(&resid.scores, "resid_pre patching: share of the answer restored", "position")?
+Heatmap::new(&resid.scores).title("resid_pre patching: share of the answer restored").x_labels(&str_tokens).x_label("position").y_label("layer").diverging()
 """)
 code("""
 let s = resid.scores.shallow_clone();   // owned: evcxr keeps no borrows between cells
@@ -207,7 +187,7 @@ let (best_layer, best_head) = (best / 8, best % 8);
 println!("head {best_layer}.{best_head} restores {:.3} of the answer on its own", heads.scores.double_value(&[best_layer, best_head]));
 assert_eq!((best_layer, best_head), (3, 2));
 assert!(heads.scores.double_value(&[3, 2]) > 0.9);
-heatmap(&heads.scores, "Head output patching: share restored", "head")?
+Heatmap::new(&heads.scores).title("Head output patching: share restored").x_label("head").y_label("layer").diverging()
 """)
 
 md("""
@@ -245,7 +225,7 @@ let r_heads = patching_correlation(&approx_heads, &heads)?;
 let r_resid = patching_correlation(&approx_resid, &resid)?;
 println!("correlation with activation patching: heads {r_heads:.3}, resid_pre {r_resid:.3}");
 assert!(r_heads > 0.9);
-heatmap(&approx_heads.scores, "Attribution patching estimate, heads", "head")?
+Heatmap::new(&approx_heads.scores).title("Attribution patching estimate, heads").x_label("head").y_label("layer").diverging()
 """)
 
 md("""

@@ -104,25 +104,7 @@ code("""
 let vocab: Vec<i64> = (0..cfg.d_vocab as i64).collect();
 let copying = model.copying_scores(&vocab)?;          // [layer, head]
 
-fn heatmap(values: &Tensor, title: &str) -> mechlens::Result<Svg> {
-    let (rows, cols) = (values.size()[0] as usize, values.size()[1] as usize);
-    let v: Vec<f64> = Vec::try_from(values.to_kind(Kind::Double).flatten(0, -1))?;
-    svg_chart(80 + 48 * cols as u32, 90 + 40 * rows as u32, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16)).margin(10)
-            .x_label_area_size(30).y_label_area_size(40)
-            .build_cartesian_2d(0..cols as i32, 0..rows as i32)?;
-        chart.configure_mesh().disable_mesh().x_desc("head").y_desc("layer").draw()?;
-        chart.draw_series((0..rows).flat_map(|r| (0..cols).map(move |c| (r, c))).map(|(r, c)| {
-            let x = v[r * cols + c].clamp(-1.0, 1.0);
-            let fade = (255.0 * (1.0 - x.abs())) as u8;
-            let color = if x >= 0.0 { RGBColor(255, fade, fade) } else { RGBColor(fade, fade, 255) };
-            Rectangle::new([(c as i32, r as i32), (c as i32 + 1, r as i32 + 1)], color.filled())
-        }))?;
-        Ok(())
-    })
-}
-heatmap(&copying, "OV copying score (red +1 copies, blue −1 suppresses)")?
+Heatmap::new(&copying).title("OV copying score (red +1 copies, blue −1 suppresses)").x_label("head").y_label("layer").scale(Scale::Diverging { limit: 1.0 })
 """)
 code("""
 let table = long_frame(&copying, &["layer", "head"], "copying")?;
@@ -170,7 +152,7 @@ pairs.head(Some(8))
 """)
 code("""
 // Layer 0 → layer 1 K-composition, one cell per (earlier head, later head).
-heatmap(&k_comp.get(0).select(1, 1), "K-composition: layer-0 head (row) → layer-1 head (column)")?
+Heatmap::new(&k_comp.get(0).select(1, 1)).title("K-composition: layer-0 head (row) → layer-1 head (column)").x_label("layer-1 head").y_label("layer-0 head").scale(Scale::Diverging { limit: 1.0 })
 """)
 md("""
 ## Spectra and effective rank
