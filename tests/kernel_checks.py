@@ -82,6 +82,25 @@ def chart_renders_as_svg(k):
 
 
 @check
+def views_and_panels_render_as_one_html_block(k):
+    reply = k.run(textwrap.dedent("""
+        let pattern = Tensor::from_slice(&[1.0f32, 0.0, 0.5, 0.5]).reshape([1, 2, 2]);
+        let view = attention_patterns(&["<s>", "cat"], &pattern)?;
+        let chart = Chart::bar("b").bars(&["x", "y"], &[1.0, 2.0]);
+        Panel::row().push(&view).push(&chart)
+    """))
+    expect(reply.status == "ok", f"cell failed: {reply.error}")
+    html = reply.outputs.get("text/html", "")
+    expect("mechlens-panel" in html and "mechlens-attention" in html and "<svg" in html and "&lt;s&gt;" in html,
+           f"no panel with a view and a chart: {reply.outputs}")
+    # A reference displays as its value, so a cell can show a variable without moving it.
+    reply = k.run("&view")
+    expect("mechlens-attention" in reply.outputs.get("text/html", ""), f"&view not shown: {reply.outputs}")
+    reply = k.run("view.as_str().len() > 0")
+    expect(reply.status == "ok" and reply.text == "true", f"view was moved by its display: {reply}")
+
+
+@check
 def panic_in_library_keeps_earlier_variables(k):
     k.run("let kept = vec![1, 2, 3];")
     # tch's panicking API (as opposed to its f_* methods) panics on a shape error.

@@ -48,9 +48,12 @@ printf 'torch==0.0.1\n' >"$tmp/requirements.txt"
 expect_failure "torch wheel unavailable" "PyPI has no torch==0.0.1 wheel" \
   env MECHLENS_VENV="$tmp/venv" MECHLENS_REQUIREMENTS="$tmp/requirements.txt" scripts/setup
 
+expect_failure "no browser" "Chromium could not be installed" \
+  env MECHLENS_CHROMIUM="$tmp/no-chromium" scripts/setup
+
 # On a complete install every step but the build (which cargo checks itself) is skipped.
 if scripts/setup >"$tmp/out" 2>&1 &&
-  [ "$(grep -c "already done" "$tmp/out")" -eq 5 ]; then
+  [ "$(grep -c "already done" "$tmp/out")" -eq 6 ]; then
   echo "ok      re-run does no work"
   passed=$((passed + 1))
 else
