@@ -12,6 +12,9 @@ fn check(name: &str) {
     let tokens = &reference["tokens"];
     let n_layers = fixtures()[name]["n_layers"].as_u64().unwrap() as usize;
     assert_eq!(model.cfg().n_layers, n_layers);
+    // The model summary's parameter count is transformers' `num_parameters()`.
+    let n_params = fixtures()[name]["n_params"].as_i64().unwrap();
+    assert_eq!(model.n_params(), n_params, "{name} parameter count");
 
     let (logits, cache) = model.run_with_cache(tokens, CacheFilter::All).unwrap();
     assert_close(
