@@ -259,6 +259,8 @@ md("""
 **The logit lens as a table**: at each position, the three characters the model finds most
 likely next, from the residual stream after layer 1 (read through the final norm and the
 unembedding) and from the model's output. The character that really comes next is outlined.
+After layer 1 the lens mostly reads back the character that is *here* (the embedding still
+dominates the residual stream); the prediction of the next one is written by later layers.
 """)
 code("""
 let resid1 = cache.get("blocks.1.hook_resid_post")?.shallow_clone();
