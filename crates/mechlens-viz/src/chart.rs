@@ -10,8 +10,8 @@ use plotters::prelude::*;
 use polars::prelude::DataFrame;
 use std::path::Path;
 
-use crate::display::{NotebookDisplay, ToHtml, emit, escape_html};
-use crate::svg::{Svg, svg_chart};
+use crate::colors::finite_range;
+use crate::svg::{Svg, SvgArea, svg_chart};
 use crate::values::{IntoValues, column, column_strings};
 
 /// Which kind of chart.
@@ -95,6 +95,21 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
     } else {
         (lo - 1.0, hi + 1.0)
     }
+}
+
+/// A chart's frame: its caption, margin and the room for axis labels (`x_area` pixels below).
+fn frame<'a, 'b>(
+    root: &'a SvgArea<'b>,
+    caption: &str,
+    x_area: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(x_area)
+        .y_label_area_size(56);
+    builder
 }
 
 impl Chart {
@@ -298,19 +313,13 @@ impl Chart {
     /// For a histogram: the values to bin.
     pub fn values(self, values: impl IntoValues) -> Self {
         match values.into_values("histogram values") {
-            Ok(v) => self
-                .push("values", Vec::new(), Vec::new())
-                .with_hist_values(v),
+            // Binned values are kept as the series' x; its y is unused.
+            Ok(v) => {
+                let y = vec![0.0; v.len()];
+                self.push("values", v, y)
+            }
             Err(e) => self.fail(e.to_string()),
         }
-    }
-
-    fn with_hist_values(mut self, v: Vec<f64>) -> Self {
-        if let Some(last) = self.series.last_mut() {
-            last.x = v;
-            last.y = vec![0.0; last.x.len()];
-        }
-        self
     }
 
     /// Draws the chart.
@@ -391,23 +400,16 @@ impl Chart {
                 "no finite point to draw (every value is NaN, inf, or ≤ 0 on a log axis)",
             ));
         }
-        let xs = padded(
-            all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min),
-            all.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max),
-        );
-        let ys = padded(
-            all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
-            all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
-        );
+        let range = |coord: fn(&(f64, f64)) -> f64| {
+            let values: Vec<f64> = all.iter().map(coord).collect();
+            let (lo, hi) = finite_range(&values).unwrap_or((0.0, 1.0));
+            padded(lo, hi)
+        };
+        let (xs, ys) = (range(|p| p.0), range(|p| p.1));
         let caption = self.caption(left_out);
         let legend = self.series.len() > 1 || self.kind == Kind::Line;
         svg_chart(self.size.0, self.size.1, |root| {
-            let mut chart = ChartBuilder::on(root)
-                .caption(&caption, ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(36)
-                .y_label_area_size(56)
-                .build_cartesian_2d(xs.0..xs.1, ys.0..ys.1)?;
+            let mut chart = frame(root, &caption, 36).build_cartesian_2d(xs.0..xs.1, ys.0..ys.1)?;
             chart
                 .configure_mesh()
                 .x_desc(&self.x_label)
@@ -494,12 +496,8 @@ impl Chart {
         let caption = self.caption(left_out);
         let labels = s.labels.clone();
         svg_chart(self.size.0, self.size.1, |root| {
-            let mut chart = ChartBuilder::on(root)
-                .caption(&caption, ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(48)
-                .y_label_area_size(56)
-                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), lo..hi)?;
+            let mut chart =
+                frame(root, &caption, 48).build_cartesian_2d(-0.5f64..(n as f64 - 0.5), lo..hi)?;
             chart
                 .configure_mesh()
                 .disable_x_mesh()
@@ -567,12 +565,7 @@ impl Chart {
             self.y_label.as_str()
         };
         svg_chart(self.size.0, self.size.1, |root| {
-            let mut chart = ChartBuilder::on(root)
-                .caption(&caption, ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(36)
-                .y_label_area_size(56)
-                .build_cartesian_2d(lo..hi, 0f64..top)?;
+            let mut chart = frame(root, &caption, 36).build_cartesian_2d(lo..hi, 0f64..top)?;
             chart
                 .configure_mesh()
                 .x_desc(&self.x_label)
@@ -610,26 +603,7 @@ pub fn histogram_chart(
     chart.svg()
 }
 
-impl ToHtml for Chart {
-    fn to_html(&self) -> String {
-        match self.svg() {
-            Ok(svg) => svg.to_html(),
-            Err(e) => format!(
-                "<pre class=\"mechlens-error\">{}</pre>",
-                escape_html(&e.to_string())
-            ),
-        }
-    }
-}
-
-impl NotebookDisplay for Chart {
-    fn evcxr_display(&self) {
-        match self.svg() {
-            Ok(svg) => svg.evcxr_display(),
-            Err(e) => emit("text/plain", &format!("chart not drawn: {e}")),
-        }
-    }
-}
+crate::display::display_fallible!(Chart, "chart", svg);
 
 #[cfg(test)]
 mod tests {
@@ -799,5 +773,11 @@ mod tests {
         assert!(err(Chart::histogram("e", 0).values(&[1.0])).contains("bins"));
         let empty: [f64; 0] = [];
         assert!(err(Chart::histogram("e", 3).values(&empty)).contains("finite"));
+        // Shown in a Panel, a failed chart is its error, escaped, not a broken image.
+        let html = crate::display::ToHtml::to_html(&Chart::line("<e>"));
+        assert!(
+            html.starts_with("<pre class=\"mechlens-error\">") && html.contains("&lt;e&gt;"),
+            "{html}"
+        );
     }
 }

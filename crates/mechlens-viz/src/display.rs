@@ -198,6 +198,36 @@ macro_rules! display_as_html {
 }
 pub(crate) use display_as_html;
 
+/// Displays a builder whose rendering can fail (a chart, a view): `$render` gives a value
+/// that displays itself; its error is shown as text instead of a broken picture.
+macro_rules! display_fallible {
+    ($t:ty, $what:literal, $render:ident) => {
+        impl $crate::display::ToHtml for $t {
+            fn to_html(&self) -> String {
+                match self.$render() {
+                    Ok(v) => $crate::display::ToHtml::to_html(&v),
+                    Err(e) => format!(
+                        "<pre class=\"mechlens-error\">{}</pre>",
+                        $crate::display::escape_html(&e.to_string())
+                    ),
+                }
+            }
+        }
+
+        impl $crate::display::NotebookDisplay for $t {
+            fn evcxr_display(&self) {
+                match self.$render() {
+                    Ok(v) => $crate::display::NotebookDisplay::evcxr_display(&v),
+                    Err(e) => {
+                        $crate::display::emit("text/plain", &format!("{} not drawn: {e}", $what))
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use display_fallible;
+
 impl ToHtml for mechlens_sae::eval::SaeReport {
     fn to_html(&self) -> String {
         frame_html(self.frame())

@@ -11,7 +11,7 @@ use mechlens_core::{Error, Result};
 use tch::{Kind, Tensor};
 
 use crate::colors::Scale;
-use crate::display::{NotebookDisplay, ToHtml, emit, escape_html, format_float};
+use crate::display::{escape_html, format_float};
 use crate::svg::Svg;
 
 /// A heatmap being described; [`Heatmap::svg`] draws it.
@@ -363,26 +363,7 @@ impl Heatmap {
     }
 }
 
-impl ToHtml for Heatmap {
-    fn to_html(&self) -> String {
-        match self.svg() {
-            Ok(svg) => svg.to_html(),
-            Err(e) => format!(
-                "<pre class=\"mechlens-error\">{}</pre>",
-                escape_html(&e.to_string())
-            ),
-        }
-    }
-}
-
-impl NotebookDisplay for Heatmap {
-    fn evcxr_display(&self) {
-        match self.svg() {
-            Ok(svg) => svg.evcxr_display(),
-            Err(e) => emit("text/plain", &format!("heatmap not drawn: {e}")),
-        }
-    }
-}
+crate::display::display_fallible!(Heatmap, "heatmap", svg);
 
 #[cfg(test)]
 mod tests {

@@ -39,7 +39,7 @@ fn key_values(title: &str, rows: &[(&str, String)]) -> String {
             escape_html(v)
         );
     }
-    html.push_str("</tbody></table>");
+    html.push_str("</tbody></table></div>");
     html
 }
 
@@ -110,7 +110,7 @@ fn hook_list(points: &[mechlens_core::HookPoint]) -> String {
 /// A decoder's architecture, sizes, parameter count and hook points.
 pub fn transformer_html(model: &HookedTransformer) -> String {
     let cfg = model.cfg();
-    let mut html = key_values(
+    key_values(
         "HookedTransformer",
         &[
             ("architecture", cfg.architecture.clone()),
@@ -154,15 +154,13 @@ pub fn transformer_html(model: &HookedTransformer) -> String {
             ),
             ("hook points", hook_list(&model.hook_points())),
         ],
-    );
-    html.push_str("</div>");
-    html
+    )
 }
 
 /// An encoder's sizes, parameter count and hook points.
 pub fn encoder_html(model: &HookedEncoder) -> String {
     let cfg = &model.cfg;
-    let mut html = key_values(
+    key_values(
         "HookedEncoder (BERT)",
         &[
             ("layers", cfg.num_hidden_layers.to_string()),
@@ -184,9 +182,7 @@ pub fn encoder_html(model: &HookedEncoder) -> String {
             ),
             ("hook points", hook_list(&model.hook_points())),
         ],
-    );
-    html.push_str("</div>");
-    html
+    )
 }
 
 /// 1234567 as "1.23M".

@@ -13,7 +13,7 @@ use tch::{Kind, Tensor};
 use super::{STYLE, View, token_span};
 use crate::chart::Chart;
 use crate::colors::Scale;
-use crate::display::{NotebookDisplay, ToHtml, emit, escape_html, format_float};
+use crate::display::{escape_html, format_float};
 use crate::values::{IntoValues, column, column_strings};
 
 /// How much a [`FeatureDashboard`] shows.
@@ -263,23 +263,4 @@ impl FeatureDashboard {
     }
 }
 
-impl ToHtml for FeatureDashboard {
-    fn to_html(&self) -> String {
-        match self.view() {
-            Ok(v) => v.to_html(),
-            Err(e) => format!(
-                "<pre class=\"mechlens-error\">{}</pre>",
-                escape_html(&e.to_string())
-            ),
-        }
-    }
-}
-
-impl NotebookDisplay for FeatureDashboard {
-    fn evcxr_display(&self) {
-        match self.view() {
-            Ok(v) => v.evcxr_display(),
-            Err(e) => emit("text/plain", &format!("dashboard not drawn: {e}")),
-        }
-    }
-}
+crate::display::display_fallible!(FeatureDashboard, "dashboard", view);

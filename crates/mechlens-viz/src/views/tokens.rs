@@ -7,7 +7,7 @@ use mechlens_core::{Error, Result};
 
 use super::{STYLE, View, token_span};
 use crate::colors::Scale;
-use crate::display::{NotebookDisplay, ToHtml, emit, escape_html, format_float};
+use crate::display::{escape_html, format_float};
 use crate::values::IntoValues;
 
 /// Rows of coloured tokens being described; [`ColoredTokens::view`] renders them.
@@ -129,26 +129,7 @@ impl ColoredTokens {
     }
 }
 
-impl ToHtml for ColoredTokens {
-    fn to_html(&self) -> String {
-        match self.view() {
-            Ok(v) => v.to_html(),
-            Err(e) => format!(
-                "<pre class=\"mechlens-error\">{}</pre>",
-                escape_html(&e.to_string())
-            ),
-        }
-    }
-}
-
-impl NotebookDisplay for ColoredTokens {
-    fn evcxr_display(&self) {
-        match self.view() {
-            Ok(v) => v.evcxr_display(),
-            Err(e) => emit("text/plain", &format!("view not drawn: {e}")),
-        }
-    }
-}
+crate::display::display_fallible!(ColoredTokens, "view", view);
 
 #[cfg(test)]
 mod tests {

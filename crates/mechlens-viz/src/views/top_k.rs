@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use super::{STYLE, View};
 use crate::colors::Scale;
-use crate::display::{NotebookDisplay, ToHtml, emit, escape_html, format_float};
+use crate::display::{escape_html, format_float};
 use crate::heatmap::visible;
 
 /// A top-k table being described; [`TopKTokens::view`] renders it.
@@ -186,26 +186,7 @@ impl TopKTokens {
     }
 }
 
-impl ToHtml for TopKTokens {
-    fn to_html(&self) -> String {
-        match self.view() {
-            Ok(v) => v.to_html(),
-            Err(e) => format!(
-                "<pre class=\"mechlens-error\">{}</pre>",
-                escape_html(&e.to_string())
-            ),
-        }
-    }
-}
-
-impl NotebookDisplay for TopKTokens {
-    fn evcxr_display(&self) {
-        match self.view() {
-            Ok(v) => v.evcxr_display(),
-            Err(e) => emit("text/plain", &format!("view not drawn: {e}")),
-        }
-    }
-}
+crate::display::display_fallible!(TopKTokens, "view", view);
 
 #[cfg(test)]
 mod tests {
