@@ -13,6 +13,7 @@ mod errors;
 mod hooks;
 mod hub;
 mod sae;
+mod sae_converted;
 mod sae_hub;
 mod sae_model;
 mod sae_shards;

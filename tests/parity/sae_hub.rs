@@ -36,14 +36,37 @@ fn release_list_reads_as_saelens_reads_it() {
             r["conversion_func"].as_str(),
             "{name}"
         );
-        let saes: HashMap<String, String> = ours.saes.into_iter().collect();
-        let expected: HashMap<String, String> = r["saes"]
-            .as_object()
-            .unwrap()
+        assert_eq!(
+            serde_json::Value::Object(ours.config_overrides.clone()),
+            r["config_overrides"],
+            "{name}"
+        );
+        let as_map = |key: &str| -> HashMap<String, serde_json::Value> {
+            r[key]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let saes: HashMap<String, serde_json::Value> = ours
+            .saes
             .iter()
-            .map(|(id, path)| (id.clone(), path.as_str().unwrap().to_string()))
+            .map(|s| (s.id.clone(), serde_json::json!(s.path)))
             .collect();
-        assert_eq!(saes, expected, "{name}");
+        assert_eq!(saes, as_map("saes"), "{name}");
+        let factors: HashMap<String, serde_json::Value> = ours
+            .saes
+            .iter()
+            .filter_map(|s| Some((s.id.clone(), serde_json::json!(s.norm_scaling_factor?))))
+            .collect();
+        assert_eq!(factors, as_map("norm_scaling_factor"), "{name}");
+        let neuronpedia: HashMap<String, serde_json::Value> = ours
+            .saes
+            .iter()
+            .filter_map(|s| Some((s.id.clone(), serde_json::json!(s.neuronpedia.clone()?))))
+            .collect();
+        assert_eq!(neuronpedia, as_map("neuronpedia"), "{name}");
     }
     let err = find_release(&yaml, "gpt2-small-res-jbx")
         .unwrap_err()
@@ -137,7 +160,10 @@ fn an_saelens_folder_in_a_hub_repository_downloads_and_then_loads_offline() {
     let err = Sae::from_release(&online, &yaml, "converted-release", "x", Device::Cpu)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("gemma_2"), "{err}");
+    assert!(
+        err.contains("x/params.npz") && err.contains("gemma_2"),
+        "{err}"
+    );
     let err = Sae::from_hub(
         &online,
         "mechlens-test/saes",

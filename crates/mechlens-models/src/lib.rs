@@ -26,6 +26,7 @@ mod processing;
 pub mod resolve;
 mod sentencepiece;
 mod tokenizer;
+pub mod torch_archive;
 pub mod weights;
 
 pub use config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};

@@ -114,18 +114,15 @@ impl WeightStore {
         Ok(store)
     }
 
-    /// Loads `pytorch_model.bin` files (PyTorch zip archives) with libtorch's loader; no Python
-    /// pickle code runs.
+    /// Loads `pytorch_model.bin` files (`torch.save` zip archives of a state dict, plain or
+    /// `OrderedDict`) with [`crate::torch_archive`]; no Python pickle code runs.
     ///
     /// # Errors
-    /// [`Error::WeightFile`] if libtorch cannot read a file.
+    /// [`Error::WeightFile`] if a file is not such an archive.
     pub fn from_pytorch_bin(paths: &[PathBuf], kind: Kind, device: Device) -> Result<Self> {
         let mut store = Self::empty(kind, device);
         for path in paths {
-            let tensors = Tensor::loadz_multi(path).map_err(|e| Error::WeightFile {
-                path: path.clone(),
-                reason: format!("libtorch could not load it as a PyTorch zip archive: {e}"),
-            })?;
+            let tensors = crate::torch_archive::read_torch_archive(path)?;
             store.add_tensors(path.clone(), tensors);
         }
         Ok(store)

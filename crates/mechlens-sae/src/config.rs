@@ -244,13 +244,7 @@ impl SaeConfig {
                     metadata.insert(new.into(), v.clone());
                 }
             }
-            for key in [
-                "model_name",
-                "context_size",
-                "prepend_bos",
-                "dataset_path",
-                "model_from_pretrained_kwargs",
-            ] {
+            for key in LLM_METADATA_KEYS {
                 if let Some(v) = obj.get(key) {
                     metadata.insert(key.into(), v.clone());
                 }
@@ -326,6 +320,26 @@ impl SaeConfig {
         cfg
     }
 }
+
+/// What SAELens keeps as `metadata` when it reads a flat pre-6.0 config (its
+/// `LLM_METADATA_KEYS`, less the two renamed hook keys handled on their own).
+const LLM_METADATA_KEYS: [&str; 15] = [
+    "model_name",
+    "model_class_name",
+    "model_from_pretrained_kwargs",
+    "prepend_bos",
+    "exclude_special_tokens",
+    "neuronpedia_id",
+    "context_size",
+    "seqpos_slice",
+    "dataset_path",
+    "sae_lens_version",
+    "sae_lens_training_version",
+    "hook_name_out",
+    "hook_head_index_out",
+    "hf_hook_name",
+    "hf_hook_name_out",
+];
 
 /// Pre-6.0 configs name the activation function instead of the architecture.
 fn legacy_architecture(fields: &Fields<'_>) -> Result<(Architecture, Option<i64>)> {

@@ -59,6 +59,15 @@ impl Sae {
         }
         let kind = kind_of(&cfg.dtype, &dir.join(CFG_FILE))?;
         let w = Weights::from_safetensors(&[weights_path], kind, device)?;
+        Self::from_weights(cfg, &w)
+    }
+
+    /// An SAE of `cfg` from a weight store holding SAELens' state-dict names.
+    ///
+    /// # Errors
+    /// [`Error::MissingWeight`] or [`Error::WeightShape`] when the weights disagree with the
+    /// config.
+    pub(crate) fn from_weights(cfg: SaeConfig, w: &Weights) -> Result<Self> {
         let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
         let vector = |name: &str| w.get(name, &[d_sae]);
         let arch = cfg.architecture;
