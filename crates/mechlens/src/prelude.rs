@@ -28,8 +28,7 @@ pub use mechlens_sae::features::{
 pub use mechlens_sae::metrics::SparsityReport;
 pub use mechlens_sae::store::{ActivationStore, StoreOptions};
 pub use mechlens_sae::train::{
-    ActivationSource, LrSchedule, TensorSource, TrainArchitecture, TrainConfig, Trainer,
-    mmcs_sweep,
+    ActivationSource, LrSchedule, TensorSource, TrainArchitecture, TrainConfig, Trainer, mmcs_sweep,
 };
 pub use mechlens_sae::{
     ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing, ShardWriter, ShardedActivations,
