@@ -22,12 +22,14 @@ mod generate;
 mod hooked_encoder;
 mod hooked_transformer;
 mod input;
+pub mod npz;
 mod processing;
 pub mod resolve;
 mod sentencepiece;
 mod tokenizer;
 pub mod torch_archive;
 pub mod weights;
+mod zip_file;
 
 pub use config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
 pub use generate::GenerateOptions;

@@ -9,11 +9,14 @@
 //! `torch.save(model.state_dict())` writes, hence this reader.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
-use mechlens_core::{Error, Result};
+#[cfg(doc)]
+use mechlens_core::Error;
+use mechlens_core::Result;
 use tch::{Kind, Tensor};
+
+use crate::zip_file::ZipFile;
 
 /// A pickled value; tensors stay descriptions until the whole pickle is read.
 #[derive(Clone, Debug)]
@@ -51,50 +54,27 @@ struct TensorRef {
 /// pickle opcode or global outside a state dict's vocabulary, a missing or short storage,
 /// big-endian data, or a top-level value that is not a dict.
 pub fn read_torch_archive(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let bad = |reason: String| Error::WeightFile {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        action: "reading",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
-        bad(format!(
-            "not a PyTorch zip archive ({e}); files from torch < 1.6 or other pickles are not read"
-        ))
-    })?;
-    let names: Vec<String> = zip.file_names().map(str::to_string).collect();
-    let pickle_name = names
-        .iter()
+    let mut zip = ZipFile::open(
+        path,
+        "a PyTorch zip archive; files from torch < 1.6 or other pickles are not read",
+    )?;
+    let pickle_name = zip
+        .names()
+        .into_iter()
         .find(|n| n.ends_with("data.pkl") && n.matches('/').count() <= 1)
-        .ok_or_else(|| bad("no data.pkl in the archive".into()))?
-        .clone();
+        .ok_or_else(|| zip.error("no data.pkl in the archive".into()))?;
     let prefix = pickle_name.trim_end_matches("data.pkl").to_string();
-    let mut read = |name: &str| -> std::result::Result<Vec<u8>, String> {
-        let mut member = zip
-            .by_name(name)
-            .map_err(|e| format!("`{name}` cannot be read: {e}"))?;
-        let mut bytes = Vec::new();
-        member
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("`{name}` cannot be read: {e}"))?;
-        Ok(bytes)
-    };
-    if let Ok(order) = read(&format!("{prefix}byteorder"))
+    if let Ok(order) = zip.read(&format!("{prefix}byteorder"))
         && order.trim_ascii() != b"little"
     {
-        return Err(bad("its tensors are stored big-endian".into()));
+        return Err(zip.error("its tensors are stored big-endian".into()));
     }
-    let pickle = read(&pickle_name).map_err(bad)?;
+    let pickle = zip.read(&pickle_name).map_err(|e| zip.error(e))?;
     let top = Machine::default()
         .run(&pickle)
-        .map_err(|e| bad(format!("data.pkl: {e}")))?;
+        .map_err(|e| zip.error(format!("data.pkl: {e}")))?;
     let Value::Dict(entries) = top else {
-        return Err(bad(
-            "data.pkl holds something other than a dict of tensors".into()
-        ));
+        return Err(zip.error("data.pkl holds something other than a dict of tensors".into()));
     };
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     let mut out = Vec::new();
@@ -103,11 +83,14 @@ pub fn read_torch_archive(path: &Path) -> Result<Vec<(String, Tensor)>> {
             continue;
         };
         if !storages.contains_key(&t.key) {
-            let bytes = read(&format!("{prefix}data/{}", t.key)).map_err(&bad)?;
+            let bytes = zip
+                .read(&format!("{prefix}data/{}", t.key))
+                .map_err(|e| zip.error(e))?;
             storages.insert(t.key.clone(), bytes);
         }
         let bytes = &storages[&t.key];
-        let tensor = build_tensor(bytes, &t).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        let tensor =
+            build_tensor(bytes, &t).map_err(|e| zip.error(format!("tensor `{name}`: {e}")))?;
         out.push((name, tensor));
     }
     Ok(out)
@@ -116,17 +99,28 @@ pub fn read_torch_archive(path: &Path) -> Result<Vec<(String, Tensor)>> {
 fn build_tensor(bytes: &[u8], t: &TensorRef) -> std::result::Result<Tensor, String> {
     let element = t.kind.elt_size_in_bytes();
     let numel = (bytes.len() / element) as i64;
+    let view = || {
+        format!(
+            "offset {}, size {:?}, stride {:?}",
+            t.offset, t.size, t.stride
+        )
+    };
+    if t.offset < 0 || t.size.iter().chain(&t.stride).any(|&v| v < 0) {
+        return Err(format!("its view ({}) has a negative entry", view()));
+    }
     // The furthest element the view reaches must lie inside the storage.
-    let last = t.offset
-        + t.size
-            .iter()
-            .zip(&t.stride)
-            .map(|(n, s)| (n - 1).max(0) * s)
-            .sum::<i64>();
+    let last = t
+        .size
+        .iter()
+        .zip(&t.stride)
+        .try_fold(t.offset, |acc, (n, s)| {
+            acc.checked_add((n - 1).max(0).checked_mul(*s)?)
+        })
+        .ok_or_else(|| format!("its view ({}) overflows", view()))?;
     if t.size.iter().all(|&n| n > 0) && last >= numel {
         return Err(format!(
-            "its view (offset {}, size {:?}, stride {:?}) reaches past its storage of {numel} elements",
-            t.offset, t.size, t.stride
+            "its view ({}) reaches past its storage of {numel} elements",
+            view()
         ));
     }
     let storage = Tensor::f_from_data_size(&bytes[..numel as usize * element], &[numel], t.kind)
@@ -489,6 +483,29 @@ mod tests {
             .run(b"\x80\x02}(X\x01\x00\x00\x00a")
             .unwrap_err();
         assert!(e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn views_outside_their_storage_are_errors() {
+        let bytes: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let view = |offset: i64, size: Vec<i64>, stride: Vec<i64>| TensorRef {
+            key: "0".into(),
+            kind: Kind::Float,
+            offset,
+            size,
+            stride,
+        };
+        let t = build_tensor(&bytes, &view(0, vec![2, 2], vec![1, 2])).unwrap();
+        assert_eq!(t.double_value(&[0, 1]), 3.0); // column-major view, made contiguous
+        let e = build_tensor(&bytes, &view(1, vec![2, 2], vec![2, 1])).unwrap_err();
+        assert!(e.contains("reaches past its storage of 4"), "{e}");
+        let e = build_tensor(&bytes, &view(0, vec![2], vec![-1])).unwrap_err();
+        assert!(e.contains("negative"), "{e}");
+        let e = build_tensor(&bytes, &view(0, vec![i64::MAX, 2], vec![i64::MAX, 1])).unwrap_err();
+        assert!(e.contains("overflows"), "{e}");
     }
 
     #[test]

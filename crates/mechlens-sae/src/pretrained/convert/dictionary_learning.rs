@@ -69,8 +69,8 @@ pub(super) fn dictionary_learning(config_json: &Value, mut t: Tensors) -> Result
     // AutoEncoderTopK saves a threshold too, but encodes with a per-token top-k.
     if architecture == "jumprelu" && t.has("threshold") {
         let threshold = t.take("threshold")?;
-        let d_sae = cfg["d_sae"].as_i64().unwrap_or(0);
         let threshold = if threshold.dim() == 0 {
+            let d_sae = tensors[0].1.size()[1];
             threshold.f_expand([d_sae], false)?.f_contiguous()?
         } else {
             threshold

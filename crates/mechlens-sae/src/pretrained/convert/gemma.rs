@@ -69,7 +69,7 @@ pub(super) fn gemma_2(repo_id: &str, path: &str, mut t: Tensors) -> Result<Conve
     )?;
     if embedding {
         // Trained on embeddings scaled by sqrt(d_model) (Gemma's embedding multiplier).
-        let scale = (cfg["d_in"].as_f64().unwrap_or(1.0)).sqrt();
+        let scale = (w_enc.size()[0] as f64).sqrt();
         w_enc = w_enc.f_div_scalar(scale)?;
         w_dec = w_dec.f_mul_scalar(scale)?;
     }

@@ -270,6 +270,21 @@ pub(super) fn config(
     Ok(cfg)
 }
 
+/// `W_enc`, `W_dec`, `b_enc`, `b_dec` from a pair of `nn.Linear` layers named
+/// `{encoder}.weight` / `.bias` and `{decoder}.weight` / `.bias` (weights stored `[out, in]`).
+pub(super) fn linear_pair(
+    t: &mut Tensors,
+    encoder: &str,
+    decoder: &str,
+) -> Result<Vec<(&'static str, Tensor)>> {
+    Ok(vec![
+        ("W_enc", t.take_t(&format!("{encoder}.weight"))?),
+        ("W_dec", t.take_t(&format!("{decoder}.weight"))?),
+        ("b_enc", t.take(&format!("{encoder}.bias"))?),
+        ("b_dec", t.take(&format!("{decoder}.bias"))?),
+    ])
+}
+
 pub(super) fn converted(cfg: Map<String, Value>, tensors: Vec<(&str, Tensor)>) -> Converted {
     Converted {
         cfg,

@@ -4,7 +4,7 @@
 use mechlens_core::Result;
 use serde_json::{Value, json};
 
-use super::{Converted, bad_path, config, converted};
+use super::{Converted, bad_path, config, converted, linear_pair};
 use super::{number_after, str_field};
 use crate::pretrained::files::Tensors;
 
@@ -96,32 +96,24 @@ pub(super) fn goodfire(repo_id: &str, path: &str, mut t: Tensors) -> Result<Conv
                 "one of Goodfire's two Llama SAEs SAELens lists",
             )
         })?;
-    let w_enc = t.take_t("encoder_linear.weight")?;
+    let tensors = linear_pair(&mut t, "encoder_linear", "decoder_linear")?;
     let cfg = config(
         "standard",
-        &w_enc,
+        &tensors[0].1,
         &t,
         json!({"model_name": model, "hook_name": hook, "dataset_path": "lmsys/lmsys-chat-1m",
                "apply_b_dec_to_input": false}),
     )?;
-    Ok(converted(
-        cfg,
-        vec![
-            ("W_enc", w_enc),
-            ("W_dec", t.take_t("decoder_linear.weight")?),
-            ("b_enc", t.take("encoder_linear.bias")?),
-            ("b_dec", t.take("decoder_linear.bias")?),
-        ],
-    ))
+    Ok(converted(cfg, tensors))
 }
 
 pub(super) fn deepseek_r1(path: &str, mut t: Tensors) -> Result<Converted> {
     let layer = number_after(path, "l")
         .ok_or_else(|| bad_path("DeepSeek R1 SAE file", path, "`l{layer}` in the name"))?;
-    let w_enc = t.take_t("encoder.weight")?;
+    let tensors = linear_pair(&mut t, "encoder", "decoder")?;
     let cfg = config(
         "standard",
-        &w_enc,
+        &tensors[0].1,
         &t,
         json!({
             "context_size": 1024, "model_name": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
@@ -130,15 +122,7 @@ pub(super) fn deepseek_r1(path: &str, mut t: Tensors) -> Result<Converted> {
             "normalize_activations": "none", "apply_b_dec_to_input": false,
         }),
     )?;
-    Ok(converted(
-        cfg,
-        vec![
-            ("W_enc", w_enc),
-            ("W_dec", t.take_t("decoder.weight")?),
-            ("b_enc", t.take("encoder.bias")?),
-            ("b_dec", t.take("decoder.bias")?),
-        ],
-    ))
+    Ok(converted(cfg, tensors))
 }
 
 pub(super) fn connor_rob(raw: &Value, mut t: Tensors) -> Result<Converted> {
