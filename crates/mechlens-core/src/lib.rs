@@ -9,6 +9,8 @@
 //!   [`Intervention`]: what to do at them, [`ActivationCache`]: what a run recorded, and
 //!   [`HookSession`]: the per-forward state a model threads through its components.
 //! - [`allocator`]: lets freed tensor memory be reused (no page faults per forward pass).
+//! - [`fused`]: one-pass CPU loops for a training step's memory-bound work (bias + ReLU +
+//!   column sums, the ReLU's backward, gradient norm, Adam).
 //! - [`progress`]: whole-line progress reports with rate and ETA (notebook stdout is
 //!   line-buffered).
 //! - [`shape`]: checks that turn a shape mismatch into an [`Error`] naming both shapes.
@@ -17,6 +19,7 @@ pub mod allocator;
 mod cache;
 pub mod device;
 mod error;
+pub mod fused;
 mod hook_point;
 mod hooks;
 pub mod progress;

@@ -14,7 +14,7 @@
 //! The forward values are the autograd path's ([`super::step::forward`]), op for op; the
 //! gradients equal autograd's to float rounding (tested below).
 
-use mechlens_core::Result;
+use mechlens_core::{Result, fused};
 use tch::{Kind, Tensor};
 
 use super::config::TrainArchitecture;
@@ -59,15 +59,28 @@ pub(crate) fn step(
     }
 }
 
-/// `∂b_dec`: the output's share, minus the input's share `W_enc · ∂b_enc` when the input
-/// was centred by `b_dec`.
-fn b_dec_grad(sae: &Sae, grad_out: &Tensor, grad_b_enc: &Tensor) -> Result<Tensor> {
-    let grad = grad_out.f_sum_dim_intlist(0, false, Kind::Float)?;
+/// `∂b_dec`: the output's share `Σ_rows ∂out`, minus the input's share `W_enc · ∂b_enc` when
+/// the input was centred by `b_dec`.
+fn b_dec_grad(sae: &Sae, grad_out_sums: Tensor, grad_b_enc: &Tensor) -> Result<Tensor> {
     Ok(if sae.cfg.apply_b_dec_to_input {
-        grad.f_sub(&sae.w_enc.f_mv(grad_b_enc)?)?
+        grad_out_sums.f_sub(&sae.w_enc.f_mv(grad_b_enc)?)?
     } else {
-        grad
+        grad_out_sums
     })
+}
+
+/// The decoder's bias and SAELens' MSE with its gradient, in one pass over `out` (see
+/// [`fused::bias_residual_grad_`]): `(mse, ∂out, Σ_rows ∂out)`.
+fn reconstruction_loss(
+    sae: &Sae,
+    out: &mut Tensor,
+    x: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let batch = x.size()[0] as f64;
+    let (grad_out, squares, grad_out_sums) =
+        fused::bias_residual_grad_(out, &sae.b_dec, x, 2.0 / batch)?;
+    let mse = Tensor::f_full([], squares / batch, (Kind::Float, x.device()))?;
+    Ok((mse, grad_out, grad_out_sums))
 }
 
 fn standard(
@@ -78,32 +91,30 @@ fn standard(
     st: &StepState<'_>,
 ) -> Result<(StepOut, Grads)> {
     let batch = x.size()[0] as f64;
-    let mut acts = b_enc.f_addmm(sae_in, &sae.w_enc)?;
-    let _ = acts.f_relu_()?;
-    let out = sae.b_dec.f_addmm(&acts, &sae.w_dec)?;
-    let diff = out.f_sub(x)?;
-    let mse = squared_error(&out, x)?;
-    let grad_out = diff.f_mul_scalar(2.0 / batch)?;
+    // The biases go in after the products, fused with the passes that follow (see
+    // mechlens_core::fused): `addmm` would first copy them into its output.
+    let mut acts = sae_in.f_mm(&sae.w_enc)?;
+    let col_sums = fused::bias_relu_column_sums_(&mut acts, b_enc)?;
+    let mut out = acts.f_mm(&sae.w_dec)?;
+    let (mse, grad_out, grad_out_sums) = reconstruction_loss(sae, &mut out, x)?;
 
     // L1 = c/B · Σ_s (Σ_rows acts)_s · ‖W_dec[s]‖
     let c = st.sparsity_coefficient / batch;
     let norms = sae.w_dec.f_norm_scalaropt_dim(2, [1], false)?;
-    let col_sums = acts.f_sum_dim_intlist(0, false, Kind::Float)?;
     let sparsity = col_sums.f_dot(&norms)?.f_mul_scalar(c)?;
-    let grad_w_dec = acts.f_tr()?.f_mm(&grad_out)?.f_add(
-        &sae.w_dec
-            .f_mul(&col_sums.f_div(&norms.f_clamp_min(1e-30)?)?.f_unsqueeze(1)?)?
-            .f_mul_scalar(c)?,
-    )?;
-    // ∂acts = ∂out · W_decᵀ + c · norms, then the ReLU's mask.
-    let grad_acts = norms
-        .f_mul_scalar(c)?
-        .f_addmm(&grad_out, &sae.w_dec.f_tr()?)?;
-    let grad_pre = acts.f_threshold_backward(&grad_acts, 0.0)?;
-    drop(grad_acts);
+    // ∂W_dec = actsᵀ · ∂out + the L1's share through the norms, c · Σ_rows acts / ‖W_dec[s]‖
+    // times W_dec[s] (the product accumulates into it).
+    let l1_scale = col_sums
+        .f_div(&norms.f_clamp_min(1e-30)?)?
+        .f_mul_scalar(c)?;
+    let mut grad_w_dec = sae.w_dec.f_mul(&l1_scale.f_unsqueeze(1)?)?;
+    let _ = grad_w_dec.f_addmm_(&acts.f_tr()?, &grad_out)?;
+    // ∂pre = (∂out · W_decᵀ + c · norms) where the latent fired, else 0; ∂b_enc its column sums.
+    let mut grad_pre = grad_out.f_mm(&sae.w_dec.f_tr()?)?;
+    let grad_b_enc = fused::gated_bias_column_sums_(&mut grad_pre, &norms.f_mul_scalar(c)?, &acts)?;
     let grad_w_enc = sae_in.f_tr()?.f_mm(&grad_pre)?;
-    let grad_b_enc = grad_pre.f_sum_dim_intlist(0, false, Kind::Float)?;
-    let grad_b_dec = b_dec_grad(sae, &grad_out, &grad_b_enc)?;
+    drop(grad_pre);
+    let grad_b_dec = b_dec_grad(sae, grad_out_sums, &grad_b_enc)?;
     let zero = Tensor::zeros([], (Kind::Float, x.device()));
     let out = StepOut {
         loss: mse.f_add(&sparsity)?,
@@ -218,9 +229,8 @@ fn topk(
     let ranked = if st.rescale { pre.f_mul(&norms)? } else { pre };
     let (values, indices) = ranked.f_topk(k, -1, true, false)?;
     let acts = values.f_relu()?;
-    let out = sparse_decode(sae, &acts, &indices, &norms, st.rescale)?.f_add(&sae.b_dec)?;
-    let mse = squared_error(&out, x)?;
-    let grad_out = out.f_sub(x)?.f_mul_scalar(2.0 / batch)?;
+    let mut out = sparse_decode(sae, &acts, &indices, &norms, st.rescale)?;
+    let (mse, grad_out, grad_out_sums) = reconstruction_loss(sae, &mut out, x)?;
 
     let chosen = Chosen::new(&indices, d_sae)?;
     let main = chosen.backward(&acts, &values, &grad_out, sae, &norms, st.rescale, true)?;
@@ -256,7 +266,7 @@ fn topk(
         grad_w_enc_t = grad_w_enc_t.f_add(&aux_chosen.transposed_mm(&g.pre, sae_in)?)?;
         grad_b_enc = grad_b_enc.f_add(&aux_chosen.column_sums(&g.pre)?)?;
     }
-    let grad_b_dec = b_dec_grad(sae, &grad_out, &grad_b_enc)?;
+    let grad_b_dec = b_dec_grad(sae, grad_out_sums, &grad_b_enc)?;
     let zero = Tensor::zeros([], (Kind::Float, x.device()));
     let out = StepOut {
         loss: mse.f_add(&aux)?,

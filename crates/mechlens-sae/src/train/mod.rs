@@ -22,7 +22,7 @@ mod sweep;
 
 use std::time::Instant;
 
-use mechlens_core::{Error, Result};
+use mechlens_core::{Error, Result, fused};
 use polars::prelude::{Column, DataFrame};
 use tch::{Kind, Tensor};
 
@@ -218,12 +218,6 @@ impl Trainer {
                 got: x.size(),
             });
         }
-        if !bool::try_from(x.f_isfinite()?.f_all()?)? {
-            return Err(Error::Training {
-                step,
-                reason: "the activations of this batch contain NaN or inf; fix the data source (the weights were not updated)".into(),
-            });
-        }
         if let Some(scale) = self.norm_scale {
             x = x.f_mul_scalar(scale)?;
         }
@@ -251,6 +245,14 @@ impl Trainer {
             (step::forward(&self.sae, &self.cfg.sae, &x, &state)?, None)
         };
         let loss = out.loss.double_value(&[]);
+        // A NaN or inf activation always reaches the loss (through the reconstruction error),
+        // so the batch is only searched for one when the loss is not finite.
+        if !loss.is_finite() && !bool::try_from(x.f_isfinite()?.f_all()?)? {
+            return Err(Error::Training {
+                step,
+                reason: "the activations of this batch contain NaN or inf; fix the data source (the weights were not updated)".into(),
+            });
+        }
         if !loss.is_finite() {
             return Err(Error::Training {
                 step,
@@ -346,33 +348,23 @@ impl Trainer {
             .collect())
     }
 
-    /// Clips the global gradient norm, then one Adam step.
+    /// Clips the global gradient norm, then one Adam step (`torch.optim.Adam`'s order of
+    /// operations, one fused pass per parameter on the CPU).
     fn adam_update(&mut self, lr: f64, step: usize, grads: &[Tensor]) -> Result<()> {
         let _guard = tch::no_grad_guard();
+        let mut grad_scale = 1.0;
         if let Some(max) = self.cfg.clip_grad_norm {
-            let total: f64 = grads
-                .iter()
-                .map(|g| {
-                    g.f_square()
-                        .and_then(|s| s.f_sum(Kind::Double))
-                        .map(|s| s.double_value(&[]))
-                })
-                .collect::<std::result::Result<Vec<f64>, _>>()?
-                .iter()
-                .sum::<f64>()
-                .sqrt();
+            let total = fused::squared_norm(&grads.iter().collect::<Vec<_>>())?.sqrt();
             // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6) when above max.
-            let coef = max / (total + 1e-6);
-            if coef < 1.0 {
-                for g in grads {
-                    let mut g = g.shallow_clone();
-                    let _ = g.f_mul_scalar_(coef)?;
-                }
-            }
+            grad_scale = (max / (total + 1e-6)).min(1.0);
         }
-        let (b1, b2, eps) = (self.cfg.adam_beta1, self.cfg.adam_beta2, 1e-8);
-        let t = (step + 1) as i32;
-        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        let adam = fused::AdamStep {
+            lr,
+            betas: (self.cfg.adam_beta1, self.cfg.adam_beta2),
+            eps: 1e-8,
+            step: i32::try_from(step + 1).unwrap_or(i32::MAX),
+            grad_scale,
+        };
         let params = self.sae.parameters_mut();
         for (((p, g), m), v) in params
             .into_iter()
@@ -380,14 +372,7 @@ impl Trainer {
             .zip(&mut self.adam_m)
             .zip(&mut self.adam_v)
         {
-            // In place: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², p ← p − lr/c₁ · m / (√(v/c₂) + ε)
-            let _ = m.f_lerp_(g, 1.0 - b1)?;
-            let _ = v.f_lerp_(&g.f_square()?, 1.0 - b2)?;
-            let mut denom = v.f_div_scalar(c2)?;
-            let _ = denom.f_sqrt_()?.f_add_scalar_(eps)?;
-            let mut update = m.f_div(&denom)?;
-            let _ = update.f_mul_scalar_(lr / c1)?;
-            let _ = p.f_sub_(&update)?;
+            fused::adam_step_(p, g, m, v, &adam)?;
         }
         Ok(())
     }

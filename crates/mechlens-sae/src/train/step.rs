@@ -219,13 +219,12 @@ impl Active {
 
     /// Mean number of active latents per row.
     pub fn l0(&self) -> Result<f64> {
-        let (on, rows) = match self {
-            Active::Dense(acts) | Active::NonNegative { acts, .. } => {
-                (acts.f_gt(0.0)?, acts.size()[0])
-            }
-            Active::Sparse { values, .. } => (values.f_gt(0.0)?, values.size()[0]),
+        let values = match self {
+            Active::Dense(acts) | Active::NonNegative { acts, .. } => acts,
+            Active::Sparse { values, .. } => values,
         };
-        Ok(on.f_sum(Kind::Double)?.double_value(&[]) / rows.max(1) as f64)
+        let on = mechlens_core::fused::count_positive(values)?;
+        Ok(on as f64 / values.size()[0].max(1) as f64)
     }
 
     /// The smallest positive activation, if any latent fired.
