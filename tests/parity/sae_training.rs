@@ -108,6 +108,109 @@ fn trained_saes_of_every_architecture_load_in_saelens() {
     );
 }
 
+/// Row block `step` of a tensor: the batches in order, as another library reads them.
+struct InOrder(Tensor);
+
+impl ActivationSource for InOrder {
+    fn d_in(&self) -> i64 {
+        self.0.size()[1]
+    }
+    fn batch(&mut self, step: usize, batch_size: i64) -> Result<Tensor> {
+        Ok(self.0.f_narrow(0, step as i64 * batch_size, batch_size)?)
+    }
+}
+
+/// Every architecture trained by SAELens' own `SAETrainer` from the same starting weights on
+/// the same batches (`check_saelens_training.py`) ends at our weights: the losses, the
+/// hand-written and autograd gradients, clipping, Adam, dead-latent tracking, AuxK and
+/// BatchTopK's threshold together. The Standard runs go through both of its paths: one SAE
+/// has about half its latents active, one about 1%.
+#[test]
+fn training_steps_equal_saelens_sae_trainer() {
+    let dir = temp_dir("sae-vs-saetrainer");
+    let (d_in, d_sae, batch, steps) = (16, 48, 64, 8usize);
+    let x = toy16().sample(steps as i64 * batch, 77).unwrap().1;
+    Tensor::write_safetensors(&[("x", &x)], dir.join("batches.safetensors")).unwrap();
+    let cases = every_architecture()
+        .into_iter()
+        .map(|a| (a.name().to_string(), a, 0.0))
+        .chain([(
+            "standard-sparse".to_string(),
+            TrainArchitecture::standard(1e-2),
+            -0.25,
+        )]);
+    for (name, arch, b_enc_shift) in cases {
+        let mut cfg = TrainConfig::new(arch.clone(), d_in, d_sae, batch, steps);
+        cfg.lr = 1e-3;
+        cfg.dead_feature_window = 2;
+        // The layout each architecture trains: BatchTopK trains a TopK SAE.
+        let mut layout = cfg.sae_config();
+        if let TrainArchitecture::BatchTopK { k, .. } = arch {
+            layout.architecture = mechlens_sae::Architecture::TopK;
+            layout.k = Some(k.ceil() as i64);
+        }
+        let mut start = Sae::init(layout, Some(0.3), 9).unwrap();
+        tch::manual_seed(3);
+        for p in start.parameters_mut().into_iter().skip(2) {
+            *p = &*p + Tensor::randn(p.size(), (Kind::Float, Device::Cpu)) * 0.05;
+        }
+        if let Some(b_enc) = start.b_enc.as_mut() {
+            *b_enc = &*b_enc + b_enc_shift;
+        }
+        if let Some(t) = start.threshold.as_mut() {
+            *t = t.abs() + 0.05;
+        }
+        let case = dir.join(&name);
+        start.save(case.join("start")).unwrap();
+        cfg.log_every = 1;
+        let mut trainer = Trainer::from_sae(cfg.clone(), &start).unwrap();
+        trainer.run(&mut InOrder(x.shallow_clone())).unwrap();
+        // Each Standard run stays on one side of the sparse path's 2.5% threshold, and the
+        // TopK kinds reach AuxK (latents dead after two steps).
+        let density: Vec<f64> = trainer.log().iter().map(|r| r.l0 / d_sae as f64).collect();
+        match name.as_str() {
+            "standard" => assert!(density.iter().all(|&d| d > 0.3), "{density:?}"),
+            "standard-sparse" => {
+                assert!(density.iter().all(|&d| d > 0.0 && d < 0.02), "{density:?}")
+            }
+            "topk" | "batchtopk" => assert!(trainer.log().iter().any(|r| r.aux_loss > 0.0)),
+            _ => {}
+        }
+        trainer.sae().unwrap().save(case.join("ours")).unwrap();
+        let mut settings = serde_json::to_value(&arch).unwrap();
+        for (key, value) in [
+            ("d_in", serde_json::json!(d_in)),
+            ("d_sae", serde_json::json!(d_sae)),
+            ("batch_size", serde_json::json!(batch)),
+            ("steps", serde_json::json!(steps)),
+            ("lr", serde_json::json!(cfg.lr)),
+            ("adam_beta1", serde_json::json!(cfg.adam_beta1)),
+            ("adam_beta2", serde_json::json!(cfg.adam_beta2)),
+            (
+                "dead_feature_window",
+                serde_json::json!(cfg.dead_feature_window),
+            ),
+            (
+                "apply_b_dec_to_input",
+                serde_json::json!(cfg.apply_b_dec_to_input),
+            ),
+            (
+                "rescale_acts_by_decoder_norm",
+                serde_json::json!(cfg.rescale_acts_by_decoder_norm),
+            ),
+        ] {
+            settings[key] = value;
+        }
+        std::fs::write(case.join("train.json"), settings.to_string()).unwrap();
+    }
+    let report = run_check("check_saelens_training.py", &dir);
+    assert_eq!(
+        report.lines().filter(|l| l.ends_with(" ok")).count(),
+        6,
+        "{report}"
+    );
+}
+
 /// Batches from the toy data, with NaN from step `bad` on.
 struct Poisoned {
     inner: SparseFeatures,
@@ -193,6 +296,39 @@ fn bad_training_inputs_are_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("no checkpoint"), "{err}");
+    // Starting weights of another architecture or width; the SAE given is left as it was.
+    let standard = small(TrainArchitecture::standard(1e-2), 5);
+    let topk = Sae::init(
+        small(TrainArchitecture::topk(4), 5).sae_config(),
+        Some(0.1),
+        1,
+    )
+    .unwrap();
+    let err = Trainer::from_sae(standard.clone(), &topk)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("TopK SAE") && err.contains("standard"),
+        "{err}"
+    );
+    let mut wide = standard.clone();
+    wide.d_in = 24;
+    let narrow = Sae::init(standard.sae_config(), Some(0.1), 1).unwrap();
+    let before = narrow.w_enc.copy();
+    let err = Trainer::from_sae(wide, &narrow).err().unwrap().to_string();
+    assert!(
+        err.contains("W_enc") && err.contains("[24, 48]") && err.contains("[16, 48]"),
+        "{err}"
+    );
+    assert_eq!(narrow.w_enc, before);
+    let mut no_bias = Sae::init(standard.sae_config(), Some(0.1), 1).unwrap();
+    no_bias.b_enc = None;
+    let err = Trainer::from_sae(standard, &no_bias)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no b_enc"), "{err}");
 }
 
 /// Sharkey et al.'s setting: 512 true features in 256 dimensions, ~5 active, correlated,

@@ -3,13 +3,15 @@
 //!
 //! Usage: train_bench D_IN D_SAE BATCH THREADS
 //!
-//! Prints `ready`, then answers each line on stdin (`standard STEPS` or `topk K STEPS`) with
-//! the milliseconds STEPS training steps took (after one untimed step).
+//! Prints `ready`, then answers each line on stdin (`standard STEPS`, `topk K STEPS`, or
+//! `standard-from SAE_DIR STEPS`: a ReLU SAE starting from saved weights) with the
+//! milliseconds STEPS training steps took (after one untimed step).
 
 use std::io::BufRead;
 use std::time::Instant;
 
 use mechlens_core::{Error, Result};
+use mechlens_sae::Sae;
 use mechlens_sae::train::{TensorSource, TrainArchitecture, TrainConfig, Trainer};
 use tch::{Device, Kind, Tensor};
 
@@ -28,18 +30,25 @@ fn main() -> Result<()> {
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| Error::invalid("stdin", e.to_string()))?;
         let words: Vec<&str> = line.split_whitespace().collect();
-        let (arch, steps) = match words.as_slice() {
-            ["standard", steps] => (TrainArchitecture::standard(5.0), steps.parse::<usize>()),
-            ["topk", k, steps] => (
-                TrainArchitecture::topk(k.parse().unwrap_or(32)),
-                steps.parse::<usize>(),
+        let (arch, start, steps) = match words.as_slice() {
+            ["standard", steps] => (TrainArchitecture::standard(5.0), None, steps),
+            ["standard-from", dir, steps] => (
+                TrainArchitecture::standard(5.0),
+                Some(Sae::load(dir, Device::Cpu)?),
+                steps,
             ),
+            ["topk", k, steps] => (TrainArchitecture::topk(k.parse().unwrap_or(32)), None, steps),
             _ => return Err(Error::invalid("command", line.clone())),
         };
-        let steps = steps.map_err(|e| Error::invalid("steps", e.to_string()))?;
+        let steps: usize = steps
+            .parse()
+            .map_err(|e: std::num::ParseIntError| Error::invalid("steps", e.to_string()))?;
         let mut cfg = TrainConfig::new(arch, d_in, d_sae, batch, steps + 1);
         cfg.log_every = steps + 1;
-        let mut trainer = Trainer::new(cfg)?;
+        let mut trainer = match &start {
+            Some(sae) => Trainer::from_sae(cfg, sae)?,
+            None => Trainer::new(cfg)?,
+        };
         let mut source = TensorSource::new(&acts, 0)?;
         trainer.train_steps(&mut source, 1)?;
         let start = Instant::now();

@@ -21,32 +21,105 @@ use crate::{Error, Result};
 
 mod team;
 
-/// `x ← max(x + bias, 0)` row by row, in place; returns `Σ_rows x` (the new values).
+/// `x ← max(x + bias, 0)` row by row, in place; returns `Σ_rows x` (the new values) and how
+/// many of them are `> 0`.
 ///
 /// NaN stays NaN, as in libtorch's `relu`, so a NaN input still reaches the loss.
 ///
 /// # Shapes
 /// - `x`: `[n, m]`
 /// - `bias`: `[m]`
-/// - returns `[m]`
-pub fn bias_relu_column_sums_(x: &mut Tensor, bias: &Tensor) -> Result<Tensor> {
+/// - returns `[m]` and a count
+pub fn bias_relu_column_sums_(x: &mut Tensor, bias: &Tensor) -> Result<(Tensor, u64)> {
     let (_, m) = matrix_and_row(x, bias, "x", "bias")?;
     if !fast(&[x, bias]) {
         let _ = x.f_add_(bias)?.f_relu_()?;
-        return Ok(x.f_sum_dim_intlist(0, false, Kind::Float)?);
+        let sums = x.f_sum_dim_intlist(0, false, Kind::Float)?;
+        return Ok((sums, count_positive(x)?));
     }
     let bias = f32_slice(bias);
     let rows = f32_slice_mut(x);
-    let sums = column_sums_over_rows(rows, m, |row, acc| {
+    let (sums, positive) = row_loop(rows, &mut [], &[], m, |row, _, _, acc| {
         let (bias, acc) = (&bias[..row.len()], &mut acc[..row.len()]);
+        let mut on = 0u32;
         for j in 0..row.len() {
             let s = row[j] + bias[j];
             // NaN is kept, as libtorch's relu keeps it.
             row[j] = keep_if(s > 0.0 || s.is_nan(), s);
             acc[j] += row[j];
+            on += u32::from(row[j] > 0.0);
+        }
+        f64::from(on)
+    })?;
+    Ok((to_tensor(&sums)?, positive as u64))
+}
+
+/// The entries `> 0` of a matrix, row by row (its CSR form without the row pointers):
+/// `(values, columns, row_counts)`, `values [nnz]` f32, `columns [nnz]` and
+/// `row_counts [n]` i64. For a ReLU's output at a low density, where the products that
+/// follow can skip the zeros.
+///
+/// # Shapes
+/// - `x`: `[n, m]`
+/// - returns `[nnz]`, `[nnz]`, `[n]`
+pub fn positive_entries(x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let size = x.size();
+    let [n, m] = size[..] else {
+        return Err(Error::ShapeMismatch {
+            what: "x".into(),
+            expected: "[n, m]".into(),
+            got: size,
+        });
+    };
+    if !fast(&[x]) {
+        let on = x.f_gt(0.0)?;
+        let at = on.f_nonzero()?;
+        let values = x.f_masked_select(&on)?;
+        let counts = on.f_sum_dim_intlist(1, false, Kind::Int64)?;
+        return Ok((values, at.f_select(1, 1)?.f_contiguous()?, counts));
+    }
+    let m = usize::try_from(m).unwrap_or(0).max(1);
+    let values = f32_slice(x);
+    let threads = threads();
+    let block = (values.len() / m).div_ceil(threads).max(1) * m;
+    let blocks: Vec<&[f32]> = values.chunks(block).collect();
+    type Found = (Vec<f32>, Vec<i64>, Vec<i64>);
+    let found: Vec<Mutex<Found>> = blocks
+        .iter()
+        .map(|_| Mutex::new(Found::default()))
+        .collect();
+    team::for_each_block(blocks.len(), threads, &|i| {
+        let Ok(mut found) = found[i].lock() else {
+            return;
+        };
+        let (values, columns, counts) = &mut *found;
+        for row in blocks[i].chunks_exact(m) {
+            let before = values.len();
+            for (j, &v) in row.iter().enumerate() {
+                if v > 0.0 {
+                    values.push(v);
+                    columns.push(j as i64);
+                }
+            }
+            counts.push((values.len() - before) as i64);
         }
     })?;
-    to_tensor(&sums)
+    let mut all = Found::default();
+    for f in found {
+        let (v, c, r) = f.into_inner().map_err(|_| poisoned())?;
+        all.0.extend(v);
+        all.1.extend(c);
+        all.2.extend(r);
+    }
+    if all.2.len() as i64 != n {
+        return Err(poisoned());
+    }
+    let device = x.device();
+    Ok((
+        Tensor::f_from_slice(&all.0)?.f_to_device(device)?,
+        Tensor::f_from_slice(&all.1)?.f_to_device(device)?,
+        Tensor::f_from_slice(&all.2)?.f_to_device(device)?,
+    ))
 }
 
 /// `grad ← grad + bias` where `gate > 0`, else `0`, in place; returns `Σ_rows grad` (the new
@@ -362,21 +435,7 @@ fn to_tensor(sums: &[f64]) -> Result<Tensor> {
     Ok(Tensor::f_from_slice(sums)?.f_to_kind(Kind::Float)?)
 }
 
-/// Runs `body(row, column_accumulators)` over every row, in row blocks (one per thread),
-/// and adds the blocks' sums in block order.
-fn column_sums_over_rows(
-    rows: &mut [f32],
-    m: usize,
-    body: impl Fn(&mut [f32], &mut [f32]) + Sync,
-) -> Result<Vec<f64>> {
-    let (sums, _) = row_loop(rows, &mut [], &[], m, |row, _, _, acc| {
-        body(row, acc);
-        0.0
-    })?;
-    Ok(sums)
-}
-
-/// The general row loop: `body(row, written_row, other_row, column_accumulators)` for every
+/// Runs `body(row, written_row, other_row, column_accumulators)` in row blocks (one per thread) for every
 /// row of `rows` (`[n, m]`), with the matching rows of `written` and `other` (each `[n, m]`,
 /// or empty: then the body gets empty rows). Returns the column sums the body accumulated
 /// and the sum of the values it returned, both added up block by block in block order.
@@ -490,20 +549,24 @@ mod tests {
         let bias = randn(&[11], 2);
         let expected = (&x + &bias).relu();
         let expected_sums = expected.sum_dim_intlist(0, false, Kind::Double);
+        let expected_count = expected.gt(0.0).sum(Kind::Int64).int64_value(&[]) as u64;
         let mut fast_x = x.copy();
-        let sums = bias_relu_column_sums_(&mut fast_x, &bias).unwrap();
+        let (sums, count) = bias_relu_column_sums_(&mut fast_x, &bias).unwrap();
         assert_eq!(max_diff(&fast_x, &expected), 0.0);
         assert!(max_diff(&sums.to_kind(Kind::Double), &expected_sums) < 1e-5);
+        assert_eq!(count, expected_count);
         let mut slow_x = strided(&x);
-        let slow_sums = bias_relu_column_sums_(&mut slow_x, &bias).unwrap();
+        let (slow_sums, slow_count) = bias_relu_column_sums_(&mut slow_x, &bias).unwrap();
         assert_eq!(max_diff(&slow_x, &expected), 0.0);
         assert!(max_diff(&slow_sums, &sums) < 1e-5);
+        assert_eq!(slow_count, expected_count);
     }
 
     #[test]
     fn bias_relu_keeps_nan() {
         let mut x = Tensor::from_slice(&[f32::NAN, -1.0, 2.0, 0.5]).view([2, 2]);
-        let sums = bias_relu_column_sums_(&mut x, &Tensor::from_slice(&[0.0f32, 0.0])).unwrap();
+        let (sums, _) =
+            bias_relu_column_sums_(&mut x, &Tensor::from_slice(&[0.0f32, 0.0])).unwrap();
         assert!(x.double_value(&[0, 0]).is_nan());
         assert!(sums.double_value(&[0]).is_nan());
         assert_eq!(x.double_value(&[0, 1]), 0.0);
@@ -555,6 +618,23 @@ mod tests {
         let err =
             bias_residual_grad_(&mut out.copy(), &bias, &randn(&[41, 18], 1), 1.0).unwrap_err();
         assert!(err.to_string().contains("target"), "{err}");
+    }
+
+    /// Against libtorch's `nonzero` and `masked_select`, on a matrix with empty rows too.
+    #[test]
+    fn positive_entries_match_libtorch() {
+        let x = (randn(&[23, 31], 33) - 1.2).relu();
+        let _ = x.narrow(0, 4, 2).fill_(0.0);
+        let on = x.gt(0.0);
+        let at = on.nonzero();
+        for input in [x.copy(), strided(&x)] {
+            let (values, columns, counts) = positive_entries(&input).unwrap();
+            assert_eq!(max_diff(&values, &x.masked_select(&on)), 0.0);
+            assert_eq!(columns, at.select(1, 1));
+            assert_eq!(counts, on.sum_dim_intlist(1, false, Kind::Int64));
+            assert_eq!(counts.int64_value(&[4]), 0);
+        }
+        assert!(positive_entries(&randn(&[3], 1)).is_err());
     }
 
     #[test]

@@ -123,6 +123,61 @@ impl Trainer {
         })
     }
 
+    /// A run that starts from `sae`'s weights instead of a fresh initialisation: fine-tuning
+    /// a pretrained or saved SAE, or starting where another library's run starts. Everything
+    /// else is `cfg`'s (losses, `apply_b_dec_to_input`, schedules); Adam's moments start at
+    /// zero. The weights are copied: `sae` itself does not change.
+    ///
+    /// # Errors
+    /// As [`Trainer::new`]; [`Error::InvalidInput`] when `sae` is not the architecture `cfg`
+    /// trains (a saved BatchTopK SAE is JumpReLU, and BatchTopK trains a TopK layout), or
+    /// lacks one of its parameters; [`Error::ShapeMismatch`] when a parameter's shape is not
+    /// `cfg`'s (`d_in`, `d_sae`).
+    pub fn from_sae(cfg: TrainConfig, sae: &Sae) -> Result<Self> {
+        let mut trainer = Self::new(cfg)?;
+        let trained = trainer.sae.cfg.architecture;
+        if sae.cfg.architecture != trained {
+            return Err(Error::invalid(
+                "SAE to train",
+                format!(
+                    "it is a {:?} SAE and this config trains {:?} ({})",
+                    sae.cfg.architecture,
+                    trained,
+                    trainer.cfg.sae.name()
+                ),
+            ));
+        }
+        let given: Vec<(&str, &Tensor)> = sae.named_parameters();
+        let names: Vec<&str> = trainer
+            .sae
+            .named_parameters()
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        let _guard = tch::no_grad_guard();
+        for (name, p) in names.into_iter().zip(trainer.sae.parameters_mut()) {
+            let Some((_, from)) = given.iter().find(|(n, _)| *n == name) else {
+                return Err(Error::invalid(
+                    "SAE to train",
+                    format!("it has no {name}, which a {trained:?} SAE trains"),
+                ));
+            };
+            if from.size() != p.size() {
+                return Err(Error::ShapeMismatch {
+                    what: format!("{name} of the SAE to train"),
+                    expected: format!("{:?} (d_in and d_sae of the config)", p.size()),
+                    got: from.size(),
+                });
+            }
+            *p = from
+                .f_to_kind(Kind::Float)?
+                .f_to_device(p.device())?
+                .f_detach_copy()?
+                .set_requires_grad(true);
+        }
+        Ok(trainer)
+    }
+
     /// The settings.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
