@@ -37,7 +37,11 @@ fn main() -> Result<()> {
                 Some(Sae::load(dir, Device::Cpu)?),
                 steps,
             ),
-            ["topk", k, steps] => (TrainArchitecture::topk(k.parse().unwrap_or(32)), None, steps),
+            ["topk", k, steps] => (
+                TrainArchitecture::topk(k.parse().unwrap_or(32)),
+                None,
+                steps,
+            ),
             _ => return Err(Error::invalid("command", line.clone())),
         };
         let steps: usize = steps
