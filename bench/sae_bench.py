@@ -1,7 +1,9 @@
 """SAE benchmarks for `make bench`:
 - training steps per second on the same random activations and settings as SAELens'
   `SAETrainer` (d_in 512, d_sae 4096, batch 4096, CPU, 2 threads), for a ReLU SAE and a TopK
-  SAE (k = 32); ours is the `train_bench` example;
+  SAE (k = 32) from their initialisations, and for a ReLU SAE that both start from the same
+  weights with about 1% of latents active, as in a trained SAE; ours is the `train_bench`
+  example;
 - the activation store's tokens/s beside a bare forward of the same model over the same
   windows (the GPT-2-small-shaped random model of model_bench.py, 16 windows of 128); ours is
   the `store_bench` example.
@@ -12,6 +14,8 @@ Writes the "SAE training" section of BENCHMARKS.md and the `sae` group of bench/
 
 import os
 import platform
+import shutil
+import tempfile
 import statistics
 import sys
 import time
@@ -29,21 +33,46 @@ from served_example import ServedExample  # noqa: E402
 D_IN, D_SAE, BATCH, K = 512, 4096, 4096, 32
 STEPS = 5
 ROUNDS = 3
+# The sparse start: encoder biases this far below zero leave ~1% of latents active on these
+# activations (pre-activations have a standard deviation of ~0.1 at SAELens' initialisation).
+SPARSE_B_ENC = -0.25
 WINDOWS, CONTEXT = 16, 128
 
 
-def saelens_trainer(kind):
+def sparse_start(folder):
+    """SAELens' initialisation of a ReLU SAE with its encoder biases at SPARSE_B_ENC, saved as an
+    SAELens folder both sides start from; returns its L0 on the first batch."""
+    from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+
+    torch.manual_seed(1)
+    sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, l1_coefficient=5.0))
+    with torch.no_grad():
+        sae.b_enc.fill_(SPARSE_B_ENC)
+    sae.save_inference_model(folder)
+    with torch.no_grad():
+        return (sae.encode(activations()[:BATCH]) > 0).float().sum(-1).mean().item()
+
+
+def activations():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(8 * BATCH, D_IN, generator=g)
+
+
+def saelens_trainer(kind, start=None):
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
-    if kind == "standard":
+    if kind.startswith("standard"):
         sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, l1_coefficient=5.0))
     else:
         sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K))
-    g = torch.Generator().manual_seed(0)
-    acts = torch.randn(8 * BATCH, D_IN, generator=g)
+    if start is not None:
+        from safetensors.torch import load_file
+
+        sae.load_state_dict(load_file(Path(start) / "sae_weights.safetensors"))
+    acts = activations()
 
     def batches():
         i = 0
@@ -56,8 +85,8 @@ def saelens_trainer(kind):
     return SAETrainer(cfg=cfg, sae=sae, data_provider=batches())
 
 
-def time_saelens(kind):
-    trainer = saelens_trainer(kind)
+def time_saelens(kind, start=None):
+    trainer = saelens_trainer(kind, start)
 
     def step():  # what SAETrainer.fit does per step, without its progress bar
         trainer.step(next(trainer.data_provider))
@@ -73,19 +102,25 @@ def time_saelens(kind):
 def main():
     torch.set_num_threads(THREADS)
     keep_freed_memory()
+    start = tempfile.mkdtemp(prefix="mechlens-sae-bench-")
+    start_l0 = sparse_start(start)
     ours = ServedExample("mechlens-sae", "train_bench", [D_IN, D_SAE, BATCH, THREADS])
-    commands = {"standard": f"standard {STEPS}", "topk": f"topk {K} {STEPS}"}
+    commands = {"standard": f"standard {STEPS}", "topk": f"topk {K} {STEPS}",
+                "standard-sparse": f"standard-from {start} {STEPS}"}
+    starts = {"standard-sparse": start}
     times = {(k, who): [] for k in commands for who in ("ours", "saelens")}
     for _ in range(ROUNDS):
         for kind, command in commands.items():
-            times[(kind, "saelens")].append(time_saelens(kind))
+            times[(kind, "saelens")].append(time_saelens(kind, starts.get(kind)))
             times[(kind, "ours")].append(ours.run(command))
     ours.close()
+    shutil.rmtree(start, ignore_errors=True)
     tok_s = {key: statistics.median(BATCH * STEPS / (ms / 1e3) for ms in v) for key, v in times.items()}
     speedup = {k: statistics.median(s / o for o, s in zip(times[(k, "ours")], times[(k, "saelens")])) for k in commands}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
     today = date.today().isoformat()
-    names = {"standard": "ReLU SAE (L1)", "topk": f"TopK SAE (k={K})"}
+    names = {"standard": "ReLU SAE (L1)", "topk": f"TopK SAE (k={K})",
+             "standard-sparse": f"ReLU SAE (L1), from weights with L0 ≈ {start_l0:.0f}"}
     write_results("sae", [
         {"name": f"SAE training throughput, {names[k]}, d_in {D_IN}, d_sae {D_SAE}, batch {BATCH}",
          "value": round(tok_s[(k, "ours")]), "unit": "tokens/s", "peer_value": round(tok_s[(k, "saelens")]),
@@ -98,7 +133,10 @@ def main():
         f"Measured {today} on {machine}; torch {torch.__version__}, {THREADS} threads, CPU.",
         f"Random activations d_in {D_IN}, d_sae {D_SAE}, batch {BATCH}; SAELens' defaults on both sides (Adam 3e-4, "
         f"clipping 1.0, decoder init norm 0.1). {ROUNDS} rounds of {STEPS} timed steps each (after one untimed step), "
-        "ours and SAELens' `SAETrainer.step` interleaved; medians, speed-ups per round.",
+        "ours and SAELens' `SAETrainer.step` interleaved; medians, speed-ups per round. "
+        "The first two start from each library's initialisation (about half the ReLU SAE's latents active); "
+        f"the third starts both from one ReLU SAE whose encoder biases are {SPARSE_B_ENC} "
+        f"(L0 {start_l0:.0f} of {D_SAE} on the first batch, the regime a trained SAE is in).",
         "Goal: ReLU ≥ 1.5× SAELens, TopK ≥ 2.5× SAELens.",
         "",
         "| SAE | mechlens | SAELens | speed-up |",
