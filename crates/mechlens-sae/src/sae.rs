@@ -139,6 +139,14 @@ impl Sae {
         })
     }
 
+    /// The names of [`Sae::named_parameters`], in its order (that of [`Sae::parameters_mut`]).
+    pub fn parameter_names(&self) -> Vec<&'static str> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
     /// The parameters by SAELens' state-dict names, in a fixed order.
     pub fn named_parameters(&self) -> Vec<(&'static str, &Tensor)> {
         let mut out = vec![("W_enc", &self.w_enc), ("W_dec", &self.w_dec)];

@@ -139,17 +139,22 @@ mod tests {
         assert!(max_diff(&slow_p, &expected) < 1e-6);
     }
 
-    #[test]
-    fn adam_scales_the_gradient_first() {
-        let p = randn(&[10], 9);
-        let g = randn(&[10], 10);
-        let adam = AdamStep {
+    /// Step 1 at lr 0.1 with torch's default betas and eps.
+    fn first_step(grad_scale: f64) -> AdamStep {
+        AdamStep {
             lr: 0.1,
             betas: (0.9, 0.999),
             eps: 1e-8,
             step: 1,
-            grad_scale: 0.25,
-        };
+            grad_scale,
+        }
+    }
+
+    #[test]
+    fn adam_scales_the_gradient_first() {
+        let p = randn(&[10], 9);
+        let g = randn(&[10], 10);
+        let adam = first_step(0.25);
         let (mut a, mut b) = (p.copy(), p.copy());
         let (mut m1, mut v1, mut m2, mut v2) = (
             p.zeros_like(),
@@ -170,13 +175,7 @@ mod tests {
     #[test]
     fn shapes_that_disagree_are_errors() {
         let mut x = randn(&[4, 3], 11);
-        let adam = AdamStep {
-            lr: 0.1,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            step: 1,
-            grad_scale: 1.0,
-        };
+        let adam = first_step(1.0);
         let (mut m, mut v) = (randn(&[4, 3], 1), randn(&[4, 3], 2));
         let err = adam_step_(&mut x, &randn(&[3], 1), &mut m, &mut v, &adam).unwrap_err();
         assert!(err.to_string().contains("Adam grad"), "{err}");

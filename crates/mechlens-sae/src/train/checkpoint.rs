@@ -139,12 +139,7 @@ impl Trainer {
         let weights =
             Weights::from_safetensors(&[ckpt.join(WEIGHTS_FILE)], Kind::Float, Device::Cpu)?;
         let state = Weights::from_safetensors(&[ckpt.join(STATE_FILE)], Kind::Float, Device::Cpu)?;
-        let names: Vec<&str> = trainer
-            .sae
-            .named_parameters()
-            .iter()
-            .map(|(n, _)| *n)
-            .collect();
+        let names = trainer.sae.parameter_names();
         for (i, p) in trainer.sae.parameters_mut().into_iter().enumerate() {
             let shape = p.size();
             *p = weights.get(names[i], &shape)?.set_requires_grad(true);

@@ -148,12 +148,7 @@ impl Trainer {
             ));
         }
         let given: Vec<(&str, &Tensor)> = sae.named_parameters();
-        let names: Vec<&str> = trainer
-            .sae
-            .named_parameters()
-            .iter()
-            .map(|(n, _)| *n)
-            .collect();
+        let names = trainer.sae.parameter_names();
         let _guard = tch::no_grad_guard();
         for (name, p) in names.into_iter().zip(trainer.sae.parameters_mut()) {
             let Some((_, from)) = given.iter().find(|(n, _)| *n == name) else {
