@@ -1,6 +1,6 @@
 //! Activations on disk: a folder of safetensors shards with a `manifest.json` that records
 //! the hook, width, row counts and each shard's SHA-256. Written once from a model run
-//! ([`crate::ActivationStore::write_shards`]) and read back without the model, as training
+//! ([`crate::store::ActivationStore::write_shards`]) and read back without the model, as training
 //! data ([`ShardedActivations`], an [`ActivationSource`]).
 //!
 //! ```text
