@@ -4,15 +4,17 @@
 //! matmuls plus the forward's two, and spends one of them on a gradient nobody needs (the
 //! input's, only to reach `b_dec`). Written out:
 //! - Standard: `b_dec`'s share through the input is `−W_enc · Σ_rows ∂pre`, a mat-vec; the
-//!   L1 term folds into the `∂acts` matmul's bias. Five dense matmuls instead of six, and
-//!   fewer passes over `[batch, d_sae]` tensors.
+//!   L1 term joins the ReLU's backward pass. Five dense matmuls instead of six, with the
+//!   passes between them fused ([`mechlens_core::fused`]). Below 2.5% active latents the
+//!   decode and the three backward products run over the fired entries, as TopK's do.
 //! - TopK: only `k` entries per row of `∂pre` are non-zero, so `∂W_enc` and `∂W_dec` are
 //!   sparse × dense products, and `∂acts` at the chosen latents is a sampled product (both
-//!   are libtorch's embedding-bag backward kernels). One dense matmul (the encoder's forward) instead of two; the
-//!   AuxK loss takes the same sparse route.
+//!   are libtorch's embedding-bag backward kernels). One dense matmul (the encoder's
+//!   forward) instead of two; the AuxK loss takes the same sparse route.
 //!
-//! The forward values are the autograd path's ([`super::step::forward`]), op for op; the
-//! gradients equal autograd's to float rounding (tested below).
+//! The forward values are the autograd path's ([`super::step::forward`]) to float rounding;
+//! the gradients equal autograd's (tested below) and SAELens' `SAETrainer` ends at the same
+//! weights (the parity tests).
 
 use mechlens_core::{Result, fused};
 use tch::{Kind, Tensor};
@@ -86,7 +88,7 @@ fn reconstruction_loss(
 /// Below this share of active latents a Standard step skips the zeros: the decode and the
 /// three backward products run over the latents that fired, through the embedding-bag
 /// kernels TopK uses, instead of dense matmuls. A trained ReLU SAE spends nearly all its
-/// steps far below it (L0 of tens to hundreds of thousands of latents); a fresh one starts
+/// steps far below it (L0 in the tens to hundreds, of thousands of latents); a fresh one starts
 /// near half. At d_in 512, d_sae 4096, batch 4096 on 2 cores the two paths cost the same
 /// near 3% active; at 1.8% the sparse one takes 60% of the dense one's time, at 0.3% a third.
 const SPARSE_BELOW: f64 = 0.025;
