@@ -134,6 +134,7 @@ impl Trainer {
     /// lacks one of its parameters; [`Error::ShapeMismatch`] when a parameter's shape is not
     /// `cfg`'s (`d_in`, `d_sae`).
     pub fn from_sae(cfg: TrainConfig, sae: &Sae) -> Result<Self> {
+        // A fresh run gives the layout to fill (and validates cfg); its weights are replaced.
         let mut trainer = Self::new(cfg)?;
         let trained = trainer.sae.cfg.architecture;
         if sae.cfg.architecture != trained {
