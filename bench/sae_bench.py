@@ -3,7 +3,9 @@
   `SAETrainer` (d_in 512, d_sae 4096, batch 4096, CPU, 2 threads), for a ReLU SAE and a TopK
   SAE (k = 32) from their initialisations, and for a ReLU SAE that both start from the same
   weights with about 1% of latents active, as in a trained SAE; ours is the `train_bench`
-  example;
+  example. SAELens runs twice: in this process, under the malloc settings mechlens applies to
+  itself (the ratio compares the training steps), and in a child process under glibc's
+  defaults (`--serve-saelens`: SAELens as a user installs and runs it);
 - the activation store's tokens/s beside a bare forward of the same model over the same
   windows (the GPT-2-small-shaped random model of model_bench.py, 16 windows of 128); ours is
   the `store_bench` example.
@@ -17,6 +19,7 @@ import platform
 import shutil
 import tempfile
 import statistics
+import subprocess
 import sys
 import time
 from datetime import date
@@ -85,6 +88,35 @@ def saelens_trainer(kind, start=None):
     return SAETrainer(cfg=cfg, sae=sae, data_provider=batches())
 
 
+def serve_saelens():
+    """`--serve-saelens`: SAELens under glibc's default malloc settings, answering each stdin
+    line (`KIND` or `KIND START_DIR`) with the milliseconds of `time_saelens`."""
+    torch.set_num_threads(THREADS)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        kind, *start = line.split()
+        print(time_saelens(kind, start[0] if start else None), flush=True)
+
+
+class ServedSaelens:
+    """The `--serve-saelens` child, with the protocol of `ServedExample`."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve-saelens"], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the SAELens child did not start")
+
+    def run(self, kind, start=None):
+        self.proc.stdin.write(f"{kind} {start or ''}\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 def time_saelens(kind, start=None):
     trainer = saelens_trainer(kind, start)
 
@@ -105,27 +137,35 @@ def main():
     start = tempfile.mkdtemp(prefix="mechlens-sae-bench-")
     start_l0 = sparse_start(start)
     ours = ServedExample("mechlens-sae", "train_bench", [D_IN, D_SAE, BATCH, THREADS])
+    installed = ServedSaelens()
     commands = {"standard": f"standard {STEPS}", "topk": f"topk {K} {STEPS}",
                 "standard-sparse": f"standard-from {start} {STEPS}"}
     starts = {"standard-sparse": start}
-    times = {(k, who): [] for k in commands for who in ("ours", "saelens")}
+    peers = ("saelens", "installed")
+    times = {(k, who): [] for k in commands for who in ("ours",) + peers}
     for _ in range(ROUNDS):
         for kind, command in commands.items():
             times[(kind, "saelens")].append(time_saelens(kind, starts.get(kind)))
+            times[(kind, "installed")].append(installed.run(kind, starts.get(kind)))
             times[(kind, "ours")].append(ours.run(command))
     ours.close()
+    installed.close()
     shutil.rmtree(start, ignore_errors=True)
     tok_s = {key: statistics.median(BATCH * STEPS / (ms / 1e3) for ms in v) for key, v in times.items()}
-    speedup = {k: statistics.median(s / o for o, s in zip(times[(k, "ours")], times[(k, "saelens")])) for k in commands}
+    speedup = {(k, peer): statistics.median(s / o for o, s in zip(times[(k, "ours")], times[(k, peer)]))
+               for k in commands for peer in peers}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
     today = date.today().isoformat()
     names = {"standard": "ReLU SAE (L1)", "topk": f"TopK SAE (k={K})",
              "standard-sparse": f"ReLU SAE (L1), from weights with L0 ≈ {start_l0:.0f}"}
+    peer_names = {"saelens": "SAELens SAETrainer.step, with mechlens' malloc settings",
+                  "installed": "SAELens SAETrainer.step, glibc's default malloc settings"}
+    suffix = {"saelens": "", "installed": ", vs SAELens as installed"}
     write_results("sae", [
-        {"name": f"SAE training throughput, {names[k]}, d_in {D_IN}, d_sae {D_SAE}, batch {BATCH}",
-         "value": round(tok_s[(k, "ours")]), "unit": "tokens/s", "peer_value": round(tok_s[(k, "saelens")]),
-         "peer": "SAELens SAETrainer.step", "ratio": round(speedup[k], 3), "date": today, "machine": machine}
-        for k in commands
+        {"name": f"SAE training throughput, {names[k]}, d_in {D_IN}, d_sae {D_SAE}, batch {BATCH}{suffix[peer]}",
+         "value": round(tok_s[(k, "ours")]), "unit": "tokens/s", "peer_value": round(tok_s[(k, peer)]),
+         "peer": peer_names[peer], "ratio": round(speedup[(k, peer)], 3), "date": today, "machine": machine}
+        for peer in peers for k in commands
     ])
     lines = [
         "## SAE training",
@@ -137,11 +177,15 @@ def main():
         "The first two start from each library's initialisation (about half the ReLU SAE's latents active); "
         f"the third starts both from one ReLU SAE whose encoder biases are {SPARSE_B_ENC} "
         f"(L0 {start_l0:.0f} of {D_SAE} on the first batch, the regime a trained SAE is in).",
+        "SAELens runs under two allocators: mechlens' malloc settings (glibc's mmap and trim thresholds raised, "
+        "as mechlens does on load; this compares the training steps) and glibc's defaults (SAELens as installed, "
+        "where each `[4096, 4096]` tensor is page-faulted in afresh every step).",
         "Goal: ReLU ≥ 1.5× SAELens, TopK ≥ 2.5× SAELens.",
         "",
-        "| SAE | mechlens | SAELens | speed-up |",
-        "| --- | --- | --- | --- |",
-    ] + [f"| {names[k]} | {tok_s[(k, 'ours')]:,.0f} tok/s | {tok_s[(k, 'saelens')]:,.0f} tok/s | {speedup[k]:.2f}× |"
+        "| SAE | mechlens | SAELens, same malloc settings | speed-up | SAELens as installed | speed-up |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ] + [f"| {names[k]} | {tok_s[(k, 'ours')]:,.0f} tok/s | {tok_s[(k, 'saelens')]:,.0f} tok/s | "
+         f"{speedup[(k, 'saelens')]:.2f}× | {tok_s[(k, 'installed')]:,.0f} tok/s | {speedup[(k, 'installed')]:.2f}× |"
          for k in commands]
     write_section("SAE training", "\n".join(lines))
     print("\n".join(lines))
@@ -197,4 +241,4 @@ def store_bench(today, machine):
 
 
 if __name__ == "__main__":
-    main()
+    serve_saelens() if sys.argv[1:] == ["--serve-saelens"] else main()
