@@ -19,7 +19,6 @@ import platform
 import shutil
 import tempfile
 import statistics
-import subprocess
 import sys
 import time
 from datetime import date
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from model_bench import MODEL, THREADS, build_model, keep_freed_memory  # noqa: E402
 from report import write_results, write_section  # noqa: E402
-from served_example import ServedExample  # noqa: E402
+from served_example import ServedExample, ServedProcess  # noqa: E402
 
 D_IN, D_SAE, BATCH, K = 512, 4096, 4096, 32
 STEPS = 5
@@ -98,25 +97,6 @@ def serve_saelens():
         print(time_saelens(kind, start[0] if start else None), flush=True)
 
 
-class ServedSaelens:
-    """The `--serve-saelens` child, with the protocol of `ServedExample`."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve-saelens"], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        if self.proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("the SAELens child did not start")
-
-    def run(self, kind, start=None):
-        self.proc.stdin.write(f"{kind} {start or ''}\n")
-        self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
 def time_saelens(kind, start=None):
     trainer = saelens_trainer(kind, start)
 
@@ -137,7 +117,7 @@ def main():
     start = tempfile.mkdtemp(prefix="mechlens-sae-bench-")
     start_l0 = sparse_start(start)
     ours = ServedExample("mechlens-sae", "train_bench", [D_IN, D_SAE, BATCH, THREADS])
-    installed = ServedSaelens()
+    installed = ServedProcess([sys.executable, __file__, "--serve-saelens"])  # glibc's defaults
     commands = {"standard": f"standard {STEPS}", "topk": f"topk {K} {STEPS}",
                 "standard-sparse": f"standard-from {start} {STEPS}"}
     starts = {"standard-sparse": start}
@@ -146,7 +126,7 @@ def main():
     for _ in range(ROUNDS):
         for kind, command in commands.items():
             times[(kind, "saelens")].append(time_saelens(kind, starts.get(kind)))
-            times[(kind, "installed")].append(installed.run(kind, starts.get(kind)))
+            times[(kind, "installed")].append(installed.run(f"{kind} {starts.get(kind, '')}"))
             times[(kind, "ours")].append(ours.run(command))
     ours.close()
     installed.close()

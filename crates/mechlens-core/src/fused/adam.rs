@@ -4,8 +4,8 @@ use std::sync::Mutex;
 
 use tch::Tensor;
 
-use super::{f32_slice, f32_slice_mut, fast, overlaps, team, threads};
-use crate::{Error, Result};
+use super::{f32_slice, f32_slice_mut, fast, overlaps, same_shape, team, threads};
+use crate::Result;
 
 /// One Adam step's settings, as `torch.optim.Adam` (no weight decay, no amsgrad) reads them.
 #[derive(Debug, Clone, Copy)]
@@ -35,14 +35,8 @@ pub fn adam_step_(
     v: &mut Tensor,
     adam: &AdamStep,
 ) -> Result<()> {
-    for (name, t) in [("grad", grad), ("m", &*m), ("v", &*v)] {
-        if t.size() != param.size() {
-            return Err(Error::ShapeMismatch {
-                what: format!("Adam {name}"),
-                expected: format!("{:?} (the parameter's shape)", param.size()),
-                got: t.size(),
-            });
-        }
+    for (name, t) in [("Adam grad", grad), ("Adam m", &*m), ("Adam v", &*v)] {
+        same_shape(t, name, param, "the parameter's shape")?;
     }
     let (b1, b2) = adam.betas;
     let step_size = adam.lr / (1.0 - b1.powi(adam.step));

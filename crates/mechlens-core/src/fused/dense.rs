@@ -4,10 +4,10 @@
 use tch::{Kind, Tensor};
 
 use super::{
-    f32_slice, f32_slice_mut, fast, keep_if, matrix_and_row, overlaps, row_loop, sum_in_chunks,
-    to_tensor,
+    f32_slice, f32_slice_mut, fast, keep_if, matrix_and_row, overlaps, row_loop, same_shape,
+    sum_in_chunks, to_tensor,
 };
-use crate::{Error, Result};
+use crate::Result;
 
 /// `x ← max(x + bias, 0)` row by row, in place; returns `Σ_rows x` (the new values).
 ///
@@ -49,13 +49,7 @@ pub fn bias_relu_column_sums_(x: &mut Tensor, bias: &Tensor) -> Result<Tensor> {
 /// - returns `[m]`
 pub fn gated_bias_column_sums_(grad: &mut Tensor, bias: &Tensor, gate: &Tensor) -> Result<Tensor> {
     let (_, m) = matrix_and_row(grad, bias, "grad", "bias")?;
-    if gate.size() != grad.size() {
-        return Err(Error::ShapeMismatch {
-            what: "gate".into(),
-            expected: format!("{:?} (the gradient's shape)", grad.size()),
-            got: gate.size(),
-        });
-    }
+    same_shape(gate, "gate", grad, "the gradient's shape")?;
     if !fast(&[grad, bias, gate]) || overlaps(grad, gate) {
         let summed = grad.f_add(bias)?;
         *grad = gate.f_threshold_backward(&summed, 0.0)?;
@@ -93,13 +87,7 @@ pub fn bias_residual_grad_(
     scale: f64,
 ) -> Result<(Tensor, f64, Tensor)> {
     let (_, m) = matrix_and_row(out, bias, "out", "bias")?;
-    if target.size() != out.size() {
-        return Err(Error::ShapeMismatch {
-            what: "target".into(),
-            expected: format!("{:?} (the reconstruction's shape)", out.size()),
-            got: target.size(),
-        });
-    }
+    same_shape(target, "target", out, "the reconstruction's shape")?;
     if !fast(&[out, bias, target]) || overlaps(out, target) {
         let residual = out.f_add_(bias)?.f_sub(target)?;
         let squares = residual.f_square()?.f_sum(Kind::Double)?.double_value(&[]);

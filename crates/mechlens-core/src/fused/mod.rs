@@ -87,6 +87,18 @@ fn matrix_and_row(
     Ok((as_usize(n), as_usize(m)))
 }
 
+/// Checks that `t` (called `name`) has `like`'s shape, described as `expected` in the error.
+fn same_shape(t: &Tensor, name: &str, like: &Tensor, expected: &str) -> Result<()> {
+    if t.size() == like.size() {
+        return Ok(());
+    }
+    Err(Error::ShapeMismatch {
+        what: name.into(),
+        expected: format!("{:?} ({expected})", like.size()),
+        got: t.size(),
+    })
+}
+
 /// The values of a contiguous f32 CPU tensor: one [`fast`] accepted, or one made here.
 fn f32_slice(t: &Tensor) -> &[f32] {
     if t.numel() == 0 {
