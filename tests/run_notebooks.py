@@ -3,6 +3,9 @@
 A cell error or panic fails the run and names the notebook and the cell. Executed copies,
 outputs included, are saved under target/notebooks/ for a person (or the browser test) to
 look at.
+Each notebook runs with its working directory in a new temporary folder outside the
+checkout (nothing of this machine beside it), as a user's copy of it would: it reads
+its data through mechlens::datasets, which finds the checkout's datasets/ by itself.
 A notebook may list in its metadata, under "mechlens": {"expect_outputs": [...]}, MIME types
 that its saved outputs must contain (a table, a chart), so that a cell that silently stopped
 displaying is caught too.
@@ -10,8 +13,9 @@ displaying is caught too.
 Usage: run_notebooks.py [NOTEBOOK...]   (default: all of notebooks/)
 """
 
-import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,11 +25,6 @@ from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "notebooks"
-sys.path.insert(0, str(ROOT / "tests"))
-from shared_data import shared_data  # noqa: E402
-
-# Kernels inherit this: notebooks that read the shared test data find it wherever it is.
-os.environ["MECHLENS_DATA"] = str(shared_data())
 CELL_TIMEOUT_S = 900
 STARTUP_TIMEOUT_S = 1800  # a cold build slot compiles tch and polars first
 
@@ -39,9 +38,9 @@ def saved_mime_types(nb) -> set:
 
 
 def first_panic(nb) -> str | None:
-    """evcxr catches a panic (a failed assert! too) and an error returned by `?`, prints it to
-    stderr and reports the cell as successful; so text on a cell's stderr is a failure of that
-    cell, unless the cell is tagged `stderr-ok` (one that shows an error on purpose)."""
+    """A panic (a failed assert! too) or an error returned by `?` is the cell's error (the
+    kernel reports it so). Text a cell writes to stderr is a failure of that cell too (a
+    warning nobody reads), unless the cell is tagged `stderr-ok`."""
     for index, cell in enumerate(nb.cells):
         if "stderr-ok" in cell.get("metadata", {}).get("tags", []):
             continue
@@ -55,12 +54,13 @@ def first_panic(nb) -> str | None:
 def run(path: Path) -> str | None:
     """Runs one notebook; returns None when it passed, else what went wrong."""
     nb = nbformat.read(path, as_version=4)
+    workdir = tempfile.mkdtemp(prefix="mechlens-notebook-")
     client = NotebookClient(
         nb,
         kernel_name="mechlens",
         timeout=CELL_TIMEOUT_S,
         startup_timeout=STARTUP_TIMEOUT_S,
-        resources={"metadata": {"path": str(path.parent)}},
+        resources={"metadata": {"path": workdir}},
     )
     error = None
     try:
@@ -74,6 +74,7 @@ def run(path: Path) -> str | None:
         error = f"{where} failed:\n{e}"
     except Exception as e:  # the kernel died or timed out: still a named failure
         error = f"did not run: {type(e).__name__}: {e}"
+    shutil.rmtree(workdir, ignore_errors=True)
     out = OUT / path.relative_to(ROOT / "notebooks")
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)

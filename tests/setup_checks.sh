@@ -62,5 +62,17 @@ else
   failed=$((failed + 1))
 fi
 
+# A user's clone has only itself: no file of the repository may name a path outside it (data
+# comes from datasets/ through mechlens::datasets).
+outside=$(git grep -nIE '\.\./\.\./\.\./|\.\./shared|shared/data|/work/|/home/[a-z]' -- . ':!*.lock' ':!tests/setup_checks.sh' 2>/dev/null)
+if [ -z "$outside" ]; then
+  echo "ok      no path outside the checkout"
+  passed=$((passed + 1))
+else
+  echo "FAILED  no path outside the checkout:"
+  echo "$outside"
+  failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

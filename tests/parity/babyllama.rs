@@ -2,20 +2,13 @@
 //! conversion to an HF Llama checkpoint, its SentencePiece tokenizer against PyPI
 //! `sentencepiece`, and greedy generation from BOS.
 
-use std::path::Path;
-
 use mechlens_core::{CacheFilter, HookPoint};
 use mechlens_models::{GenerateOptions, HookedTransformer, LoadOptions, Tokenizer};
 use mechlens_tests::{assert_close, fixture, fixtures, load};
 use tch::Tensor;
 
 fn model() -> HookedTransformer {
-    HookedTransformer::from_llama2c(
-        Path::new(&fixture("babyllama", "model_bin")),
-        Some(Path::new(&fixture("babyllama", "tokenizer"))),
-        LoadOptions::default(),
-    )
-    .unwrap()
+    mechlens_models::datasets::babyllama(LoadOptions::default()).unwrap()
 }
 
 #[test]
@@ -71,8 +64,10 @@ fn babyllama_greedy_generation_equals_transformers_and_reads_as_a_story() {
 
 #[test]
 fn sentencepiece_encodings_equal_the_reference_library() {
-    let tokenizer =
-        Tokenizer::from_sentencepiece(Path::new(&fixture("babyllama", "tokenizer"))).unwrap();
+    let tokenizer = Tokenizer::from_sentencepiece(
+        &mechlens_models::datasets::file("babyllama-tinystories", "tokenizer.model").unwrap(),
+    )
+    .unwrap();
     let samples: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixture("babyllama", "sentencepiece")).unwrap(),
     )

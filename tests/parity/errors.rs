@@ -248,7 +248,7 @@ fn malformed_config_is_refused() {
 
 #[test]
 fn truncated_llama2c_checkpoint_is_refused() {
-    let src = fixture("babyllama", "model_bin");
+    let src = mechlens_models::datasets::file("babyllama-tinystories", "model.bin").unwrap();
     let dir = temp_dir("llama2c");
     let bytes = std::fs::read(&src).unwrap();
     let file = dir.join("model.bin");

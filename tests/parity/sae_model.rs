@@ -2,7 +2,6 @@
 //! at the hook, CE/KL scores hit their closed forms (an exact SAE scores 1, a dead one 0), and
 //! the feature tables list what direct computation gives.
 
-use std::path::Path;
 use std::rc::Rc;
 
 use mechlens_core::{CacheFilter, HookPoint};
@@ -21,12 +20,7 @@ One day, she saw a big red ball in the park. She ran to the ball and kicked it v
 They laughed and played all day long. When the sun went down, Lily and Tom went home. They were happy and tired.";
 
 fn babyllama() -> HookedTransformer {
-    HookedTransformer::from_llama2c(
-        Path::new(&fixture("babyllama", "model_bin")),
-        Some(Path::new(&fixture("babyllama", "tokenizer"))),
-        LoadOptions::default(),
-    )
-    .unwrap()
+    mechlens_models::datasets::babyllama(LoadOptions::default()).unwrap()
 }
 
 fn options() -> StoreOptions {

@@ -140,6 +140,51 @@ pub enum Error {
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+
+    /// A file of the repository's `datasets/` is missing, truncated or changed.
+    #[error("data file {file} {problem}; {restore}")]
+    Dataset {
+        /// The file.
+        file: String,
+        /// What is wrong with it (`is missing`, `is truncated: ...`).
+        problem: String,
+        /// How to get it back.
+        restore: String,
+    },
+
+    /// A table operation (polars) failed: a missing column, a wrong type, a bad join.
+    #[error("table: {0}")]
+    Table(#[from] polars_error::PolarsError),
+
+    /// A file operation failed where no path was given (`?` on a `std::io::Error`).
+    #[error("I/O: {0}")]
+    IoOther(#[from] std::io::Error),
+
+    /// JSON could not be read or written (`?` on a `serde_json::Error`).
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+
+    /// Text was not valid UTF-8, or a number or other value did not parse.
+    #[error("parse: {0}")]
+    Parse(String),
+}
+
+impl From<std::num::ParseIntError> for Error {
+    fn from(e: std::num::ParseIntError) -> Self {
+        Self::Parse(format!("not an integer: {e}"))
+    }
+}
+
+impl From<std::num::ParseFloatError> for Error {
+    fn from(e: std::num::ParseFloatError) -> Self {
+        Self::Parse(format!("not a number: {e}"))
+    }
+}
+
+impl From<std::string::FromUtf8Error> for Error {
+    fn from(e: std::string::FromUtf8Error) -> Self {
+        Self::Parse(format!("not UTF-8 text: {e}"))
+    }
 }
 
 /// `Result` with mechlens' [`Error`].

@@ -3,6 +3,8 @@
 //! - [`Error`] / [`Result`]: the one error type. Library code returns it for every bad input
 //!   (wrong shape, missing file, unknown name) instead of panicking, because a panic in a
 //!   notebook cell costs the user the cell and an abort costs them every variable.
+//! - [`datasets`]: the repository's `datasets/` (BabyLlama, Shakespeare...), found wherever
+//!   the checkout is and checked (size, sha256) before use.
 //! - [`device`]: which device to run on, and the loader that makes libtorch's CUDA backend
 //!   visible to `tch` (see that module for why it is needed).
 //! - [`HookPoint`]: the typed hook names (TransformerLens' strings), [`Hooks`] /
@@ -18,6 +20,7 @@
 
 pub mod allocator;
 mod cache;
+pub mod datasets;
 pub mod device;
 mod error;
 pub mod fused;

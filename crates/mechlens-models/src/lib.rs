@@ -16,6 +16,7 @@ mod accessors;
 pub mod architectures;
 pub mod components;
 pub mod config;
+pub mod datasets;
 #[cfg(feature = "hub")]
 mod download;
 mod generate;

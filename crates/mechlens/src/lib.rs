@@ -8,7 +8,8 @@
 //! prelude), and the crates a notebook needs —
 //! `tch` for tensors, `polars` for tables,
 //! `plotters` for charts — and, through [`prelude`], the display trait that makes
-//! DataFrames, tensors and charts render inline in JupyterLab.
+//! DataFrames, tensors and charts render inline in JupyterLab. [`datasets`] finds the
+//! repository's committed data (BabyLlama, Shakespeare) wherever the checkout is.
 //!
 //! ```no_run
 //! use mechlens::prelude::*;
@@ -25,6 +26,7 @@ pub use mechlens_core::{
     shape,
 };
 pub use mechlens_models as models;
+pub use mechlens_models::datasets;
 pub use mechlens_sae as sae;
 pub use mechlens_toys as toys;
 pub use mechlens_viz as viz;
