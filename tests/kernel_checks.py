@@ -1,7 +1,9 @@
 """Checks of the "Rust · mechlens" kernel as a notebook user meets it.
 
 - tch, polars and plotters work in one cell, and their values display richly;
-- a panic inside the library shows as an error and earlier variables survive it;
+- a panic, a `?` error or a failed display is the cell's Jupyter error (so Run All stops
+  there), and earlier variables survive it;
+- std values (numbers, strings, Vec, Option) display as their Debug text;
 - CUDA is visible inside the kernel exactly when the machine has an NVIDIA driver;
 - a library that does not build shows the compiler's error in the cell instead of a kernel
   that dies and restarts;
@@ -101,15 +103,48 @@ def views_and_panels_render_as_one_html_block(k):
 
 
 @check
-def panic_in_library_keeps_earlier_variables(k):
+def panic_in_library_is_an_error_and_keeps_earlier_variables(k):
     k.run("let kept = vec![1, 2, 3];")
     # tch's panicking API (as opposed to its f_* methods) panics on a shape error.
     reply = k.run("let a = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)); a.matmul(&a)")
-    # evcxr catches the panic and prints it under the cell (stderr, shown in red).
-    expect("panicked at" in reply.stderr and "cannot be multiplied" in reply.stderr,
-           f"the panic message is not shown: {reply}")
+    expect(reply.status == "error", f"a panicking cell was reported as {reply.status}: {reply}")
+    expect(reply.error.startswith("Panic: ") and "cannot be multiplied" in reply.error,
+           f"the panic is not the cell's error: {reply.error!r}")
+    # Shown once, as the error, without std's backtrace note.
+    expect("panicked at" not in reply.stderr and "RUST_BACKTRACE" not in reply.error,
+           f"the panic report is shown twice or with its note: {reply}")
     reply = k.run("kept.len()")
     expect(reply.status == "ok" and reply.text == "3", f"variable lost after panic: {reply}")
+
+
+@check
+def question_mark_error_is_an_error_and_keeps_earlier_variables(k):
+    k.run("let before = 7;")
+    reply = k.run('let n: i64 = "seven".parse()?;\nn')
+    expect(reply.status == "error", f"a cell whose `?` failed was reported as {reply.status}: {reply}")
+    expect(reply.error.startswith("Error: ") and "invalid digit" in reply.error,
+           f"the error is not the cell's error: {reply.error!r}")
+    # A mechlens error through `?`, from a missing file: named in one sentence.
+    reply = k.run('Sae::load(std::path::Path::new("/no/such/sae"), Device::Cpu)?;')
+    expect(reply.status == "error" and "/no/such/sae" in reply.error, f"mechlens error not reported: {reply}")
+    reply = k.run("before + 1")
+    expect(reply.status == "ok" and reply.text == "8", f"variable lost after an error: {reply}")
+
+
+@check
+def failed_display_is_an_error(k):
+    # A heatmap whose labels do not fit its data cannot be drawn.
+    reply = k.run('Heatmap::new(&Tensor::zeros([2, 2], (Kind::Float, Device::Cpu))).x_labels(&["only one"])')
+    expect(reply.status == "error" and reply.error.startswith("DisplayError: "),
+           f"a display that failed was reported as {reply.status}: {reply}")
+
+
+@check
+def std_values_display_as_debug_text(k):
+    for code, text in [("20 + 1", "21"), ('vec![1, 2]', "[1, 2]"), ('Some("a")', 'Some("a")'),
+                       ('String::from("x")', '"x"'), ("(1, 2.5)", "(1, 2.5)")]:
+        reply = k.run(code)
+        expect(reply.status == "ok" and reply.text == text, f"{code} showed {reply}")
 
 
 @check

@@ -1,1 +1,2 @@
 use mechlens::prelude::*;
+mechlens::viz::cell_guard::install().ok();

@@ -218,9 +218,11 @@ macro_rules! display_fallible {
             fn evcxr_display(&self) {
                 match self.$render() {
                     Ok(v) => $crate::display::NotebookDisplay::evcxr_display(&v),
-                    Err(e) => {
-                        $crate::display::emit("text/plain", &format!("{} not drawn: {e}", $what))
-                    }
+                    // A display that fails fails its cell, as an exception would in Python.
+                    Err(e) => $crate::cell_guard::report_cell_error(
+                        "DisplayError",
+                        &format!("{} not drawn: {e}", $what),
+                    ),
                 }
             }
         }
