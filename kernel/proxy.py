@@ -231,7 +231,7 @@ class MechlensKernel(Kernel):
 
 def library_fingerprint():
     """The sizes and times of mechlens' sources (crates/, Cargo.lock): a few ms to read."""
-    crates = Path(os.environ.get("MECHLENS_CRATE", ROOT / "crates" / "mechlens")).parent
+    crates = Path(os.environ["MECHLENS_CRATE"]) if "MECHLENS_CRATE" in os.environ else ROOT / "crates"
     entries = []
     for folder, _, files in os.walk(crates):
         if "target" in Path(folder).parts:
