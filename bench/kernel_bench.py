@@ -36,6 +36,7 @@ os.environ["JUPYTER_PATH"] = str(BARE) + os.pathsep + os.environ.get("JUPYTER_PA
 from session import PRELUDE_CELL, KernelSession  # noqa: E402  (after JUPYTER_PATH is set)
 from report import write_results, write_section  # noqa: E402
 import run_notebooks  # noqa: E402  (tests/, for the tutorials' cell timings)
+import cell_phases  # noqa: E402
 
 TRIVIAL_CELLS = [f"{i} + 1" for i in range(20)]
 LIBRARY_CELLS = [
@@ -159,7 +160,48 @@ def main():
         lines.append(f"| {n} | {v:.2f} {u} | {p:.2f} {u} | {v / p:.1f}× |")
     write_section("Kernel", "\n".join(lines))
     print("\n".join(lines))
+    phase_section(machine)
     cold_setup_from_ci_log(machine)
+
+
+# The same phases measured on 2026-12-02 on this machine class before cells linked the
+# library dynamically (each cell a 16 MB static library) and before std values had a display
+# impl (a numeric cell then built twice): bench/cell_phases.py at commit f59847c.
+PHASES_BEFORE = {
+    "trivial cell (`i + 1`)": 1.043,
+    "trivial cell without a display impl (two builds)": 1.043,
+    "`let` cell (tch + polars)": 1.392,
+    "build: cargo with nothing to do": 0.264,
+    "build: rustc front end (--emit=metadata)": 0.069,
+    "build: rustc to object code (--emit=obj, no link)": 0.117,
+    "build: rustc with the link": 0.552,
+    "build: cargo build of a changed cell": 0.914,
+    "build: the link alone (with link − to object code)": 0.434,
+    "outside the build, trivial cell (cell − cargo build)": 0.083,
+    "outside the build, `let` cell (cell − cargo build)": 0.478,
+}
+
+
+def phase_section(machine):
+    """Where a cell's time goes (bench/cell_phases.py), beside the figures before."""
+    rows = cell_phases.main()
+    lines = [
+        "## Where a cell's time goes",
+        "",
+        f"Measured {date.today().isoformat()} on {machine} by `bench/cell_phases.py`: cells in a kernel",
+        "(medians of 10), then the build evcxr runs for a cell replayed in the same warm slot with",
+        "evcxr's command and environment (medians of 5). \"Before\" is the same script before cells",
+        "linked mechlens as one shared library and before std values had a display impl",
+        "(then every cell ending in a number, string, Vec or Option built twice).",
+        "",
+        "| phase | now | before |",
+        "| --- | --- | --- |",
+    ]
+    for name, seconds in rows:
+        before = PHASES_BEFORE.get(name)
+        lines.append(f"| {name} | {seconds:.3f} s | {f'{before:.3f} s' if before is not None else ''} |")
+    write_section("Where a cell's time goes", "\n".join(lines))
+    print("\n".join(lines))
 
 
 def cold_setup_from_ci_log(machine):
