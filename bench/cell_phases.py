@@ -50,13 +50,7 @@ def cell_times():
     with KernelSession() as k:
         k.run(PRELUDE_CELL)
         for name, codes in cells.items():
-            runs = []
-            for code in codes:
-                reply = k.run(code)
-                if reply.status != "ok":
-                    sys.exit(f"{name}: {code} failed: {reply.error}")
-                runs.append(reply.seconds)
-            times[name] = statistics.median(runs)
+            times[name] = statistics.median(k.run_timed(codes))
     return times
 
 

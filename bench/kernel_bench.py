@@ -63,16 +63,6 @@ def percentile(values, q):
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def run_cells(kernel, cells):
-    times = []
-    for code in cells:
-        reply = kernel.run(code)
-        if reply.status != "ok":
-            sys.exit(f"benchmark cell failed: {code}\n{reply.error}")
-        times.append(reply.seconds)
-    return times
-
-
 def warm_start(kernel_name, first_cell):
     """Seconds from launching the kernel to the result of its first cell."""
     start = time.monotonic()
@@ -116,13 +106,13 @@ def main():
     bare_let_start = [warm_start("evcxr-bare", "let x = 1;") for _ in range(WARM_START_RUNS)]
     with KernelSession() as k:
         k.run(PRELUDE_CELL)
-        ours_trivial = run_cells(k, TRIVIAL_CELLS)
-        ours_library = run_cells(k, LIBRARY_CELLS)
-        ours_let = run_cells(k, LET_CELLS)
+        ours_trivial = k.run_timed(TRIVIAL_CELLS)
+        ours_library = k.run_timed(LIBRARY_CELLS)
+        ours_let = k.run_timed(LET_CELLS)
     with KernelSession(kernel_name="evcxr-bare") as k:
         k.run("1 + 1")
-        bare_trivial = run_cells(k, TRIVIAL_CELLS)
-        bare_let = run_cells(k, BARE_LET_CELLS)
+        bare_trivial = k.run_timed(TRIVIAL_CELLS)
+        bare_let = k.run_timed(BARE_LET_CELLS)
     tutorial = tutorial_cell_times()
 
     floor = "bare evcxr kernel, trivial cell"

@@ -88,3 +88,14 @@ class KernelSession:
             reply.status = "error"
         reply.seconds = time.monotonic() - start
         return reply
+
+    def run_timed(self, cells) -> list:
+        """Runs each cell in turn and returns their seconds; stops the program at a failed
+        cell (benchmarks time working cells only)."""
+        times = []
+        for code in cells:
+            reply = self.run(code)
+            if reply.status != "ok":
+                raise SystemExit(f"benchmark cell failed: {code}\n{reply.error}")
+            times.append(reply.seconds)
+        return times

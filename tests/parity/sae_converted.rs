@@ -92,7 +92,10 @@ fn converted_releases_load_as_saelens_loads_them() {
         let x = &expected[&format!("{name}.x")];
         let (acts, recon) = sae.encode_decode(x).unwrap();
         let reference = &expected[&format!("{name}.acts")];
-        assert_close(&format!("{name} latents"), &acts, reference, 1e-5);
+        // Relative to the latents' size: Llama Scope's reach ~360, where one f32 step is 3e-5
+        // and a CPU with another matmul kernel (AVX2 rather than AVX-512) rounds differently.
+        let scale = reference.abs().max().double_value(&[]).max(1.0);
+        assert_close(&format!("{name} latents"), &acts, reference, 1e-5 * scale);
         assert_eq!(
             acts.gt(0.0).sum(tch::Kind::Int64).int64_value(&[]),
             reference.gt(0.0).sum(tch::Kind::Int64).int64_value(&[]),

@@ -13,7 +13,7 @@ use mechlens_sae::train::{TrainArchitecture, TrainConfig, Trainer};
 use mechlens_sae::{Architecture, Sae, SaeConfig};
 use tch::{Device, Kind, Tensor};
 
-use mechlens_tests::{assert_close, fixture};
+use mechlens_tests::assert_close;
 
 const STORY: &str = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. \
 One day, she saw a big red ball in the park. She ran to the ball and kicked it very far. Her friend Tom came to play too. \
