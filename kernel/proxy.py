@@ -38,23 +38,16 @@ BACKEND_STARTUP_TIMEOUT_S = 1800
 FORWARDED = {"stream", "display_data", "update_display_data", "clear_output", "error"}
 
 
-def _version():
-    """evcxr's language_info, as it reports it (kept here so kernel_info answers at once)."""
-    return {
-        "name": "Rust",
-        "version": "",
-        "mimetype": "text/rust",
-        "file_extension": ".rs",
-        "pygment_lexer": "rust",
-        "codemirror_mode": "rust",
-    }
+# evcxr's language_info, answered here at once (Jupyter asks before evcxr is up).
+LANGUAGE_INFO = {"name": "Rust", "version": "", "mimetype": "text/rust", "file_extension": ".rs",
+                 "pygment_lexer": "rust", "codemirror_mode": "rust"}
 
 
 class MechlensKernel(Kernel):
     implementation = "mechlens"
     implementation_version = "1"
     banner = "Rust · mechlens (evcxr, with mechlens' prelude)"
-    language_info = _version()
+    language_info = LANGUAGE_INFO
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -19,7 +19,6 @@
 //! ```
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -208,7 +207,9 @@ impl Datasets {
                 file.bytes
             )));
         }
-        let sum = sha256_hex(path).map_err(|e| fail(format!("cannot be read ({e})")))?;
+        // The committed files are a few MB: read whole, hashed once per process.
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot be read ({e})")))?;
+        let sum = sha256_hex(&bytes);
         if !sum.eq_ignore_ascii_case(&file.sha256) {
             return Err(fail(format!(
                 "is corrupt or was changed: its sha256 is {sum}, the manifest says {}",
@@ -279,22 +280,13 @@ pub fn minilm_path() -> Result<PathBuf> {
     })
 }
 
-fn sha256_hex(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher
-        .finalize()
+/// The sha256 of `bytes`, lower-case hex: the form manifests here write (datasets/, activation
+/// shards).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
 }
 
 /// How to get a file back: from git for committed data, or by running its command.

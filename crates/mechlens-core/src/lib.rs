@@ -31,6 +31,7 @@ mod rng;
 pub mod shape;
 
 pub use cache::{ActivationCache, CacheFilter};
+pub use datasets::sha256_hex;
 pub use error::{Error, Result};
 pub use hook_point::{HookPoint, IntoHookPoint, SaeAnchor, SaeSite, closest};
 pub use hooks::{Hook, HookSession, Hooks, Intervention, Splice};

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 
 use mechlens_core::{Error, Result, SplitMix64};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tch::{Kind, Tensor};
 
 use crate::format::write_atomic;
@@ -182,7 +181,7 @@ impl ShardWriter {
         self.manifest.shards.push(ShardEntry {
             file,
             rows: n,
-            sha256: hex_sha256(&encoded),
+            sha256: mechlens_core::sha256_hex(&encoded),
         });
         self.manifest.n_rows += n;
         Ok(())
@@ -208,13 +207,6 @@ impl ShardWriter {
         write_atomic(&self.dir.join(MANIFEST_FILE), &json)?;
         Ok(self.manifest)
     }
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A shard folder read back: training batches through a mixing buffer, or all rows at once.
@@ -329,7 +321,7 @@ impl ShardedActivations {
             reason,
         };
         let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-        let digest = hex_sha256(&bytes);
+        let digest = mechlens_core::sha256_hex(&bytes);
         if digest != entry.sha256 {
             return Err(bad(format!(
                 "checksum mismatch: the manifest says sha256 {}, the file hashes to {digest}; \
