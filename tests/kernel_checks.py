@@ -7,7 +7,11 @@
 - CUDA is visible inside the kernel exactly when the machine has an NVIDIA driver;
 - a library that does not build shows the compiler's error in the cell instead of a kernel
   that dies and restarts;
-- two kernels at once never share a build slot, and a freed slot is reused.
+- two kernels at once never share a build slot, and a freed slot is reused;
+- after a kernel's first build, a cell is built by replaying rustc (kernel/cell_build.py), and
+  a `:dep` sends the next build through cargo again;
+- a kernel killed mid-cell leaves a slot the next kernel starts in cleanly;
+- with no network, a kernel starts and `:dep` of a crate in the lock works.
 
 Prints "N passed, M failed" last; exits non-zero on any failure.
 """
@@ -23,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "kernel"))
-from session import KernelSession  # noqa: E402
+from session import PRELUDE_CELL, PRELUDE_CELL_RESULT, KernelSession  # noqa: E402
 
 CHECKS = []
 
@@ -155,6 +159,26 @@ def cuda_visible_exactly_when_a_driver_is_present(k):
     expect(reply.text == str(has_driver).lower(), f"driver present: {has_driver}, tch says {reply.text}")
 
 
+@check
+def cells_are_built_by_replay_and_a_dep_goes_through_cargo(k):
+    slot = k.run('std::env::var("EVCXR_TMPDIR").unwrap()')
+    expect(slot.status == "ok", f"cell failed: {slot.error}")
+    last = Path(slot.text.strip('"'), "target", "mechlens-cell-build.last")
+
+    def built_by(code, result):
+        reply = k.run(code)
+        expect(reply.status == "ok" and reply.text == result, f"{code}: {reply.text!r} {reply.error}")
+        return last.read_text()
+
+    expect(built_by("40 + 2", "42") == "replay", "a plain cell went through cargo")
+    expect(built_by("let replayed = 7 * 6; replayed", "42") == "replay", "a let cell went through cargo")
+    dep = k.run(':dep either = "1"')
+    expect(dep.status == "ok", f":dep failed: {dep.error}")
+    expect(built_by("either::Either::<i32, i32>::Left(replayed).is_left()", "true") == "cargo",
+           "the first cell after :dep did not go through cargo")
+    expect(built_by("replayed + 1", "43") == "replay", "cells after :dep were not replayed")
+
+
 # --- checks with their own kernel or launcher ----------------------------------------------
 
 
@@ -206,6 +230,41 @@ def two_kernels_get_different_slots_and_reuse_them():
         expect(d4 == d1, f"a freed slot was not reused: {d4}")
 
 
+def kernel_killed_mid_cell_leaves_a_working_slot():
+    # Killed while a cell runs, and while the first cell builds: each time a new kernel takes
+    # the freed slot (the same one) and works.
+    for wait_s, cell in ((8.0, "std::thread::sleep(std::time::Duration::from_secs(60));"),
+                         (2.0, PRELUDE_CELL)):
+        k = KernelSession().__enter__()
+        try:
+            k.run(PRELUDE_CELL)
+            k.client.execute(cell)
+            time.sleep(wait_s)
+        finally:
+            k.client.stop_channels()
+            k.manager.shutdown_kernel(now=True)  # SIGKILL to its process group, as Jupyter kills
+        with KernelSession() as fresh:
+            reply = fresh.run(PRELUDE_CELL)
+            expect(reply.status == "ok" and reply.text == PRELUDE_CELL_RESULT,
+                   f"after a kill: {reply.error}")
+            reply = fresh.run("let after_kill = 2; after_kill + 1")
+            expect(reply.status == "ok" and reply.text == "3", f"after a kill: {reply.error}")
+
+
+def no_network_kernel_starts_and_adds_a_dep_from_the_lock():
+    # No network, as far as cargo can tell: every request goes to a proxy that refuses it.
+    closed = "http://127.0.0.1:9"
+    env = {"CARGO_HTTP_PROXY": closed, "HTTPS_PROXY": closed, "HTTP_PROXY": closed,
+           "ALL_PROXY": closed, "CARGO_NET_RETRY": "0"}
+    with KernelSession(env=env) as k:
+        reply = k.run(PRELUDE_CELL, timeout=300)
+        expect(reply.status == "ok", f"prelude failed offline: {reply.error}")
+        reply = k.run(':dep either = "1"', timeout=300)
+        expect(reply.status == "ok", f":dep of a crate in the lock failed offline: {reply.error}")
+        reply = k.run("either::Either::<u8, u8>::Right(1).is_right()", timeout=300)
+        expect(reply.status == "ok" and reply.text == "true", f"offline: {reply.text} {reply.error}")
+
+
 def main() -> int:
     results = []
 
@@ -224,6 +283,9 @@ def main() -> int:
             record(fn.__name__, fn, k)
     record("broken_library_shows_compiler_error", broken_library_shows_compiler_error)
     record("two_kernels_get_different_slots_and_reuse_them", two_kernels_get_different_slots_and_reuse_them)
+    record("kernel_killed_mid_cell_leaves_a_working_slot", kernel_killed_mid_cell_leaves_a_working_slot)
+    record("no_network_kernel_starts_and_adds_a_dep_from_the_lock",
+           no_network_kernel_starts_and_adds_a_dep_from_the_lock)
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if all(results) else 1

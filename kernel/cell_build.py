@@ -1,0 +1,256 @@
+"""The cargo that evcxr runs in a kernel: a cell's build without cargo's ~0.3 s of checking.
+
+evcxr builds every cell with `cargo build` in its crate (the slot's build/). The only thing
+that changes from one cell to the next is that crate's src/lib.rs, yet cargo re-checks the
+fingerprints of all ~430 crates behind mechlens first: 0.27-0.34 s on 2 cores, more than
+rustc then takes for the cell itself. So kernel/launch puts a folder first on evcxr's PATH
+where `rustup which cargo` and `cargo` lead here (kernel/rustup_shim.sh, and a `cargo` that
+runs this file), and this program:
+
+- runs the real cargo for the first build of each kernel session, for any change to the
+  crate's manifests, lock or build environment (a `:dep`, `:build_env`), and whenever it has
+  no valid record. That run goes through this file as cargo's RUSTC_WORKSPACE_WRAPPER, which
+  records the exact rustc command cargo ran for the cell's crate (`ctx`) and what cargo
+  reported it built;
+- otherwise runs that recorded rustc command itself, on the new src/lib.rs, and reports to
+  evcxr as cargo would have (rustc's JSON diagnostics, then the artifact line), after linking
+  the library where cargo would have put it.
+
+"Nothing but the cell changed" means: the same arguments and environment (which include the
+kernel's session id, so each kernel starts with a real cargo run, which also rebuilds mechlens
+if its sources changed), the same manifests and lock, and each file rustc links against
+(`--extern`) unchanged since the record. Anything else, an evcxr mode with a rustc wrapper of
+its own (`:cache`, `:sccache`, `:allow_static_linking false`), and every other cargo command go
+to the real cargo unchanged.
+
+The replay path imports only os, sys and marshal: it runs before every cell, and `json` or
+`subprocess` alone would add ~10 ms each to it.
+
+Usage (by evcxr, not by hand): cargo build --target HOST --message-format=json
+           (by cargo, while recording): cell_build.py RUSTC ARGS...
+"""
+
+import marshal
+import os
+import sys
+
+CRATE_NAME = "ctx"  # evcxr's name for the crate that holds the cells
+STATE_FILE = "target/mechlens-cell-build.state"  # relative to evcxr's crate dir
+RECORD_FILE = "target/mechlens-cell-build.record"
+REPLAY_STDERR = "target/mechlens-cell-build.stderr"
+LAST_FILE = "target/mechlens-cell-build.last"  # "replay" or "cargo": how the last cell was built
+RECORD_ENV = "MECHLENS_CELL_BUILD_RECORD"
+REAL_CARGO_ENV = "MECHLENS_REAL_CARGO"
+SELF_ENV = "MECHLENS_CELL_BUILD"  # the command that runs this file (kernel/launch writes it)
+# cargo's jobserver: file descriptors of the cargo run that a replay does not have.
+JOBSERVER_ENV = ("CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS")
+# The files whose content decides what cargo would do besides the cell (relative to the crate).
+MANIFESTS = ("Cargo.toml", "Cargo.lock", "../Cargo.toml", "../Cargo.lock", ".cargo/config.toml")
+STATE_VERSION = 1
+
+
+def main(argv):
+    if os.environ.get(RECORD_ENV) and len(argv) > 1 and is_rustc(argv[1]):
+        return record_and_run_rustc(argv[1:])
+    if is_cell_build(argv):
+        key = build_key(argv)
+        replayed = replay(key)
+        if replayed is not None:
+            note("replay")
+            return replayed
+        note("cargo")
+        return build_with_cargo(argv, key)
+    cargo = real_cargo()
+    os.execvp(cargo, [cargo] + argv[1:])
+
+
+def real_cargo():
+    return os.environ.get(REAL_CARGO_ENV) or "cargo"
+
+
+def is_rustc(word):
+    return os.path.basename(word).startswith("rustc")
+
+
+def is_cell_build(argv):
+    """A `cargo build --message-format=json` of evcxr's crate, with no rustc wrapper of its own."""
+    if len(argv) < 2 or argv[1] != "build" or "--message-format=json" not in argv:
+        return False
+    if os.environ.get("RUSTC_WRAPPER"):
+        return False
+    manifest = read_bytes("Cargo.toml")
+    return manifest is not None and f'name = "{CRATE_NAME}"'.encode() in manifest
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def build_key(argv):
+    """Everything that must be as it was at the recorded cargo run (compared whole: a few
+    hundred kB, faster than importing hashlib)."""
+    env = sorted((k, v) for k, v in os.environ.items() if k not in JOBSERVER_ENV)
+    return (STATE_VERSION, tuple(argv[1:]), tuple(env), tuple(read_bytes(m) for m in MANIFESTS))
+
+
+def stamp(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size)
+
+
+def load(path):
+    try:
+        with open(path, "rb") as f:
+            return marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+
+
+def save(path, value):
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        marshal.dump(value, f)
+    os.replace(tmp, path)
+
+
+def note(how):
+    try:
+        with open(LAST_FILE, "w") as f:
+            f.write(how)
+    except OSError:
+        pass
+
+
+def forget():
+    try:
+        os.unlink(STATE_FILE)
+    except OSError:
+        pass
+
+
+def replay(key):
+    """Runs the recorded rustc command for the cell; None when only cargo can build it."""
+    state = load(STATE_FILE)
+    if not state or state["key"] != key:
+        return None
+    if any(stamp(path) != old for path, old in state["stamps"].items()):
+        return None
+    argv, env, cwd = state["rustc"]
+    # rustc's messages go to a file first: a failure that is not the cell's (a library file
+    # removed under us) goes to cargo instead, with nothing half-reported.
+    with open(REPLAY_STDERR, "wb") as err:
+        pid = spawn_in(cwd, argv, env, err)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    messages = read_bytes(REPLAY_STDERR) or b""
+    if status != 0 and b'"level":"error"' not in messages:
+        forget()
+        return None
+    # evcxr reads rustc's JSON diagnostics from either stream, as cargo relays them.
+    os.write(2, messages)
+    if status == 0:
+        uplift(state["out_dir"], state["filenames"])
+        print(state["artifact"])
+    print('{"reason":"build-finished","success":%s}' % ("true" if status == 0 else "false"))
+    return 0 if status == 0 else 101
+
+
+def spawn_in(cwd, argv, env, err):
+    """posix_spawn has no working directory of its own: fork, chdir, exec."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.chdir(cwd)
+            os.dup2(err.fileno(), 2)
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    return pid
+
+
+def uplift(out_dir, filenames):
+    """What cargo does after rustc: link the library from deps/ to where it reports it."""
+    for reported in filenames:
+        built = os.path.join(out_dir, os.path.basename(reported))
+        if reported == built or not os.path.exists(built):
+            continue
+        try:
+            os.unlink(reported)
+        except OSError:
+            pass
+        try:
+            os.link(built, reported)
+        except OSError:
+            import shutil
+
+            shutil.copy2(built, reported)
+
+
+def build_with_cargo(argv, key):
+    """The real `cargo build`, recording the cell crate's rustc command on the way."""
+    import subprocess
+
+    record_path = os.path.abspath(RECORD_FILE)
+    try:
+        os.unlink(record_path)
+    except OSError:
+        pass
+    env = dict(os.environ)
+    env[RECORD_ENV] = record_path
+    env["RUSTC_WORKSPACE_WRAPPER"] = os.environ.get(SELF_ENV) or os.path.abspath(sys.argv[0])
+    # stderr (cargo's progress and rustc's messages) streams straight to evcxr.
+    result = subprocess.run([real_cargo()] + argv[1:], env=env, stdout=subprocess.PIPE)
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.flush()
+    if result.returncode == 0:
+        remember(key, load(record_path), result.stdout)
+    return result.returncode
+
+
+def remember(key, record, cargo_stdout):
+    import json
+
+    if record is None:
+        # cargo found the cell crate up to date and did not run rustc: an earlier record with
+        # the same key still describes it.
+        state = load(STATE_FILE)
+        if not state or state["key"] != key:
+            forget()
+        return
+    artifact = None
+    for line in cargo_stdout.decode("utf-8", "replace").splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("reason") == "compiler-artifact" and message.get("target", {}).get("name") == CRATE_NAME:
+            artifact = (line, message.get("filenames") or [])
+    argv, _env, _cwd = record
+    out_dir = next((b for a, b in zip(argv, argv[1:]) if a == "--out-dir"), None)
+    if artifact is None or out_dir is None:
+        forget()
+        return
+    stamps = {b.split("=", 1)[1]: None for a, b in zip(argv, argv[1:]) if a == "--extern" and "=" in b}
+    stamps = {path: stamp(path) for path in stamps}
+    save(STATE_FILE, {"key": key, "rustc": record, "artifact": artifact[0],
+                      "filenames": artifact[1], "out_dir": out_dir, "stamps": stamps})
+
+
+def record_and_run_rustc(rustc_argv):
+    """As cargo's RUSTC_WORKSPACE_WRAPPER: note the cell crate's rustc command, then run it."""
+    args = rustc_argv[1:]
+    if any(a == "--crate-name" and b == CRATE_NAME for a, b in zip(args, args[1:])):
+        env = {k: v for k, v in os.environ.items()
+               if k not in (RECORD_ENV, "RUSTC_WORKSPACE_WRAPPER") and k not in JOBSERVER_ENV}
+        save(os.environ[RECORD_ENV], (rustc_argv, env, os.getcwd()))
+    os.execvp(rustc_argv[0], rustc_argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
