@@ -13,6 +13,11 @@ Earlier variables survive: evcxr's own state handling is untouched.
 evcxr runs from kernel/launch (build slots, the build-error stand-in) on a connection of its
 own, in this process's process group, so that Jupyter's kill of the kernel ends both.
 
+While the user reads the notebook's first lines, this front runs one cell of its own
+(WARM_UP_CELL): evcxr's first `let` makes rust-analyzer read the whole crate graph behind
+mechlens (~10 s on 2 cores), which would otherwise fall on the user's first `let`. It runs only
+if no cell of the user's arrived before evcxr was up, so Run All never waits for it.
+
 Usage (kernel.json): proxy.py -f CONNECTION_FILE
 """
 
@@ -37,6 +42,15 @@ BACKEND_STARTUP_TIMEOUT_S = 1800
 # Messages from evcxr passed to Jupyter as they are (execute_input and status are our own).
 FORWARDED = {"stream", "display_data", "update_display_data", "clear_output", "error"}
 
+
+# A cell that evcxr analyses (types of a `let` that touches tch, polars and mechlens' `?`) and
+# then rejects with a type error: the analysis is the point, the error stops it before code
+# generation, and a failed cell leaves no variable behind. MECHLENS_NO_WARM_UP=1 turns it off.
+WARM_UP_CELL = (
+    'let mechlens_warm_up = (Tensor::zeros([1], (Kind::Float, Device::Cpu)).sum(Kind::Float), '
+    'df!("x" => &[1i64])?.height(), LoadOptions::default()); let mechlens_warm_up_end: () = 0u8;'
+)
+WARM_UP_TIMEOUT_S = 600
 
 # evcxr's language_info, answered here at once (Jupyter asks before evcxr is up).
 LANGUAGE_INFO = {"name": "Rust", "version": "", "mimetype": "text/rust", "file_extension": ".rs",
@@ -64,6 +78,36 @@ class MechlensKernel(Kernel):
         self._ready = False
         self._library = library_fingerprint()
         self._stale_warned = False
+        # One conversation with evcxr at a time: replies are matched by reading its channels.
+        self._backend_lock = None
+        self._user_cell_seen = False
+
+    def start(self):
+        super().start()
+        if not os.environ.get("MECHLENS_NO_WARM_UP"):
+            self.io_loop.add_callback(self._warm_up)
+
+    def _lock(self):
+        if self._backend_lock is None:
+            self._backend_lock = asyncio.Lock()
+        return self._backend_lock
+
+    async def _warm_up(self):
+        """Runs WARM_UP_CELL once evcxr is up, unless a cell of the user's came first: a
+        notebook run at once (Run All) pays nothing for it, a reader's first `let` less."""
+        async with self._lock():
+            if self._user_cell_seen or await self._ensure_ready() or self._user_cell_seen:
+                return
+            msg_id = self._client.execute(WARM_UP_CELL, silent=True, store_history=False)
+            deadline = time.monotonic() + WARM_UP_TIMEOUT_S
+            idle = replied = False
+            while not (idle and replied) and time.monotonic() < deadline and not self._backend_gone():
+                msg = await self._next(self._client.iopub_channel, 0.05)
+                if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
+                    idle = idle or (msg["msg_type"] == "status"
+                                    and msg["content"].get("execution_state") == "idle")
+                reply = await self._next(self._client.shell_channel, 0)
+                replied = replied or (reply is not None and reply["parent_header"].get("msg_id") == msg_id)
 
     # --- the backend ------------------------------------------------------------------------
 
@@ -104,6 +148,11 @@ class MechlensKernel(Kernel):
 
     async def do_execute(self, code, silent, store_history=True, user_expressions=None,
                          allow_stdin=False, *, cell_meta=None, cell_id=None):
+        self._user_cell_seen = True
+        async with self._lock():
+            return await self._execute(code, silent, store_history, allow_stdin)
+
+    async def _execute(self, code, silent, store_history, allow_stdin):
         problem = await self._ensure_ready()
         if problem:
             return self._fail("KernelError", problem, silent)
@@ -182,6 +231,10 @@ class MechlensKernel(Kernel):
     # --- the rest of the protocol, forwarded --------------------------------------------------
 
     async def _ask(self, method, *args):
+        async with self._lock():
+            return await self._ask_unlocked(method, *args)
+
+    async def _ask_unlocked(self, method, *args):
         if await self._ensure_ready():
             return None
         msg_id = method(*args)
