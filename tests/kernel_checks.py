@@ -10,6 +10,7 @@
 - two kernels at once never share a build slot, and a freed slot is reused;
 - after a kernel's first build, a cell is built by replaying rustc (kernel/cell_build.py), and
   a `:dep` sends the next build through cargo again;
+- MECHLENS_CELL_OPT_LEVEL reaches the slot's profile for cells, and a bad value is named;
 - a kernel killed mid-cell leaves a slot the next kernel starts in cleanly;
 - with no network, a kernel starts and `:dep` of a crate in the lock works.
 
@@ -230,6 +231,23 @@ def two_kernels_get_different_slots_and_reuse_them():
         expect(d4 == d1, f"a freed slot was not reused: {d4}")
 
 
+def cell_opt_level_reaches_the_slot_and_a_bad_one_is_named():
+    with tempfile.TemporaryDirectory() as tmp:
+        stub = Path(tmp, "fake-evcxr")
+        # Stands in for evcxr_jupyter: copies the slot's workspace manifest, then exits.
+        stub.write_text('#!/bin/sh\ncp "$EVCXR_TMPDIR/../Cargo.toml" "$REPORT"\n')
+        stub.chmod(0o755)
+        for value, expected, warned in (("2", "opt-level = 2", False), ("fast", "opt-level = 0", True)):
+            report = Path(tmp, f"report-{value}")
+            env = dict(os.environ, MECHLENS_EVCXR=str(stub), MECHLENS_SLOTS_DIR=str(Path(tmp, "slots")),
+                       MECHLENS_CELL_OPT_LEVEL=value, REPORT=str(report))
+            run = subprocess.run([str(ROOT / "kernel" / "launch"), "unused.json"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+            cells = report.read_text().split("[profile.dev.package.ctx]")[1]
+            expect(expected in cells, f"MECHLENS_CELL_OPT_LEVEL={value}: {cells!r}")
+            expect(("not an optimisation level" in run.stderr) == warned, f"stderr: {run.stderr!r}")
+
+
 def kernel_killed_mid_cell_leaves_a_working_slot():
     # Killed while a cell runs, and while the first cell builds: each time a new kernel takes
     # the freed slot (the same one) and works.
@@ -283,6 +301,8 @@ def main() -> int:
             record(fn.__name__, fn, k)
     record("broken_library_shows_compiler_error", broken_library_shows_compiler_error)
     record("two_kernels_get_different_slots_and_reuse_them", two_kernels_get_different_slots_and_reuse_them)
+    record("cell_opt_level_reaches_the_slot_and_a_bad_one_is_named",
+           cell_opt_level_reaches_the_slot_and_a_bad_one_is_named)
     record("kernel_killed_mid_cell_leaves_a_working_slot", kernel_killed_mid_cell_leaves_a_working_slot)
     record("no_network_kernel_starts_and_adds_a_dep_from_the_lock",
            no_network_kernel_starts_and_adds_a_dep_from_the_lock)
