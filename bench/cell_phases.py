@@ -13,9 +13,11 @@
      metadata, type checking);
    - rustc through code generation (`--emit=obj`, no link);
    - the whole rustc command (with the link of the cell's shared library);
-   - the whole `cargo build` after the cell's source changed.
+   - the whole `cargo build` after the cell's source changed;
+   - what the kernel runs instead after its first build: kernel/cell_build.py replaying the
+     recorded rustc command (as evcxr calls it, with the environment in the slot's record).
    What the kernel adds beyond the build (evcxr's own work, loading the library, running
-   the cell, the front process) is the cell's time minus the build.
+   the cell, the front process) is the cell's time minus the replayed build.
 
 Usage: cell_phases.py   (run alone: two builds at once on 2 cores slow each other)
 Prints the table and returns it to kernel_bench.py.
@@ -47,7 +49,8 @@ def cell_times():
             for i in range(RUNS)],
     }
     times = {}
-    with KernelSession() as k:
+    # The warm-up cell (kernel/proxy.py) would only delay the first measured cell.
+    with KernelSession(env={"MECHLENS_NO_WARM_UP": "1"}) as k:
         k.run(PRELUDE_CELL)
         for name, codes in cells.items():
             times[name] = statistics.median(k.run_timed(codes))
@@ -104,19 +107,42 @@ def build_phases():
         "rustc with the link": timed(words, rustc_env, cwd=SLOT.parent),
         "cargo build of a changed cell": timed(cargo, env, before=touch),
     }
+    replay = cell_builder_replay(touch)
+    if replay is not None:
+        phases["kernel/cell_build.py replay of a changed cell"] = replay
     return phases
+
+
+def cell_builder_replay(touch):
+    """kernel/cell_build.py as evcxr runs it in the last kernel's session, from the slot's
+    record (whose key holds the arguments and environment it was recorded with)."""
+    import marshal
+
+    try:
+        with open(SLOT / "target" / "mechlens-cell-build.state", "rb") as f:
+            state = marshal.load(f)
+    except OSError:
+        return None
+    _version, args, env, _manifests = state["key"]
+    python = ROOT / ".venv" / "bin" / "python"
+    command = [str(python), "-S", "-E", str(ROOT / "kernel" / "cell_build.py"), *args]
+    seconds = timed(command, dict(env), before=touch)
+    last = (SLOT / "target" / "mechlens-cell-build.last").read_text()
+    if last != "replay":
+        sys.exit(f"the cell builder ran {last}, not its replay: the record does not match")
+    return seconds
 
 
 def main():
     cells = cell_times()
     phases = build_phases()
     link = phases["rustc with the link"] - phases["rustc to object code (--emit=obj, no link)"]
-    build = phases["cargo build of a changed cell"]
+    build = phases.get("kernel/cell_build.py replay of a changed cell", phases["cargo build of a changed cell"])
     rows = [(name, seconds) for name, seconds in cells.items()]
     rows += [(f"build: {name}", seconds) for name, seconds in phases.items()]
     rows += [("build: the link alone (with link − to object code)", link),
-             ("outside the build, trivial cell (cell − cargo build)", cells["trivial cell (`i + 1`)"] - build),
-             ("outside the build, `let` cell (cell − cargo build)", cells["`let` cell (tch + polars)"] - build)]
+             ("outside the build, trivial cell (cell − its build)", cells["trivial cell (`i + 1`)"] - build),
+             ("outside the build, `let` cell (cell − its build)", cells["`let` cell (tch + polars)"] - build)]
     for name, seconds in rows:
         print(f"{seconds:7.3f} s  {name}")
     return rows
