@@ -59,7 +59,7 @@ def main(argv):
             note("replay")
             return replayed
         note("cargo")
-        return build_with_cargo(argv, key)
+        return build_with_cargo(argv)
     cargo = real_cargo()
     os.execvp(cargo, [cargo] + argv[1:])
 
@@ -192,7 +192,7 @@ def uplift(out_dir, filenames):
             shutil.copy2(built, reported)
 
 
-def build_with_cargo(argv, key):
+def build_with_cargo(argv):
     """The real `cargo build`, recording the cell crate's rustc command on the way."""
     import subprocess
 
@@ -209,7 +209,9 @@ def build_with_cargo(argv, key):
     sys.stdout.buffer.write(result.stdout)
     sys.stdout.flush()
     if result.returncode == 0:
-        remember(key, load(record_path), result.stdout)
+        # The key as cargo leaves things: its first run in a slot adds the kernel's own
+        # entries to the workspace's lock, which the next cell's key must match.
+        remember(build_key(argv), load(record_path), result.stdout)
     return result.returncode
 
 
