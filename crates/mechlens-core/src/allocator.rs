@@ -22,10 +22,13 @@ const MMAP_THRESHOLD: i32 = 1 << 30;
 pub fn keep_freed_memory() -> bool {
     static APPLIED: OnceLock<bool> = OnceLock::new();
     *APPLIED.get_or_init(|| {
-        let opted_out = std::env::var("MECHLENS_KEEP_FREED_MEMORY")
-            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no"));
-        !opted_out && apply()
+        !opts_out(std::env::var("MECHLENS_KEEP_FREED_MEMORY").ok().as_deref()) && apply()
     })
+}
+
+/// Whether a value of `MECHLENS_KEEP_FREED_MEMORY` turns the settings off.
+fn opts_out(value: Option<&str>) -> bool {
+    value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no"))
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -49,8 +52,16 @@ mod tests {
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn glibc_accepts_the_settings() {
-        if std::env::var_os("MECHLENS_KEEP_FREED_MEMORY").is_none() {
-            assert!(super::keep_freed_memory());
+        assert!(super::apply());
+    }
+
+    #[test]
+    fn only_an_off_value_opts_out() {
+        for off in ["0", "false", "No", " FALSE "] {
+            assert!(super::opts_out(Some(off)), "{off:?}");
+        }
+        for on in [None, Some("1"), Some("yes"), Some("")] {
+            assert!(!super::opts_out(on), "{on:?}");
         }
     }
 }

@@ -7,16 +7,23 @@
 
 use std::process::Command;
 
-/// In the child: report whether libtorch_cuda.so is mapped, and what tch says about CUDA.
+/// In a child (`MECHLENS_CUDA_REPORT` set): report whether libtorch_cuda.so is mapped, and
+/// what tch says about CUDA. Run directly: check the loader's own decision for this process,
+/// which `MECHLENS_CUDA` makes when set and the driver's presence otherwise.
 #[test]
 fn report_cuda_state() {
+    let loaded = mechlens_core::device::cuda_backend_loaded();
     if std::env::var_os("MECHLENS_CUDA_REPORT").is_some() {
-        println!(
-            "loaded={} available={}",
-            mechlens_core::device::cuda_backend_loaded(),
-            tch::Cuda::is_available()
-        );
+        println!("loaded={loaded} available={}", tch::Cuda::is_available());
+        return;
     }
+    let has_driver = std::path::Path::new("/proc/driver/nvidia/version").exists();
+    let expected = match std::env::var("MECHLENS_CUDA").as_deref() {
+        Ok("0") => false,
+        Ok("1") => true,
+        _ => has_driver,
+    };
+    assert_eq!(loaded, expected, "driver present: {has_driver}");
 }
 
 fn child_report(mechlens_cuda: &str) -> String {

@@ -96,6 +96,13 @@ fn find_gomp() -> Option<Gomp> {
     if std::env::var_os("MECHLENS_NO_OPENMP_TEAM").is_some() {
         return None;
     }
+    loaded_gomp()
+}
+
+/// libgomp's entry points if the process has it loaded (libtorch brings it), whatever
+/// `MECHLENS_NO_OPENMP_TEAM` says.
+#[cfg(target_os = "linux")]
+fn loaded_gomp() -> Option<Gomp> {
     // SAFETY: RTLD_NOLOAD only returns a handle to a library that is already loaded (it never
     // loads one), and dlsym looks up names in it; the handle is never closed, so the symbols
     // stay valid for the process's life. The signatures are libgomp's documented ABI.
@@ -139,14 +146,16 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn libtorch_brings_libgomp_here() {
         let _ = tch::Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu));
-        if std::env::var_os("MECHLENS_NO_OPENMP_TEAM").is_none() {
-            assert!(
-                gomp().is_some(),
-                "libgomp.so.1 is not loaded; the loops fall back to threads"
-            );
-        }
+        assert!(
+            loaded_gomp().is_some(),
+            "libgomp.so.1 is not loaded; the loops fall back to threads"
+        );
+        // The team is used exactly when the opt-out is unset.
+        let opted_out = std::env::var_os("MECHLENS_NO_OPENMP_TEAM").is_some();
+        assert_eq!(gomp().is_some(), !opted_out);
     }
 
     #[test]
