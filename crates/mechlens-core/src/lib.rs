@@ -11,9 +11,6 @@
 //!   [`Intervention`]: what to do at them, [`ActivationCache`]: what a run recorded, and
 //!   [`HookSession`]: the per-forward state a model threads through its components.
 //! - [`allocator`]: lets freed tensor memory be reused (no page faults per forward pass).
-//! - [`fused`]: one-pass CPU loops for a training step's memory-bound work (bias + ReLU +
-//!   column sums, the ReLU's backward, MSE and its gradient, gradient norm, Adam) and the
-//!   list of entries that fired, for a sparse step.
 //! - [`progress`]: whole-line progress reports with rate and ETA (notebook stdout is
 //!   line-buffered).
 //! - [`shape`]: checks that turn a shape mismatch into an [`Error`] naming both shapes.
@@ -23,7 +20,6 @@ mod cache;
 pub mod datasets;
 pub mod device;
 mod error;
-pub mod fused;
 mod hook_point;
 mod hooks;
 pub mod progress;

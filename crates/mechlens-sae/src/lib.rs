@@ -10,7 +10,10 @@
 //! - [`SaeSplicing`]: attach an SAE to a model's hook point (`model.add_sae`), with its own
 //!   hook points (`…hook_sae_acts_post`) cached and patched like any other.
 //! - [`train`]: a deterministic, resumable trainer (Adam, warm-up and decay, sparsity
-//!   coefficient warm-up, gradient clipping, dead-latent tracking, atomic checkpoints).
+//!   coefficient warm-up, gradient clipping, dead-latent tracking, atomic checkpoints);
+//!   `fused` (private) holds its one-pass CPU loops for a step's memory-bound work (bias +
+//!   ReLU + column sums, the ReLU's backward, MSE and its gradient, gradient norm, Adam) and
+//!   the list of entries that fired, for a sparse step.
 //! - [`metrics`]: reconstruction and sparsity measures (L0, MSE, explained variance, ...);
 //!   [`eval`]: CE loss and KL scores with the SAE spliced in.
 //! - [`store`]: a model's activations at a hook over a text, with where each came from;
@@ -22,6 +25,7 @@ mod config;
 pub mod eval;
 pub mod features;
 mod format;
+mod fused;
 pub mod metrics;
 pub mod pretrained;
 mod sae;

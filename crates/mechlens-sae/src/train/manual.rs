@@ -5,7 +5,7 @@
 //! input's, only to reach `b_dec`). Written out:
 //! - Standard: `b_dec`'s share through the input is `−W_enc · Σ_rows ∂pre`, a mat-vec; the
 //!   L1 term joins the ReLU's backward pass. Five dense matmuls instead of six, with the
-//!   passes between them fused ([`mechlens_core::fused`]). Below 2.5% active latents the
+//!   passes between them fused ([`crate::fused`]). Below 2.5% active latents the
 //!   decode and the three backward products run over the fired entries, as TopK's do.
 //! - TopK: only `k` entries per row of `∂pre` are non-zero, so `∂W_enc` and `∂W_dec` are
 //!   sparse × dense products, and `∂acts` at the chosen latents is a sampled product (both
@@ -16,7 +16,8 @@
 //! the gradients equal autograd's (tested below) and SAELens' `SAETrainer` ends at the same
 //! weights (the parity tests).
 
-use mechlens_core::{Result, fused};
+use crate::fused;
+use mechlens_core::Result;
 use tch::{Kind, Tensor};
 
 use super::config::TrainArchitecture;
@@ -106,7 +107,7 @@ fn standard(
 ) -> Result<(StepOut, Grads)> {
     let batch = x.size()[0] as f64;
     // The biases go in after the products, fused with the passes that follow (see
-    // mechlens_core::fused): `addmm` would first copy them into its output.
+    // crate::fused): `addmm` would first copy them into its output.
     let mut acts = sae_in.f_mm(&sae.w_enc)?;
     let col_sums = fused::bias_relu_column_sums_(&mut acts, b_enc)?;
 

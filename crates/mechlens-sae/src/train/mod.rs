@@ -22,7 +22,8 @@ mod sweep;
 
 use std::time::Instant;
 
-use mechlens_core::{Error, Result, fused};
+use crate::fused;
+use mechlens_core::{Error, Result};
 use polars::prelude::{Column, DataFrame};
 use tch::{Kind, Tensor};
 

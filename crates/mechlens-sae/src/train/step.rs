@@ -223,7 +223,7 @@ impl Active {
             Active::Dense(acts) | Active::NonNegative { acts, .. } => acts,
             Active::Sparse { values, .. } => values,
         };
-        let on = mechlens_core::fused::count_positive(values)?;
+        let on = crate::fused::count_positive(values)?;
         Ok(on as f64 / values.size()[0].max(1) as f64)
     }
 

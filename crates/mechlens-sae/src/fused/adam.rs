@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use tch::Tensor;
 
 use super::{f32_slice, f32_slice_mut, fast, overlaps, same_shape, team, threads};
-use crate::Result;
+use mechlens_core::Result;
 
 /// One Adam step's settings, as `torch.optim.Adam` (no weight decay, no amsgrad) reads them.
 #[derive(Debug, Clone, Copy)]

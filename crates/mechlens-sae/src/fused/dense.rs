@@ -7,7 +7,7 @@ use super::{
     f32_slice, f32_slice_mut, fast, keep_if, matrix_and_row, overlaps, row_loop, same_shape,
     sum_in_chunks, to_tensor,
 };
-use crate::Result;
+use mechlens_core::Result;
 
 /// `x ← max(x + bias, 0)` row by row, in place; returns `Σ_rows x` (the new values).
 ///

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
 use super::{f32_slice, fast, poisoned, team, threads};
-use crate::{Error, Result};
+use mechlens_core::{Error, Result};
 
 /// The entries `> 0` of a matrix, row by row (its CSR form without the row pointers):
 /// `(values, columns, row_counts)`, `values [nnz]` f32, `columns [nnz]` and

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::{Error, Result};
+use mechlens_core::{Error, Result};
 
 mod adam;
 mod dense;
