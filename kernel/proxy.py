@@ -276,11 +276,12 @@ class MechlensKernel(Kernel):
 
 
 def library_fingerprint():
-    """The sizes and times of mechlens' sources (crates/, Cargo.lock): a few ms to read."""
+    """The sizes and times of mechlens' library sources (crates/, Cargo.lock): a few ms to read."""
     crates = Path(os.environ["MECHLENS_CRATE"]) if "MECHLENS_CRATE" in os.environ else ROOT / "crates"
     entries = []
     for folder, _, files in os.walk(crates):
-        if "target" in Path(folder).parts:
+        # What a cell links against: not the crates' tests, examples or benches.
+        if {"target", "tests", "examples", "benches"} & set(Path(folder).relative_to(crates).parts):
             continue
         for name in files:
             if name.endswith(".rs") or name == "Cargo.toml":

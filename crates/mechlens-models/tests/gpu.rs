@@ -25,6 +25,14 @@ fn model_on(device: Device) -> HookedTransformer {
     .expect("BabyLlama loads from datasets/")
 }
 
+/// BabyLlama on the CPU and on the first GPU, and PROMPT's tokens on each.
+fn cpu_and_gpu() -> ((HookedTransformer, Tensor), (HookedTransformer, Tensor)) {
+    let cpu = model_on(Device::Cpu);
+    let tokens = cpu.to_tokens(PROMPT, true).unwrap();
+    let on_gpu = tokens.to_device(Device::Cuda(0));
+    ((cpu, tokens), (model_on(Device::Cuda(0)), on_gpu))
+}
+
 /// The largest difference between `a` and `b`, where both are finite; infinite entries (the
 /// causal mask in attention scores) must be the same infinity in both.
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -58,11 +66,9 @@ fn best_device_is_the_first_gpu() {
 #[test]
 #[ignore = "needs a GPU"]
 fn forward_on_cuda_equals_the_cpu() {
-    let cpu = model_on(Device::Cpu);
-    let gpu = model_on(Device::Cuda(0));
-    let tokens = cpu.to_tokens(PROMPT, true).unwrap();
+    let ((cpu, tokens), (gpu, gpu_tokens)) = cpu_and_gpu();
     let on_cpu = cpu.forward(&tokens).unwrap();
-    let on_gpu = gpu.forward(tokens.to_device(Device::Cuda(0))).unwrap();
+    let on_gpu = gpu.forward(&gpu_tokens).unwrap();
     assert_eq!(on_gpu.device(), Device::Cuda(0));
     let diff = max_abs_diff(&on_cpu, &on_gpu);
     assert!(diff <= TOLERANCE, "logits differ by {diff}");
@@ -71,13 +77,9 @@ fn forward_on_cuda_equals_the_cpu() {
 #[test]
 #[ignore = "needs a GPU"]
 fn a_cache_moves_between_devices() {
-    let cpu = model_on(Device::Cpu);
-    let gpu = model_on(Device::Cuda(0));
-    let tokens = cpu.to_tokens(PROMPT, true).unwrap();
+    let ((cpu, tokens), (gpu, gpu_tokens)) = cpu_and_gpu();
     let (_, cpu_cache) = cpu.run_with_cache(&tokens, CacheFilter::All).unwrap();
-    let (_, gpu_cache) = gpu
-        .run_with_cache(tokens.to_device(Device::Cuda(0)), CacheFilter::All)
-        .unwrap();
+    let (_, gpu_cache) = gpu.run_with_cache(&gpu_tokens, CacheFilter::All).unwrap();
     let moved: ActivationCache = gpu_cache.to_device(Device::Cpu).unwrap();
     assert_eq!(moved.len(), cpu_cache.len());
     for (point, on_cpu) in cpu_cache.iter() {
