@@ -153,7 +153,8 @@ def replay(key):
         forget()
         return None
     # evcxr reads rustc's JSON diagnostics from either stream, as cargo relays them.
-    os.write(2, messages)
+    sys.stderr.buffer.write(messages)  # (os.write may write only part of a long message)
+    sys.stderr.flush()
     if status == 0:
         uplift(state["out_dir"], state["filenames"])
         print(state["artifact"])
