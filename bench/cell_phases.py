@@ -116,18 +116,16 @@ def build_phases():
 def cell_builder_replay(touch):
     """kernel/cell_build.py as evcxr runs it in the last kernel's session, from the slot's
     record (whose key holds the arguments and environment it was recorded with)."""
-    import marshal
+    import cell_build  # kernel/, on the path above
 
-    try:
-        with open(SLOT / "target" / "mechlens-cell-build.state", "rb") as f:
-            state = marshal.load(f)
-    except OSError:
+    state = cell_build.load(SLOT / cell_build.STATE_FILE)
+    if state is None:
         return None
     _version, args, env, _manifests = state["key"]
     python = ROOT / ".venv" / "bin" / "python"
     command = [str(python), "-S", "-E", str(ROOT / "kernel" / "cell_build.py"), *args]
     seconds = timed(command, dict(env), before=touch)
-    last = (SLOT / "target" / "mechlens-cell-build.last").read_text()
+    last = (SLOT / cell_build.LAST_FILE).read_text()
     if last != "replay":
         sys.exit(f"the cell builder ran {last}, not its replay: the record does not match")
     return seconds

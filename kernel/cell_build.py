@@ -97,6 +97,11 @@ def build_key(argv):
     return (STATE_VERSION, tuple(argv[1:]), tuple(env), tuple(read_bytes(m) for m in MANIFESTS))
 
 
+def flag_values(argv, flag):
+    """The values that follow `flag` in a command line (`--extern a=… --extern b=…`)."""
+    return [value for name, value in zip(argv, argv[1:]) if name == flag]
+
+
 def stamp(path):
     try:
         info = os.stat(path)
@@ -235,20 +240,19 @@ def remember(key, record, cargo_stdout):
         if message.get("reason") == "compiler-artifact" and message.get("target", {}).get("name") == CRATE_NAME:
             artifact = (line, message.get("filenames") or [])
     argv, _env, _cwd = record
-    out_dir = next((b for a, b in zip(argv, argv[1:]) if a == "--out-dir"), None)
-    if artifact is None or out_dir is None:
+    out_dirs = flag_values(argv, "--out-dir")
+    if artifact is None or not out_dirs:
         forget()
         return
-    stamps = {b.split("=", 1)[1]: None for a, b in zip(argv, argv[1:]) if a == "--extern" and "=" in b}
-    stamps = {path: stamp(path) for path in stamps}
+    linked = [value.split("=", 1)[1] for value in flag_values(argv, "--extern") if "=" in value]
     save(STATE_FILE, {"key": key, "rustc": record, "artifact": artifact[0],
-                      "filenames": artifact[1], "out_dir": out_dir, "stamps": stamps})
+                      "filenames": artifact[1], "out_dir": out_dirs[0],
+                      "stamps": {path: stamp(path) for path in linked}})
 
 
 def record_and_run_rustc(rustc_argv):
     """As cargo's RUSTC_WORKSPACE_WRAPPER: note the cell crate's rustc command, then run it."""
-    args = rustc_argv[1:]
-    if any(a == "--crate-name" and b == CRATE_NAME for a, b in zip(args, args[1:])):
+    if CRATE_NAME in flag_values(rustc_argv[1:], "--crate-name"):
         env = {k: v for k, v in os.environ.items()
                if k not in (RECORD_ENV, "RUSTC_WORKSPACE_WRAPPER") and k not in JOBSERVER_ENV}
         save(os.environ[RECORD_ENV], (rustc_argv, env, os.getcwd()))

@@ -50,7 +50,6 @@ WARM_UP_CELL = (
     'let mechlens_warm_up = (Tensor::zeros([1], (Kind::Float, Device::Cpu)).sum(Kind::Float), '
     'df!("x" => &[1i64])?.height(), LoadOptions::default()); let mechlens_warm_up_end: () = 0u8;'
 )
-WARM_UP_TIMEOUT_S = 600
 
 # evcxr's language_info, answered here at once (Jupyter asks before evcxr is up).
 LANGUAGE_INFO = {"name": "Rust", "version": "", "mimetype": "text/rust", "file_extension": ".rs",
@@ -79,7 +78,7 @@ class MechlensKernel(Kernel):
         self._library = library_fingerprint()
         self._stale_warned = False
         # One conversation with evcxr at a time: replies are matched by reading its channels.
-        self._backend_lock = None
+        self._backend_lock = asyncio.Lock()
         self._user_cell_seen = False
 
     def start(self):
@@ -87,27 +86,14 @@ class MechlensKernel(Kernel):
         if not os.environ.get("MECHLENS_NO_WARM_UP"):
             self.io_loop.add_callback(self._warm_up)
 
-    def _lock(self):
-        if self._backend_lock is None:
-            self._backend_lock = asyncio.Lock()
-        return self._backend_lock
-
     async def _warm_up(self):
         """Runs WARM_UP_CELL once evcxr is up, unless a cell of the user's came first: a
         notebook run at once (Run All) pays nothing for it, a reader's first `let` less."""
-        async with self._lock():
+        async with self._backend_lock:
             if self._user_cell_seen or await self._ensure_ready() or self._user_cell_seen:
                 return
-            msg_id = self._client.execute(WARM_UP_CELL, silent=True, store_history=False)
-            deadline = time.monotonic() + WARM_UP_TIMEOUT_S
-            idle = replied = False
-            while not (idle and replied) and time.monotonic() < deadline and not self._backend_gone():
-                msg = await self._next(self._client.iopub_channel, 0.05)
-                if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
-                    idle = idle or (msg["msg_type"] == "status"
-                                    and msg["content"].get("execution_state") == "idle")
-                reply = await self._next(self._client.shell_channel, 0)
-                replied = replied or (reply is not None and reply["parent_header"].get("msg_id") == msg_id)
+            # Silent: nothing reaches the notebook, and its expected error is dropped.
+            await self._execute(WARM_UP_CELL, silent=True, store_history=False, allow_stdin=False)
 
     # --- the backend ------------------------------------------------------------------------
 
@@ -149,7 +135,7 @@ class MechlensKernel(Kernel):
     async def do_execute(self, code, silent, store_history=True, user_expressions=None,
                          allow_stdin=False, *, cell_meta=None, cell_id=None):
         self._user_cell_seen = True
-        async with self._lock():
+        async with self._backend_lock:
             return await self._execute(code, silent, store_history, allow_stdin)
 
     async def _execute(self, code, silent, store_history, allow_stdin):
@@ -231,19 +217,16 @@ class MechlensKernel(Kernel):
     # --- the rest of the protocol, forwarded --------------------------------------------------
 
     async def _ask(self, method, *args):
-        async with self._lock():
-            return await self._ask_unlocked(method, *args)
-
-    async def _ask_unlocked(self, method, *args):
-        if await self._ensure_ready():
+        async with self._backend_lock:
+            if await self._ensure_ready():
+                return None
+            msg_id = method(*args)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                reply = await self._next(self._client.shell_channel, 1)
+                if reply is not None and reply["parent_header"].get("msg_id") == msg_id:
+                    return reply["content"]
             return None
-        msg_id = method(*args)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            reply = await self._next(self._client.shell_channel, 1)
-            if reply is not None and reply["parent_header"].get("msg_id") == msg_id:
-                return reply["content"]
-        return None
 
     async def do_complete(self, code, cursor_pos):
         reply = await self._ask(self._client.complete, code, cursor_pos)
