@@ -27,7 +27,7 @@ impl HookedTransformer {
     fn head_bias(&self, a: &Attention, b: Option<&Tensor>, n: i64) -> Result<Tensor> {
         let b = match b {
             Some(b) => b.f_view([n, a.d_head])?,
-            None => Tensor::f_zeros([n, a.d_head], (a.w_q.kind(), a.w_q.device()))?,
+            None => Tensor::f_zeros([n, a.d_head], (a.w.w_q.kind(), a.w.w_q.device()))?,
         };
         Ok(if n < a.n_heads {
             b.f_repeat_interleave_self_int(a.n_heads / n, 0, None)?
@@ -47,7 +47,7 @@ impl HookedTransformer {
         tensors.extend(m.ln_final.b.as_ref());
         tensors.extend(m.b_u.as_ref());
         for b in &m.blocks {
-            let a = &b.attn;
+            let a = &b.attn.w;
             tensors.extend([&a.w_q, &a.w_k, &a.w_v, &a.w_o, &b.mlp.w_in, &b.mlp.w_out]);
             tensors.extend([&a.b_q, &a.b_k, &a.b_v, &a.b_o].into_iter().flatten());
             tensors.extend(
@@ -167,7 +167,7 @@ impl HookedTransformer {
     /// # Errors
     /// libtorch's errors only.
     pub fn w_q(&self) -> Result<Tensor> {
-        self.stack(|b| self.heads(&b.attn, &b.attn.w_q, b.attn.n_heads))
+        self.stack(|b| self.heads(&b.attn, &b.attn.w.w_q, b.attn.n_heads))
     }
 
     /// `W_K`, `[n_layers, n_heads, d_model, d_head]`.
@@ -175,7 +175,7 @@ impl HookedTransformer {
     /// # Errors
     /// libtorch's errors only.
     pub fn w_k(&self) -> Result<Tensor> {
-        self.stack(|b| self.heads(&b.attn, &b.attn.w_k, b.attn.n_kv_heads))
+        self.stack(|b| self.heads(&b.attn, &b.attn.w.w_k, b.attn.n_kv_heads))
     }
 
     /// `W_V`, `[n_layers, n_heads, d_model, d_head]`.
@@ -183,7 +183,7 @@ impl HookedTransformer {
     /// # Errors
     /// libtorch's errors only.
     pub fn w_v(&self) -> Result<Tensor> {
-        self.stack(|b| self.heads(&b.attn, &b.attn.w_v, b.attn.n_kv_heads))
+        self.stack(|b| self.heads(&b.attn, &b.attn.w.w_v, b.attn.n_kv_heads))
     }
 
     /// `W_O`, `[n_layers, n_heads, d_head, d_model]`.
@@ -191,7 +191,7 @@ impl HookedTransformer {
     /// # Errors
     /// libtorch's errors only.
     pub fn w_o(&self) -> Result<Tensor> {
-        self.stack(|b| Ok(b.attn.w_o.f_view([b.attn.n_heads, b.attn.d_head, -1])?))
+        self.stack(|b| Ok(b.attn.w.w_o.f_view([b.attn.n_heads, b.attn.d_head, -1])?))
     }
 
     /// `b_Q`, `[n_layers, n_heads, d_head]`.
@@ -199,7 +199,7 @@ impl HookedTransformer {
     /// # Errors
     /// libtorch's errors only.
     pub fn b_q(&self) -> Result<Tensor> {
-        self.stack(|b| self.head_bias(&b.attn, b.attn.b_q.as_ref(), b.attn.n_heads))
+        self.stack(|b| self.head_bias(&b.attn, b.attn.w.b_q.as_ref(), b.attn.n_heads))
     }
 
     /// `b_K`, `[n_layers, n_heads, d_head]`.
@@ -207,7 +207,7 @@ impl HookedTransformer {
     /// # Errors
     /// libtorch's errors only.
     pub fn b_k(&self) -> Result<Tensor> {
-        self.stack(|b| self.head_bias(&b.attn, b.attn.b_k.as_ref(), b.attn.n_kv_heads))
+        self.stack(|b| self.head_bias(&b.attn, b.attn.w.b_k.as_ref(), b.attn.n_kv_heads))
     }
 
     /// `b_V`, `[n_layers, n_heads, d_head]`.
@@ -215,7 +215,7 @@ impl HookedTransformer {
     /// # Errors
     /// libtorch's errors only.
     pub fn b_v(&self) -> Result<Tensor> {
-        self.stack(|b| self.head_bias(&b.attn, b.attn.b_v.as_ref(), b.attn.n_kv_heads))
+        self.stack(|b| self.head_bias(&b.attn, b.attn.w.b_v.as_ref(), b.attn.n_kv_heads))
     }
 
     /// `b_O`, `[n_layers, d_model]`.
@@ -224,11 +224,11 @@ impl HookedTransformer {
     /// libtorch's errors only.
     pub fn b_o(&self) -> Result<Tensor> {
         let d = self.m.cfg.d_model as i64;
-        self.stack(|b| match &b.attn.b_o {
+        self.stack(|b| match &b.attn.w.b_o {
             Some(x) => Ok(x.shallow_clone()),
             None => Ok(Tensor::f_zeros(
                 [d],
-                (b.attn.w_o.kind(), b.attn.w_o.device()),
+                (b.attn.w.w_o.kind(), b.attn.w.w_o.device()),
             )?),
         })
     }

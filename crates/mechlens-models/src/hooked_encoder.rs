@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::architectures::{norm, parse};
-use crate::components::{Attention, AttnContext, Mlp, Norm, affine};
+use crate::components::{Attention, AttnContext, AttnWeights, Mlp, Norm, affine};
 use crate::config::{Activation, Normalization};
 use crate::hooked_transformer::LoadOptions;
 use crate::input::{ModelInput, check_tokens};
@@ -144,14 +144,16 @@ impl HookedEncoder {
             let out = vb.pp("attention").pp("output");
             blocks.push(EncoderBlock {
                 attn: Attention {
-                    w_q: at.linear_t("query.weight", d, d)?,
-                    b_q: Some(at.get("query.bias", &[d])?),
-                    w_k: at.linear_t("key.weight", d, d)?,
-                    b_k: Some(at.get("key.bias", &[d])?),
-                    w_v: at.linear_t("value.weight", d, d)?,
-                    b_v: Some(at.get("value.bias", &[d])?),
-                    w_o: out.linear_t("dense.weight", d, d)?,
-                    b_o: Some(out.get("dense.bias", &[d])?),
+                    w: AttnWeights {
+                        w_q: at.linear_t("query.weight", d, d)?,
+                        b_q: Some(at.get("query.bias", &[d])?),
+                        w_k: at.linear_t("key.weight", d, d)?,
+                        b_k: Some(at.get("key.bias", &[d])?),
+                        w_v: at.linear_t("value.weight", d, d)?,
+                        b_v: Some(at.get("value.bias", &[d])?),
+                        w_o: out.linear_t("dense.weight", d, d)?,
+                        b_o: Some(out.get("dense.bias", &[d])?),
+                    },
                     n_heads: h,
                     n_kv_heads: h,
                     d_head: dh,

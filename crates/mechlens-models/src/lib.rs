@@ -35,7 +35,7 @@ mod zip_file;
 pub use config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
 pub use generate::GenerateOptions;
 pub use hooked_encoder::{EncoderOutput, HookedEncoder};
-pub use hooked_transformer::{HookedTransformer, KvCache, LoadOptions};
+pub use hooked_transformer::{HookedTransformer, LoadOptions};
 pub use input::{ModelInput, Tokens};
 pub use processing::Processing;
 pub use resolve::Hub;

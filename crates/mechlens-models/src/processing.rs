@@ -99,7 +99,7 @@ impl HookedTransformer {
         if p.fold_ln && m.cfg.has_norm_weights() {
             for block in &mut m.blocks {
                 let (w1, b1) = (block.ln1.w.take(), block.ln1.b.take());
-                let a = &mut block.attn;
+                let a = &mut block.attn.w;
                 (a.w_q, a.b_q) =
                     fold(&a.w_q, a.b_q.as_ref(), w1.as_ref(), b1.as_ref(), layer_norm)?;
                 (a.w_k, a.b_k) =
@@ -139,8 +139,8 @@ impl HookedTransformer {
                 m.embed.w_pos = Some(center_last(w_pos)?);
             }
             for block in &mut m.blocks {
-                block.attn.w_o = center_last(&block.attn.w_o)?;
-                block.attn.b_o = block.attn.b_o.as_ref().map(center_last).transpose()?;
+                block.attn.w.w_o = center_last(&block.attn.w.w_o)?;
+                block.attn.w.b_o = block.attn.w.b_o.as_ref().map(center_last).transpose()?;
                 block.mlp.w_out = center_last(&block.mlp.w_out)?;
                 block.mlp.b_out = block.mlp.b_out.as_ref().map(center_last).transpose()?;
             }
@@ -153,7 +153,7 @@ impl HookedTransformer {
             let group = (m.cfg.n_heads / m.cfg.n_kv_heads) as i64;
             let d_head = m.cfg.d_head as i64;
             for block in &mut m.blocks {
-                let a = &mut block.attn;
+                let a = &mut block.attn.w;
                 let Some(b_v) = a.b_v.take() else { continue };
                 // One value bias per key/value head, shared by its group of query heads.
                 let per_query_head = b_v

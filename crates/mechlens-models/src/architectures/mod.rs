@@ -13,32 +13,13 @@ use mechlens_core::{Error, Result};
 use serde::de::DeserializeOwned;
 use tch::Tensor;
 
+pub use crate::components::AttnWeights;
 use crate::components::{Embed, Mlp, Norm};
 use crate::config::{ModelConfig, Normalization};
 use crate::weights::WeightStore;
 
 /// The decoder architectures `HookedTransformer` loads, by Hugging Face `model_type`.
 pub const SUPPORTED_DECODERS: [&str; 5] = ["gpt2", "gpt_neo", "gpt_neox", "llama", "qwen2"];
-
-/// Attention weights in `[d_in, d_out]` layout.
-pub struct AttnWeights {
-    /// `[d_model, n_heads * d_head]`.
-    pub w_q: Tensor,
-    /// `[n_heads * d_head]`.
-    pub b_q: Option<Tensor>,
-    /// `[d_model, n_kv_heads * d_head]`.
-    pub w_k: Tensor,
-    /// `[n_kv_heads * d_head]`.
-    pub b_k: Option<Tensor>,
-    /// `[d_model, n_kv_heads * d_head]`.
-    pub w_v: Tensor,
-    /// `[n_kv_heads * d_head]`.
-    pub b_v: Option<Tensor>,
-    /// `[n_heads * d_head, d_model]`.
-    pub w_o: Tensor,
-    /// `[d_model]`.
-    pub b_o: Option<Tensor>,
-}
 
 /// One block's weights.
 pub struct LayerWeights {

@@ -33,8 +33,9 @@ pub struct AttnContext<'c> {
     pub causal: bool,
 }
 
-/// One attention layer. Projections are stored `[d_in, d_out]`.
-pub struct Attention {
+/// An attention layer's projections, stored `[d_in, d_out]`. Architectures read these from a
+/// checkpoint; [`Attention`] adds the head shape and what each layer runs with.
+pub struct AttnWeights {
     /// `[d_model, n_heads * d_head]`.
     pub w_q: Tensor,
     /// `[n_heads * d_head]`.
@@ -51,6 +52,12 @@ pub struct Attention {
     pub w_o: Tensor,
     /// `[d_model]`.
     pub b_o: Option<Tensor>,
+}
+
+/// One attention layer.
+pub struct Attention {
+    /// The projections.
+    pub w: AttnWeights,
     /// Query heads.
     pub n_heads: i64,
     /// Key/value heads.
@@ -104,15 +111,15 @@ impl Attention {
         let (h, kvh, dh) = (self.n_heads, self.n_kv_heads, self.d_head);
         let q = s.hook(
             HookPoint::Q(layer),
-            project(q_in, &self.w_q, self.b_q.as_ref(), h, dh)?,
+            project(q_in, &self.w.w_q, self.w.b_q.as_ref(), h, dh)?,
         )?;
         let k = s.hook(
             HookPoint::K(layer),
-            project(k_in, &self.w_k, self.b_k.as_ref(), kvh, dh)?,
+            project(k_in, &self.w.w_k, self.w.b_k.as_ref(), kvh, dh)?,
         )?;
         let v = s.hook(
             HookPoint::V(layer),
-            project(v_in, &self.w_v, self.b_v.as_ref(), kvh, dh)?,
+            project(v_in, &self.w.w_v, self.w.b_v.as_ref(), kvh, dh)?,
         )?;
         let (q, mut k) = match &self.rotary {
             Some(rotary) => {
@@ -177,18 +184,22 @@ impl Attention {
             )?
         };
         let z = s.hook(HookPoint::Z(layer), z.f_transpose(1, 2)?)?;
-        let d_model = self.w_o.size()[1];
+        let d_model = self.w.w_o.size()[1];
         if self.use_result || s.names(HookPoint::Result(layer)) {
-            let w_o = self.w_o.f_view([h, dh, d_model])?;
+            let w_o = self.w.w_o.f_view([h, dh, d_model])?;
             let result = Tensor::f_einsum("bphd,hdm->bphm", &[&z, &w_o], None::<&[i64]>)?;
             let result = s.hook(HookPoint::Result(layer), result)?;
             let out = result.f_sum_dim_intlist(2, false, None)?;
-            return match &self.b_o {
+            return match &self.w.b_o {
                 Some(b_o) => Ok(out.f_add(b_o)?),
                 None => Ok(out),
             };
         }
-        affine(&z.f_reshape([b, p, h * dh])?, &self.w_o, self.b_o.as_ref())
+        affine(
+            &z.f_reshape([b, p, h * dh])?,
+            &self.w.w_o,
+            self.w.b_o.as_ref(),
+        )
     }
 
     /// Which (query, key) pairs may attend, `[batch | 1, 1, pos, key_pos]`; `None` when all.

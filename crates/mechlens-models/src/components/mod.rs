@@ -8,7 +8,7 @@ mod mlp;
 mod norm;
 mod rotary;
 
-pub use attention::{Attention, AttnContext, LayerKv};
+pub use attention::{Attention, AttnContext, AttnWeights, LayerKv};
 pub use block::Block;
 pub use embed::Embed;
 pub use mlp::Mlp;

@@ -1,0 +1,142 @@
+//! Building a [`HookedTransformer`]: from a Hugging Face folder (or the hub), from a
+//! llama2.c checkpoint, or from a config and weights already in the shared layout.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+
+use mechlens_core::{Error, Hooks, Result};
+use tch::Device;
+
+use super::{HookedTransformer, LoadOptions, Modules};
+use crate::architectures::{self, DecoderWeights};
+use crate::components::{Attention, Block, Rotary};
+use crate::config::{ModelConfig, Positional};
+use crate::tokenizer::Tokenizer;
+use crate::weights::WeightStore;
+
+impl HookedTransformer {
+    /// Loads a Hugging Face model: a local folder, else the hub cache, else a download
+    /// (see [`Hub`]).
+    ///
+    /// # Errors
+    /// Missing or malformed files, unsupported architectures, weights of the wrong shape.
+    pub fn from_pretrained(name_or_path: &str, opts: LoadOptions) -> Result<Self> {
+        let dir = opts.hub.resolve(name_or_path)?;
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
+            action: "reading",
+            path: config_path.clone(),
+            source,
+        })?;
+        let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+            path: config_path.display().to_string(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
+        if !config.is_object() {
+            return Err(Error::Config {
+                path: config_path.display().to_string(),
+                reason: "expected a JSON object".into(),
+            });
+        }
+        let store = WeightStore::from_folder(&dir, opts.kind, opts.device)?;
+        let (cfg, weights) = architectures::load_decoder(&config, &config_path, &store)?;
+        let tokenizer = load_tokenizer(&dir)?;
+        let mut model = Self::from_parts(cfg, weights, tokenizer, opts.device)?;
+        model.process_weights(&opts.processing)?;
+        Ok(model)
+    }
+
+    /// Loads a llama2.c checkpoint, with its SentencePiece tokenizer when given.
+    ///
+    /// # Errors
+    /// See [`architectures::llama2c::load`] and [`Tokenizer::from_sentencepiece`].
+    pub fn from_llama2c(
+        model_bin: &Path,
+        tokenizer_model: Option<&Path>,
+        opts: LoadOptions,
+    ) -> Result<Self> {
+        let (cfg, weights) = architectures::llama2c::load(model_bin, opts.kind, opts.device)?;
+        let tokenizer = tokenizer_model
+            .map(Tokenizer::from_sentencepiece)
+            .transpose()?;
+        let mut model = Self::from_parts(cfg, weights, tokenizer, opts.device)?;
+        model.process_weights(&opts.processing)?;
+        Ok(model)
+    }
+
+    /// Builds a model from a config and weights already in the shared layout.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an inconsistent config.
+    pub fn from_parts(
+        cfg: ModelConfig,
+        w: DecoderWeights,
+        tokenizer: Option<Tokenizer>,
+        device: Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        // Without this every pass page-faults its activations in anew (see the module).
+        mechlens_core::allocator::keep_freed_memory();
+        let rotary = match &cfg.positional {
+            Positional::Rotary(r) => Some(Rc::new(Rotary::new(r, cfg.n_ctx, device)?)),
+            Positional::Learned => None,
+        };
+        let blocks = w
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(layer, lw)| Block {
+                layer,
+                ln1: lw.ln1,
+                attn: Attention {
+                    w: lw.attn,
+                    n_heads: cfg.n_heads as i64,
+                    n_kv_heads: cfg.n_kv_heads as i64,
+                    d_head: cfg.d_head as i64,
+                    attn_scale: cfg.attn_scale,
+                    window: cfg.windows[layer].map(|w| w as i64),
+                    rotary: rotary.clone(),
+                    use_result: false,
+                },
+                ln2: lw.ln2,
+                mlp: lw.mlp,
+                parallel: cfg.parallel_residual,
+                split_qkv_input: false,
+                attn_in: false,
+                mlp_in: false,
+            })
+            .collect();
+        let mut tokenizer = tokenizer;
+        if let Some(t) = tokenizer.as_mut() {
+            t.bos_token_id = t.bos_token_id.or(cfg.bos_token_id);
+            t.eos_token_id = t.eos_token_id.or(cfg.eos_token_id);
+            t.pad_token_id = t.pad_token_id.or(cfg.pad_token_id);
+        }
+        Ok(Self {
+            m: Modules {
+                cfg,
+                embed: w.embed,
+                blocks,
+                ln_final: w.ln_final,
+                w_u: w.w_u,
+                b_u: w.b_u,
+            },
+            tokenizer,
+            hooks: RefCell::new(Hooks::new()),
+            device,
+        })
+    }
+}
+
+fn load_tokenizer(dir: &Path) -> Result<Option<Tokenizer>> {
+    let json = dir.join("tokenizer.json");
+    if json.is_file() {
+        return Tokenizer::from_hf_file(&json).map(Some);
+    }
+    let sp = dir.join("tokenizer.model");
+    if sp.is_file() {
+        return Tokenizer::from_sentencepiece(&sp).map(Some);
+    }
+    Ok(None)
+}
