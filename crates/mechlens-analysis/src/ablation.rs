@@ -234,6 +234,6 @@ pub fn ablate_each_head(
         }
     }
     let scores = Tensor::from_slice(&scores).f_view([layers as i64, heads as i64])?;
-    let table = mechlens_weights::long_frame(&scores, &["layer", "head"], "metric")?;
+    let table = mechlens_tables::tensor_to_df(&scores, &["layer", "head"], "metric")?;
     Ok((scores, table))
 }

@@ -255,6 +255,6 @@ pub fn induction_scores(
         rows.push(stripe.f_mean_dim([0i64, 2].as_slice(), false, Kind::Float)?);
     }
     let scores = Tensor::f_stack(&rows, 0)?;
-    let table = mechlens_weights::long_frame(&scores, &["layer", "head"], "induction_score")?;
+    let table = mechlens_tables::tensor_to_df(&scores, &["layer", "head"], "induction_score")?;
     Ok((scores, table))
 }

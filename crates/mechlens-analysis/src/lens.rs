@@ -111,15 +111,12 @@ pub fn logit_lens(
     let mut table = df!(
         "component" => comp, "layer" => layer, "pos" => pos, "rank" => place,
         "token_id" => ids, "token" => tokens, "prob" => top,
-    )
-    .map_err(|e| Error::invalid("logit lens table", e.to_string()))?;
+    )?;
     if answer.is_some() {
-        table = table
-            .hstack(&[
-                Column::new("answer_rank".into(), answer_rank),
-                Column::new("answer_prob".into(), answer_prob),
-            ])
-            .map_err(|e| Error::invalid("logit lens table", e.to_string()))?;
+        table = table.hstack(&[
+            Column::new("answer_rank".into(), answer_rank),
+            Column::new("answer_prob".into(), answer_prob),
+        ])?;
     }
     Ok(LogitLens {
         log_probs,

@@ -251,7 +251,7 @@ pub(crate) fn patch_result(
 ) -> Result<PatchResult> {
     let mut dims = vec!["layer"];
     dims.extend(spec.axes.iter().map(|a| a.name));
-    let table = mechlens_weights::long_frame(&scores, &dims, value_name)?;
+    let table = mechlens_tables::tensor_to_df(&scores, &dims, value_name)?;
     Ok(PatchResult { scores, table })
 }
 

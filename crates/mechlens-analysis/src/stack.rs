@@ -1,7 +1,7 @@
 //! A labelled stack of residual-stream components, and which positions to keep.
 
 use mechlens_core::{Error, Result};
-use mechlens_weights::long_frame;
+use mechlens_tables::tensor_to_df;
 use polars::prelude::*;
 use tch::Tensor;
 
@@ -83,18 +83,13 @@ impl Stack {
                 got: size,
             });
         }
-        let mut frame = long_frame(values, &dims, value_name)?;
-        let index = frame
-            .column("component")
-            .and_then(|c| c.u32().cloned())
-            .map_err(|e| Error::invalid("stack table", e.to_string()))?;
+        let mut frame = tensor_to_df(values, &dims, value_name)?;
+        let index = frame.column("component").and_then(|c| c.u32().cloned())?;
         let names: Vec<&str> = index
             .into_no_null_iter()
             .map(|i| self.labels[i as usize].as_str())
             .collect();
-        frame
-            .with_column(Column::new("component".into(), names))
-            .map_err(|e| Error::invalid("stack table", e.to_string()))?;
+        frame.with_column(Column::new("component".into(), names))?;
         Ok(frame)
     }
 }

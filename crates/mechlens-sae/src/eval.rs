@@ -170,7 +170,7 @@ impl SaeReport {
     /// The feature-density histogram (see [`SparsityReport::density_histogram`]).
     ///
     /// # Errors
-    /// As [`crate::metrics::histogram`].
+    /// As [`mechlens_tables::histogram`].
     pub fn density_histogram(&self, bins: i64) -> Result<DataFrame> {
         self.sparsity.density_histogram(bins)
     }

@@ -11,7 +11,7 @@ use crate::sae::Sae;
 use crate::store::ActivationStore;
 
 fn frame(columns: Vec<Column>) -> Result<DataFrame> {
-    DataFrame::new_infer_height(columns).map_err(|e| Error::invalid("feature table", e.to_string()))
+    DataFrame::new_infer_height(columns).map_err(Error::from)
 }
 
 fn check_latents(sae: &Sae, latents: &[i64]) -> Result<()> {
@@ -195,7 +195,7 @@ pub fn latent_activations(sae: &Sae, store: &ActivationStore, latent: i64) -> Re
 }
 
 /// Histogram of `latent`'s non-zero activations over `store` in `bins` bins (columns
-/// bin_start, bin_end, count; see [`crate::metrics::histogram`]).
+/// bin_start, bin_end, count; see [`mechlens_tables::histogram`]).
 ///
 /// # Errors
 /// As [`latent_activations`]; [`Error::InvalidInput`] when the latent never fires there.
@@ -215,5 +215,5 @@ pub fn activation_histogram(
             ),
         ));
     }
-    crate::metrics::histogram(&values, bins, None)
+    mechlens_tables::histogram(&values, bins, None)
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::colors::finite_range;
 use crate::svg::{Svg, SvgArea, svg_chart};
-use crate::values::{IntoValues, column, column_strings};
+use mechlens_tables::values::{IntoValues, column, column_strings};
 
 /// Which kind of chart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -550,12 +550,12 @@ impl Chart {
             }
             other => other,
         };
-        let mechlens_sae::metrics::Bins {
+        let mechlens_tables::Bins {
             low,
             width,
             counts,
             left_out: outside,
-        } = mechlens_sae::metrics::bin_counts(&values, bins, range)?;
+        } = mechlens_tables::bin_counts(&values, bins, range)?;
         let (lo, hi) = (low, low + width * bins as f64);
         let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.05;
         let caption = self.caption(left_out + outside);
@@ -724,8 +724,7 @@ mod tests {
 
     #[test]
     fn frames_give_one_series_per_group_and_bad_names_are_errors() -> Result<()> {
-        let df = df!("step" => &[0i64, 1, 0, 1], "loss" => &[1.0, 0.5, 2.0, 1.0], "run" => &["a", "a", "b", "b"])
-            .map_err(|e| Error::invalid("df", e.to_string()))?;
+        let df = df!("step" => &[0i64, 1, 0, 1], "loss" => &[1.0, 0.5, 2.0, 1.0], "run" => &["a", "a", "b", "b"])?;
         let s = flat(
             &Chart::line("runs")
                 .frame_by(&df, "step", "loss", "run")

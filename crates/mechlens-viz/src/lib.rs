@@ -13,7 +13,6 @@
 //!   diverging scale centred at 0. Both save as SVG and PNG.
 //! - [`views`]: self-contained HTML + JS views: attention patterns, coloured tokens, top-k
 //!   tokens per position, SAE feature dashboards. Nothing is fetched from a network.
-//! - [`convert`]: Tensor ↔ ndarray ↔ long-format DataFrame.
 //! - [`cell_guard`]: the kernel's relay that reports a cell's `?` error or panic to Jupyter as
 //!   an error (installed by the kernel's prelude).
 //!
@@ -23,14 +22,12 @@
 pub mod cell_guard;
 pub mod chart;
 pub mod colors;
-pub mod convert;
 pub mod display;
 pub mod heatmap;
 mod panel;
 mod plain;
 pub mod summary;
 pub mod svg;
-pub mod values;
 pub mod views;
 
 pub use chart::{Chart, histogram_chart};

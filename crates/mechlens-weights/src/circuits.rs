@@ -12,7 +12,7 @@ use polars::prelude::*;
 use tch::{Kind, Tensor};
 
 use crate::FactoredMatrix;
-use crate::frame::{long_frame, table_err};
+use mechlens_tables::tensor_to_df;
 
 /// Which of a later head's inputs an earlier head's output feeds (the Framework paper's
 /// three kinds of composition).
@@ -220,7 +220,7 @@ impl Circuits for HookedTransformer {
 
     fn composition_frame(&self, kind: Composition) -> Result<DataFrame> {
         let scores = self.composition_scores(kind)?;
-        long_frame(
+        tensor_to_df(
             &scores,
             &["left_layer", "left_head", "right_layer", "right_head"],
             "score",
@@ -228,7 +228,7 @@ impl Circuits for HookedTransformer {
         .lazy()
         .filter(col("left_layer").lt(col("right_layer")))
         .collect()
-        .map_err(table_err("composition"))
+        .map_err(Error::from)
     }
 
     fn copying_scores(&self, tokens: &[i64]) -> Result<Tensor> {
@@ -246,14 +246,11 @@ impl Circuits for HookedTransformer {
         let s = self.spectra(circuit)?;
         let ranks = effective_rank(&s)?;
         let k = s.size()[2];
-        let frame = long_frame(&s, &["layer", "head", "index"], "singular_value")?;
+        let frame = tensor_to_df(&s, &["layer", "head", "index"], "singular_value")?;
         let ranks = ranks.f_unsqueeze(-1)?.f_expand([-1, -1, k], false)?;
-        let ranks = long_frame(&ranks, &["layer", "head", "index"], "effective_rank")?;
+        let ranks = tensor_to_df(&ranks, &["layer", "head", "index"], "effective_rank")?;
         frame
-            .hstack(&[ranks
-                .column("effective_rank")
-                .map_err(table_err("spectra"))?
-                .clone()])
-            .map_err(table_err("spectra"))
+            .hstack(&[ranks.column("effective_rank")?.clone()])
+            .map_err(Error::from)
     }
 }

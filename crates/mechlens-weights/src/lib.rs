@@ -8,14 +8,12 @@
 //! - [`svd_interpretation`]: singular directions of OV and MLP weights read through the
 //!   unembedding (Millidge & Black 2022), as a table.
 //! - [`exact`]: the same SVD and eigen calls in f64 with LAPACK.
-//! - [`long_frame`]: any tensor as a long-format polars DataFrame.
 //!
 //! Every analysis returns tensors, and a DataFrame where a table is the natural reading.
 
 mod circuits;
 pub mod exact;
 mod factored_matrix;
-mod frame;
 mod svd_interpretation;
 
 pub use circuits::{
@@ -23,7 +21,6 @@ pub use circuits::{
     positive_eigenvalue_fraction,
 };
 pub use factored_matrix::FactoredMatrix;
-pub use frame::long_frame;
 /// The array crate of [`exact`]'s results, so its types can be named.
 pub use ndarray;
 pub use svd_interpretation::{SvdComponent, SvdOptions, svd_interpretation};

@@ -11,7 +11,6 @@ use tch::{Kind, Tensor};
 
 use crate::Circuits;
 use crate::factored_matrix::thin_svd;
-use crate::frame::table_err;
 
 /// Which weight matrix a row of the table came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,7 +184,7 @@ pub fn svd_interpretation(model: &HookedTransformer, opts: &SvdOptions) -> Resul
         "token" => rows.token,
         "score" => rows.score,
     )
-    .map_err(table_err("SVD interpretation"))
+    .map_err(Error::from)
 }
 
 fn token_string(model: &HookedTransformer, id: i64) -> String {

@@ -5,7 +5,7 @@
 //! prelude), the weight analyses of `mechlens-weights`, the run analyses of
 //! `mechlens-analysis`, the sparse autoencoders of `mechlens-sae` and the charts and views
 //! of `mechlens-viz` (as [`weights`], [`analysis`], [`sae`] and [`viz`], and through the
-//! prelude), and the crates a notebook needs —
+//! prelude), the tensor ↔ table conversions of `mechlens-tables` (as [`tables`]), and the crates a notebook needs —
 //! `tch` for tensors, `polars` for tables,
 //! `plotters` for charts — and, through [`prelude`], the display trait that makes
 //! DataFrames, tensors and charts render inline in JupyterLab. [`datasets`] finds the
@@ -28,6 +28,7 @@ pub use mechlens_core::{
 pub use mechlens_models as models;
 pub use mechlens_models::datasets;
 pub use mechlens_sae as sae;
+pub use mechlens_tables as tables;
 pub use mechlens_toys as toys;
 pub use mechlens_viz as viz;
 pub use mechlens_viz::{chart, display};

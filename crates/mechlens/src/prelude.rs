@@ -33,12 +33,12 @@ pub use mechlens_sae::train::{
 pub use mechlens_sae::{
     ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing, ShardWriter, ShardedActivations,
 };
+pub use mechlens_tables::{
+    df_to_tensor, ndarray_to_df, ndarray_to_tensor, tensor_to_df, tensor_to_ndarray,
+};
 pub use mechlens_toys::{
     SparseFeatures, SparseFeaturesOptions, feature_uniqueness, max_cosine,
     mean_correlation_coefficient, mmcs,
-};
-pub use mechlens_viz::convert::{
-    df_to_tensor, ndarray_to_df, ndarray_to_tensor, tensor_to_df, tensor_to_ndarray,
 };
 pub use mechlens_viz::{
     AttentionOptions, Chart, ColoredTokens, DashboardOptions, FeatureDashboard, Heatmap,
@@ -46,8 +46,7 @@ pub use mechlens_viz::{
     attention_patterns_with, histogram_chart, svg_chart,
 };
 pub use mechlens_weights::{
-    Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, long_frame,
-    svd_interpretation,
+    Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, svd_interpretation,
 };
 
 pub use std::rc::Rc;

@@ -481,7 +481,7 @@ impl Trainer {
                     .collect::<Vec<i64>>(),
             ),
         ];
-        DataFrame::new_infer_height(columns).map_err(|e| Error::invalid("log frame", e.to_string()))
+        DataFrame::new_infer_height(columns).map_err(Error::from)
     }
 
     /// The trained SAE for inference, as SAELens saves it: TopK decoder norms folded when

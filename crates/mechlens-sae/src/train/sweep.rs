@@ -93,5 +93,5 @@ pub fn mmcs_sweep(
         Column::new("l0".into(), l0s),
         Column::new("dead_latents".into(), dead),
     ])
-    .map_err(|e| Error::invalid("sweep table", e.to_string()))
+    .map_err(Error::from)
 }

@@ -14,7 +14,7 @@ use super::{STYLE, View, token_span};
 use crate::chart::Chart;
 use crate::colors::Scale;
 use crate::display::{escape_html, format_float};
-use crate::values::{IntoValues, column, column_strings};
+use mechlens_tables::values::{IntoValues, column, column_strings};
 
 /// How much a [`FeatureDashboard`] shows.
 #[derive(Clone, Copy, Debug)]

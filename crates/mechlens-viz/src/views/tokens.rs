@@ -8,7 +8,7 @@ use mechlens_core::{Error, Result};
 use super::{STYLE, View, token_span};
 use crate::colors::Scale;
 use crate::display::{escape_html, format_float};
-use crate::values::IntoValues;
+use mechlens_tables::values::IntoValues;
 
 /// Rows of coloured tokens being described; [`ColoredTokens::view`] renders them.
 ///

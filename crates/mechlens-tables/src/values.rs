@@ -173,8 +173,7 @@ mod tests {
         assert_eq!(vec![1.0f32, 2.0, 3.0].into_values("x")?, expected);
         let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).reshape([1, 3]);
         assert_eq!((&t).into_values("x")?, expected);
-        let df = df!("a" => &[1i32, 2, 3], "s" => &["x", "y", "z"])
-            .map_err(|e| Error::invalid("df", e.to_string()))?;
+        let df = df!("a" => &[1i32, 2, 3], "s" => &["x", "y", "z"])?;
         assert_eq!(column(&df, "a")?.into_values("x")?, expected);
         assert_eq!(column_strings(&df, "s")?, vec!["x", "y", "z"]);
         Ok(())
@@ -188,7 +187,7 @@ mod tests {
             err.contains("1-D tensor") && err.contains("[2, 3]"),
             "{err}"
         );
-        let df = df!("s" => &["x"]).map_err(|e| Error::invalid("df", e.to_string()))?;
+        let df = df!("s" => &["x"])?;
         let err = column(&df, "value")
             .expect_err("no such column")
             .to_string();

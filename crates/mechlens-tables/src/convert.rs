@@ -5,20 +5,21 @@
 
 use mechlens_core::{Error, Result};
 use ndarray::{ArrayD, IxDyn};
-use polars::prelude::DataFrame;
+use polars::prelude::{Column, DataFrame};
 use tch::{Kind, Tensor};
 
 use crate::values::{IntoValues, column};
 
 /// A tensor as a long DataFrame: a `u32` column per dim, named by `dims`, and an `f64`
-/// `value` column.
+/// column named `value` (the inverse of [`df_to_tensor`]). One row per entry, in row-major
+/// order: the shape polars' group-bys and joins and the chart builder want.
 ///
 /// ```
-/// use mechlens_viz::convert::tensor_to_df;
+/// use mechlens_tables::tensor_to_df;
 /// use tch::Tensor;
 ///
 /// let scores = Tensor::from_slice(&[0.1f32, 0.9, 0.4, 0.2]).reshape([2, 2]);
-/// let df = tensor_to_df(&scores, &["layer", "head"])?;
+/// let df = tensor_to_df(&scores, &["layer", "head"], "score")?;
 /// assert_eq!(df.shape(), (4, 3));
 /// # Ok::<(), mechlens_core::Error>(())
 /// ```
@@ -28,8 +29,37 @@ use crate::values::{IntoValues, column};
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] when `dims` does not name every dim.
-pub fn tensor_to_df(tensor: &Tensor, dims: &[&str]) -> Result<DataFrame> {
-    mechlens_weights::long_frame(tensor, dims, "value")
+pub fn tensor_to_df(tensor: &Tensor, dims: &[&str], value: &str) -> Result<DataFrame> {
+    let size = tensor.size();
+    if size.len() != dims.len() {
+        return Err(Error::ShapeMismatch {
+            what: format!("tensor for a table with dims {dims:?}"),
+            expected: format!("{} dims", dims.len()),
+            got: size,
+        });
+    }
+    let values: Vec<f64> = Vec::<f64>::try_from(
+        tensor
+            .f_detach()?
+            .f_to_device(tch::Device::Cpu)?
+            .f_to_kind(Kind::Double)?
+            .f_flatten(0, -1)?,
+    )?;
+    let mut columns: Vec<Column> = Vec::with_capacity(dims.len() + 1);
+    // Row-major order: dim d's index changes every `stride` entries.
+    let mut stride: usize = 1;
+    let mut index_columns = Vec::with_capacity(dims.len());
+    for (&name, &n) in dims.iter().zip(&size).rev() {
+        let n = n as usize;
+        let column: Vec<u32> = (0..values.len())
+            .map(|i| ((i / stride) % n.max(1)) as u32)
+            .collect();
+        index_columns.push(Column::new(name.into(), column));
+        stride *= n.max(1);
+    }
+    columns.extend(index_columns.into_iter().rev());
+    columns.push(Column::new(value.into(), values));
+    Ok(DataFrame::new_infer_height(columns)?)
 }
 
 /// The tensor a long DataFrame describes: `dims` are its index columns (0-based integers),
@@ -113,13 +143,17 @@ where
 ///
 /// # Errors
 /// As [`tensor_to_df`].
-pub fn ndarray_to_df<A, S, D>(array: &ndarray::ArrayBase<S, D>, dims: &[&str]) -> Result<DataFrame>
+pub fn ndarray_to_df<A, S, D>(
+    array: &ndarray::ArrayBase<S, D>,
+    dims: &[&str],
+    value: &str,
+) -> Result<DataFrame>
 where
     A: Copy + Into<f64>,
     S: ndarray::Data<Elem = A>,
     D: ndarray::Dimension,
 {
-    tensor_to_df(&ndarray_to_tensor(array)?, dims)
+    tensor_to_df(&ndarray_to_tensor(array)?, dims, value)
 }
 
 #[cfg(test)]
@@ -129,7 +163,7 @@ mod tests {
     #[test]
     fn tensor_df_tensor_round_trip() -> Result<()> {
         let t = Tensor::arange(24, (Kind::Double, tch::Device::Cpu)).reshape([2, 3, 4]);
-        let df = tensor_to_df(&t, &["layer", "head", "pos"])?;
+        let df = tensor_to_df(&t, &["layer", "head", "pos"], "value")?;
         assert_eq!(df.shape(), (24, 4));
         let back = df_to_tensor(&df, &["layer", "head", "pos"], "value")?;
         assert_eq!(back.size(), vec![2, 3, 4]);
@@ -147,20 +181,18 @@ mod tests {
         let back = tensor_to_ndarray(&t)?;
         assert_eq!(back.shape(), &[3, 2]);
         assert_eq!(back[[2, 0]], 3.0);
-        let df = ndarray_to_df(&a, &["row", "col"])?;
+        let df = ndarray_to_df(&a, &["row", "col"], "value")?;
         assert_eq!(df.shape(), (6, 3));
         Ok(())
     }
 
     #[test]
     fn missing_entries_are_nan_and_bad_indices_are_errors() -> Result<()> {
-        let df = polars::df!("i" => &[0i64, 2], "value" => &[1.0, 3.0])
-            .map_err(|e| Error::invalid("df", e.to_string()))?;
+        let df = polars::df!("i" => &[0i64, 2], "value" => &[1.0, 3.0])?;
         let t = df_to_tensor(&df, &["i"], "value")?;
         assert_eq!(t.size(), vec![3]);
         assert!(t.double_value(&[1]).is_nan());
-        let bad = polars::df!("i" => &[-1i64], "value" => &[1.0])
-            .map_err(|e| Error::invalid("df", e.to_string()))?;
+        let bad = polars::df!("i" => &[-1i64], "value" => &[1.0])?;
         let err = df_to_tensor(&bad, &["i"], "value")
             .expect_err("negative")
             .to_string();
@@ -169,7 +201,7 @@ mod tests {
             "{err}"
         );
         assert!(df_to_tensor(&df, &["j"], "value").is_err());
-        assert!(tensor_to_df(&t, &["a", "b"]).is_err());
+        assert!(tensor_to_df(&t, &["a", "b"], "value").is_err());
         Ok(())
     }
 }
