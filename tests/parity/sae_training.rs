@@ -6,10 +6,11 @@ use mechlens_core::{Error, Result};
 use mechlens_sae::Sae;
 use mechlens_sae::metrics::SparsityReport;
 use mechlens_sae::train::{
-    ActivationSource, TensorSource, TrainArchitecture, TrainConfig, Trainer, mmcs_sweep,
+    ActivationSource, TensorSource, TrainArchitecture, TrainConfig, Trainer,
 };
 use mechlens_toys::{
     SparseFeatures, SparseFeaturesOptions, feature_uniqueness, mean_correlation_coefficient, mmcs,
+    mmcs_sweep,
 };
 use tch::{Device, Kind, Tensor};
 

@@ -5,9 +5,14 @@
 //!   smaller space, sparse coefficients with correlated firing and decaying probability.
 //! - [`mmcs`]: the Mean Max Cosine Similarity between a learned dictionary and the truth;
 //!   [`mean_correlation_coefficient`] and [`feature_uniqueness`]: SAELens' one-to-one scores.
+//! - [`mmcs_sweep`]: their grid of ReLU SAEs on toy data (L1 coefficient × dictionary size),
+//!   each scored by MMCS; toy data is an `ActivationSource` for mechlens-sae's trainer.
 
 mod matching;
+mod sae_source;
 mod sparse_features;
+mod sweep;
 
 pub use matching::{feature_uniqueness, mean_correlation_coefficient};
 pub use sparse_features::{SparseFeatures, SparseFeaturesOptions, max_cosine, mmcs};
+pub use sweep::mmcs_sweep;

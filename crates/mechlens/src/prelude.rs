@@ -28,7 +28,7 @@ pub use mechlens_sae::features::{
 pub use mechlens_sae::metrics::SparsityReport;
 pub use mechlens_sae::store::{ActivationStore, StoreOptions};
 pub use mechlens_sae::train::{
-    ActivationSource, LrSchedule, TensorSource, TrainArchitecture, TrainConfig, Trainer, mmcs_sweep,
+    ActivationSource, LrSchedule, TensorSource, TrainArchitecture, TrainConfig, Trainer,
 };
 pub use mechlens_sae::{
     ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing, ShardWriter, ShardedActivations,
@@ -38,7 +38,7 @@ pub use mechlens_tables::{
 };
 pub use mechlens_toys::{
     SparseFeatures, SparseFeaturesOptions, feature_uniqueness, max_cosine,
-    mean_correlation_coefficient, mmcs,
+    mean_correlation_coefficient, mmcs, mmcs_sweep,
 };
 pub use mechlens_viz::{
     AttentionOptions, Chart, ColoredTokens, DashboardOptions, FeatureDashboard, Heatmap,

@@ -18,7 +18,6 @@ mod config;
 mod manual;
 mod source;
 mod step;
-mod sweep;
 
 use std::time::Instant;
 
@@ -31,7 +30,6 @@ use crate::config::ActivationNorm;
 use crate::sae::Sae;
 pub use config::{LrSchedule, TrainArchitecture, TrainConfig};
 pub use source::{ActivationSource, TensorSource};
-pub use sweep::mmcs_sweep;
 
 /// One logged step.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

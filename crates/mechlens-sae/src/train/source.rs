@@ -100,14 +100,3 @@ impl ActivationSource for TensorSource {
         Ok(self.acts.f_index_select(0, &index)?)
     }
 }
-
-/// The toy data of Sharkey et al.: batch `step` is the generator's batch number `step`.
-impl ActivationSource for mechlens_toys::SparseFeatures {
-    fn d_in(&self) -> i64 {
-        self.options.d
-    }
-
-    fn batch(&mut self, step: usize, batch_size: i64) -> Result<Tensor> {
-        Ok(self.sample(batch_size, step as u64)?.1)
-    }
-}

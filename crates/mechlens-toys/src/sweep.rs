@@ -3,10 +3,10 @@
 //! recover the true directions (MMCS).
 
 use mechlens_core::{Error, Result};
-use mechlens_toys::{SparseFeatures, SparseFeaturesOptions, mmcs};
+use mechlens_sae::train::{TrainArchitecture, TrainConfig, Trainer};
 use polars::prelude::{Column, DataFrame};
 
-use super::{TrainArchitecture, TrainConfig, Trainer};
+use crate::{SparseFeatures, SparseFeaturesOptions, mmcs};
 
 /// Trains one ReLU SAE per pair of `l1_coefficients` × `dictionary_ratios` on the toy data
 /// `toy`, with `template`'s other settings (learning rate, steps, batch size, seed ...);
