@@ -49,6 +49,7 @@ pub use mechlens_weights::{
     Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, svd_interpretation,
 };
 
+pub use std::path::{Path, PathBuf};
 pub use std::rc::Rc;
 
 pub use plotters;
