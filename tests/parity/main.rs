@@ -10,6 +10,7 @@ mod babyllama;
 mod decoders;
 mod encoders;
 mod errors;
+mod hook_lists;
 mod hooks;
 mod hub;
 mod sae;

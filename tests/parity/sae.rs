@@ -134,6 +134,16 @@ fn spliced_sae_with_error_term_keeps_logits_and_exposes_saelens_hooks() {
             "{names:?}"
         );
     }
+    // Inside a hook (the run holds the model's hooks) the list is the same, SAE hooks too.
+    let mut seen_inside = Vec::new();
+    let hooks = Hooks::new()
+        .read("blocks.0.hook_resid_post", |_| {
+            seen_inside = model.hook_points();
+            Ok(())
+        })
+        .unwrap();
+    let _ = model.run_with_hooks(&tokens, hooks).unwrap();
+    assert_eq!(seen_inside, model.hook_points());
     let (logits, cache) = model.run_with_cache(&tokens, CacheFilter::All).unwrap();
     assert_close("logits with error term", &logits, &clean, 1e-4);
     // The cache has the SAE's own activations, equal to running the SAE on the model's.

@@ -258,7 +258,7 @@ impl CacheAnalysis for ActivationCache {
         check_layer(model, layer, "stack_head_results")?;
         let (mut parts, mut labels) = (Vec::new(), Vec::new());
         for l in 0..layer {
-            let result = match self.get(HookPoint::Result(l)) {
+            let result = match self.get(HookPoint::AttnResult(l)) {
                 Ok(r) => r.shallow_clone(),
                 Err(_) => self.compute_head_results(model, l)?,
             };

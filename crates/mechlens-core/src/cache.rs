@@ -6,7 +6,7 @@ use std::fmt;
 
 use tch::{Device, Tensor};
 
-use crate::{Error, HookPoint, IntoHookPoint, Result};
+use crate::{Error, ForwardOrder, HookPoint, IntoHookPoint, Result};
 
 /// Which hook points `run_with_cache` records. Only those are kept: a filtered cache never
 /// holds more than it names.
@@ -65,7 +65,7 @@ impl fmt::Debug for CacheFilter {
 /// Activations recorded during a run, keyed by hook point, in forward order.
 #[derive(Default)]
 pub struct ActivationCache {
-    acts: BTreeMap<(usize, usize, usize, usize), (HookPoint, Tensor)>,
+    acts: BTreeMap<ForwardOrder, (HookPoint, Tensor)>,
 }
 
 impl ActivationCache {

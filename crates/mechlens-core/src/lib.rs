@@ -29,6 +29,9 @@ pub mod shape;
 pub use cache::{ActivationCache, CacheFilter};
 pub use datasets::sha256_hex;
 pub use error::{Error, Result};
-pub use hook_point::{HookPoint, IntoHookPoint, SaeAnchor, SaeSite, closest};
+pub use hook_point::{
+    DecoderSites, Fires, ForwardOrder, HookPoint, IntoHookPoint, OptIn, SaeAnchor, SaeSite, Width,
+    encoder_points,
+};
 pub use hooks::{Hook, HookSession, Hooks, Intervention, Splice};
 pub use rng::SplitMix64;

@@ -206,40 +206,9 @@ impl HookedEncoder {
         self.tokenizer.as_ref()
     }
 
-    /// Every hook point, in forward order.
+    /// Every hook point, in forward order (TransformerLens' `HookedEncoder` names).
     pub fn hook_points(&self) -> Vec<HookPoint> {
-        use HookPoint::*;
-        let mut points = vec![
-            Embed,
-            PosEmbed,
-            TokenTypeEmbed,
-            EmbedLnScale,
-            EmbedLnNormalized,
-            FullEmbed,
-        ];
-        for l in 0..self.blocks.len() {
-            points.extend([
-                ResidPre(l),
-                Q(l),
-                K(l),
-                V(l),
-                AttnScores(l),
-                Pattern(l),
-                Z(l),
-                AttnOut(l),
-                ResidMid(l),
-                Ln1Scale(l),
-                Ln1Normalized(l),
-                MlpPre(l),
-                MlpPost(l),
-                MlpOut(l),
-                ResidPost(l),
-                Ln2Scale(l),
-                Ln2Normalized(l),
-                NormalizedResidPost(l),
-            ]);
-        }
-        points
+        mechlens_core::encoder_points(self.blocks.len())
     }
 
     /// Runs the encoder. Padded text batches carry their own attention mask.

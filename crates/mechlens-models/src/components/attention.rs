@@ -185,10 +185,10 @@ impl Attention {
         };
         let z = s.hook(HookPoint::Z(layer), z.f_transpose(1, 2)?)?;
         let d_model = self.w.w_o.size()[1];
-        if self.use_result || s.names(HookPoint::Result(layer)) {
+        if self.use_result || s.names(HookPoint::AttnResult(layer)) {
             let w_o = self.w.w_o.f_view([h, dh, d_model])?;
             let result = Tensor::f_einsum("bphd,hdm->bphm", &[&z, &w_o], None::<&[i64]>)?;
-            let result = s.hook(HookPoint::Result(layer), result)?;
+            let result = s.hook(HookPoint::AttnResult(layer), result)?;
             let out = result.f_sum_dim_intlist(2, false, None)?;
             return match &self.w.b_o {
                 Some(b_o) => Ok(out.f_add(b_o)?),

@@ -1,60 +1,40 @@
 //! Which hook points a [`HookedTransformer`] has, and the hooks that stay on it between runs
-//! (persistent hooks and spliced SAEs).
+//! (persistent hooks and spliced SAEs). Which sites fire where is mechlens-core's hook table;
+//! this file only says what this model is (positions, block kind, MLP, the opt-in flags).
 
-use mechlens_core::{Error, Hook, HookPoint, Hooks, IntoHookPoint, Result, SaeSite};
+use mechlens_core::{
+    DecoderSites, Error, Hook, HookPoint, Hooks, IntoHookPoint, Result, SaeSite, Width,
+};
 
 use super::HookedTransformer;
+use crate::components::Block;
 use crate::config::Positional;
 
 impl HookedTransformer {
     /// Every hook point this model fires, in forward order. Opt-in points appear once enabled
-    /// (they also fire whenever a hook or cache filter names them).
+    /// (they also fire whenever a hook or cache filter names them). A spliced SAE's hooks
+    /// follow the point it is spliced in at.
     pub fn hook_points(&self) -> Vec<HookPoint> {
-        use HookPoint::*;
-        let cfg = &self.m.cfg;
-        let mut points = vec![Embed];
-        if self.m.embed.w_pos.is_some() {
-            points.push(PosEmbed);
+        self.points(false)
+    }
+
+    /// The table's sites for this model: the ones it fires, or (`all_opt_in`) every one a hook
+    /// or cache filter may name.
+    fn points(&self, all_opt_in: bool) -> Vec<HookPoint> {
+        let model = self.sites_of(None, all_opt_in);
+        let mut points = model.embedding_points();
+        for block in &self.m.blocks {
+            points.extend(
+                self.sites_of(Some(block), all_opt_in)
+                    .block_points(block.layer),
+            );
         }
-        let rotary = matches!(cfg.positional, Positional::Rotary(_));
-        for b in &self.m.blocks {
-            let l = b.layer;
-            points.push(ResidPre(l));
-            if b.attn_in {
-                points.push(AttnIn(l));
-            } else if b.split_qkv_input {
-                points.extend([QInput(l), KInput(l), VInput(l)]);
-            }
-            points.extend([Ln1Scale(l), Ln1Normalized(l), Q(l), K(l), V(l)]);
-            if rotary {
-                points.extend([RotQ(l), RotK(l)]);
-            }
-            points.extend([AttnScores(l), Pattern(l), Z(l)]);
-            if b.attn.use_result {
-                points.push(Result(l));
-            }
-            points.push(AttnOut(l));
-            if !b.parallel {
-                points.push(ResidMid(l));
-            }
-            if b.mlp_in {
-                points.push(MlpIn(l));
-            }
-            points.extend([Ln2Scale(l), Ln2Normalized(l), MlpPre(l)]);
-            if b.mlp.w_gate.is_some() {
-                points.push(MlpPreLinear(l));
-            }
-            points.extend([MlpPost(l), MlpOut(l), ResidPost(l)]);
-        }
-        points.extend([LnFinalScale, LnFinalNormalized, UnembedIn, UnembedOut]);
-        // A spliced SAE's hooks follow the point it is spliced in at.
-        let anchors = self
-            .hooks
-            .try_borrow()
-            .map(|h| h.splice_points())
-            .unwrap_or_default();
+        points.extend(model.final_points());
+        // Kept beside the hooks (not read from them) so that this works inside a hook too,
+        // while the run holds the hooks.
+        let anchors = self.splice_anchors.borrow();
         if !anchors.is_empty() {
-            for anchor in anchors {
+            for anchor in anchors.iter() {
                 points.extend(SaeSite::ALL.iter().filter_map(|s| anchor.sae(*s).ok()));
             }
             points.sort_by_key(HookPoint::forward_order);
@@ -63,20 +43,23 @@ impl HookedTransformer {
         points
     }
 
-    /// Every hook point this model could fire, opt-in ones included.
-    fn possible_hook_points(&self) -> Vec<HookPoint> {
-        let mut points = self.hook_points();
-        for l in 0..self.m.cfg.n_layers {
-            points.extend([
-                HookPoint::AttnIn(l),
-                HookPoint::QInput(l),
-                HookPoint::KInput(l),
-                HookPoint::VInput(l),
-                HookPoint::Result(l),
-                HookPoint::MlpIn(l),
-            ]);
+    /// What this model is, for the hook table: the whole model's (`block: None`) or a block's.
+    fn sites_of(&self, block: Option<&Block>, all_opt_in: bool) -> DecoderSites {
+        let mut sites = DecoderSites {
+            learned_positions: self.m.embed.w_pos.is_some(),
+            rotary: matches!(self.m.cfg.positional, Positional::Rotary(_)),
+            all_opt_in,
+            ..DecoderSites::default()
+        };
+        if let Some(b) = block {
+            sites.parallel = b.parallel;
+            sites.gated_mlp = b.mlp.w_gate.is_some();
+            sites.attn_in = b.attn_in;
+            sites.split_qkv_input = b.split_qkv_input;
+            sites.attn_result = b.attn.use_result;
+            sites.mlp_in = b.mlp_in;
         }
-        points
+        sites
     }
 
     /// Parses a hook name and checks the model has it.
@@ -84,7 +67,7 @@ impl HookedTransformer {
     /// # Errors
     /// [`Error::UnknownHook`] with the closest names this model has.
     pub fn hook_point(&self, name: impl IntoHookPoint) -> Result<HookPoint> {
-        let valid = self.possible_hook_points();
+        let valid = self.points(true);
         match name.into_hook_point() {
             Ok(p) if valid.contains(&p) => Ok(p),
             Ok(p) => HookPoint::parse_for(&p.to_string(), &valid),
@@ -105,7 +88,9 @@ impl HookedTransformer {
     /// [`Error::UnknownHook`].
     pub fn add_hook(&self, point: impl IntoHookPoint, hook: Hook<'static>) -> Result<()> {
         let point = self.hook_point(point)?;
-        self.persistent()?.push(point, hook);
+        let mut hooks = self.persistent()?;
+        hooks.push(point, hook);
+        self.note_splices(&hooks);
         Ok(())
     }
 
@@ -114,7 +99,9 @@ impl HookedTransformer {
     /// # Errors
     /// [`Error::InvalidInput`] if called from inside a hook.
     pub fn reset_hooks(&self) -> Result<()> {
-        self.persistent()?.clear();
+        let mut hooks = self.persistent()?;
+        hooks.clear();
+        self.note_splices(&hooks);
         Ok(())
     }
 
@@ -123,26 +110,28 @@ impl HookedTransformer {
     /// # Errors
     /// [`Error::InvalidInput`] if called from inside a hook.
     pub fn reset_splices(&self) -> Result<()> {
-        self.persistent()?.clear_splices();
+        let mut hooks = self.persistent()?;
+        hooks.clear_splices();
+        self.note_splices(&hooks);
         Ok(())
+    }
+
+    /// Records where SAEs are spliced, after the persistent hooks changed.
+    fn note_splices(&self, hooks: &Hooks<'static>) {
+        *self.splice_anchors.borrow_mut() = hooks.splice_points();
     }
 
     /// The width of the last dim(s) of the activation at `point` as an SAE reads it
     /// (`d_model` on the residual stream, `d_mlp` in the MLP, `n_heads·d_head` for per-head
     /// hooks), or `None` for points without one (patterns, LayerNorm scales).
     pub fn hook_width(&self, point: HookPoint) -> Option<i64> {
-        use HookPoint::*;
         let cfg = &self.m.cfg;
-        let width = match point {
-            Embed | PosEmbed | TokenTypeEmbed | FullEmbed | ResidPre(_) | AttnIn(_) | QInput(_)
-            | KInput(_) | VInput(_) | Ln1Normalized(_) | AttnOut(_) | ResidMid(_) | MlpIn(_)
-            | Ln2Normalized(_) | MlpOut(_) | ResidPost(_) | LnFinalNormalized | UnembedIn => {
-                cfg.d_model
-            }
-            MlpPre(_) | MlpPreLinear(_) | MlpPost(_) => cfg.d_mlp,
-            Q(_) | RotQ(_) | Z(_) => cfg.n_heads * cfg.d_head,
-            K(_) | V(_) | RotK(_) => cfg.n_kv_heads * cfg.d_head,
-            _ => return None,
+        let width = match point.width() {
+            Width::DModel => cfg.d_model,
+            Width::DMlp => cfg.d_mlp,
+            Width::QueryHeads => cfg.n_heads * cfg.d_head,
+            Width::KvHeads => cfg.n_kv_heads * cfg.d_head,
+            Width::None => return None,
         };
         i64::try_from(width).ok()
     }

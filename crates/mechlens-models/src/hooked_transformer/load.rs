@@ -124,6 +124,7 @@ impl HookedTransformer {
             },
             tokenizer,
             hooks: RefCell::new(Hooks::new()),
+            splice_anchors: RefCell::new(Vec::new()),
             device,
         })
     }

@@ -87,6 +87,8 @@ pub struct HookedTransformer {
     pub(crate) m: Modules,
     tokenizer: Option<Tokenizer>,
     hooks: RefCell<Hooks<'static>>,
+    /// Where SAEs are spliced (kept with the hooks' changes; readable while a run holds them).
+    splice_anchors: RefCell<Vec<mechlens_core::HookPoint>>,
     device: Device,
 }
 
