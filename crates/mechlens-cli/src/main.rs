@@ -4,8 +4,8 @@
 //! mechlens train-sae CONFIG.toml
 //! ```
 //!
-//! trains an SAE as the config says (see `train_sae.rs` for the file's keys), with a progress
-//! bar, checkpoints, resume (`resume = true` continues from `[train] checkpoint_dir`), and
+//! trains an SAE as the config says (see `train_sae.rs` for the file's keys), with progress
+//! lines, checkpoints, resume (`resume = true` continues from `[train] checkpoint_dir`), and
 //! writes the SAE in SAELens' format.
 
 mod train_sae;

@@ -28,7 +28,7 @@
 
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use mechlens_core::progress::Progress;
 use mechlens_core::{Error, Result};
 use mechlens_models::{HookedTransformer, LoadOptions};
 use mechlens_sae::shards::{MANIFEST_FILE, ShardedActivations};
@@ -46,7 +46,7 @@ fn config_error(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Reads the file, builds the data source, trains with a progress bar, saves.
+/// Reads the file, builds the data source, trains with progress lines, saves.
 pub fn run(path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         action: "reading",
@@ -76,24 +76,21 @@ pub fn run(path: &Path) -> Result<()> {
         Trainer::new(cfg)?
     };
     let total = trainer.config().total_steps;
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_position(trainer.step() as u64);
+    // Whole lines, one every 2 s (a redrawn bar garbles a log file or a notebook).
+    let mut progress = Progress::new("steps", total as u64)
+        .starting_at(trainer.step() as u64)
+        .unit("steps");
     while trainer.step() < total {
         let chunk = trainer.config().log_every.max(1);
         trainer.train_steps(source.as_mut(), chunk)?;
-        bar.set_position(trainer.step() as u64);
         if let Some(row) = trainer.log().last() {
-            bar.set_message(format!(
+            progress.note(format!(
                 "loss {:.4}  l0 {:.1}  dead {}",
                 row.loss, row.l0, row.dead_latents
             ));
         }
+        progress.advance(trainer.step() as u64 - progress.done());
     }
-    bar.finish();
     let sae = trainer.sae()?;
     sae.save(&out)?;
     println!(

@@ -27,6 +27,10 @@ pub struct Progress {
     every: Duration,
     quiet: bool,
     lines: Vec<String>,
+    /// Units already done when this report started (a resumed run): not in the rate.
+    base: u64,
+    /// Appended to each line (a loss, a count).
+    note: String,
 }
 
 impl Progress {
@@ -42,6 +46,8 @@ impl Progress {
             every: Duration::from_secs(2),
             quiet: false,
             lines: Vec::new(),
+            base: 0,
+            note: String::new(),
         }
     }
 
@@ -55,6 +61,18 @@ impl Progress {
     pub fn every(mut self, interval: Duration) -> Self {
         self.every = interval;
         self
+    }
+
+    /// Starts at `done` units (work a resumed run did before); the rate counts only new work.
+    pub fn starting_at(mut self, done: u64) -> Self {
+        self.done = done;
+        self.base = done;
+        self
+    }
+
+    /// Text appended to the next lines (e.g. the latest loss), replacing the previous note.
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.note = note.into();
     }
 
     /// Keeps the lines (see [`Progress::lines`]) instead of printing them.
@@ -96,7 +114,7 @@ impl Progress {
     pub fn line(&self) -> String {
         let secs = self.started.elapsed().as_secs_f64();
         let rate = if secs > 0.0 {
-            self.done as f64 / secs
+            (self.done - self.base) as f64 / secs
         } else {
             0.0
         };
@@ -119,6 +137,10 @@ impl Progress {
             ));
         } else if self.total > 0 && self.done >= self.total {
             line.push_str(&format!("  done in {}", format_duration(secs)));
+        }
+        if !self.note.is_empty() {
+            line.push_str("  ");
+            line.push_str(&self.note);
         }
         line
     }
@@ -173,6 +195,19 @@ mod tests {
             "{:?}",
             p.lines()
         );
+    }
+
+    #[test]
+    fn a_resumed_report_counts_from_its_start_and_carries_a_note() {
+        let mut p = Progress::new("steps", 100)
+            .starting_at(40)
+            .every(Duration::ZERO)
+            .quiet();
+        p.note("loss 0.5");
+        p.advance(10);
+        let line = &p.lines()[0];
+        assert!(line.starts_with("steps: 50/100 (50%)"), "{line}");
+        assert!(line.ends_with("  loss 0.5"), "{line}");
     }
 
     #[test]

@@ -15,46 +15,26 @@
 
 mod checkpoint;
 mod config;
+mod log;
 mod manual;
 mod source;
 mod step;
+mod validate;
 
-use std::time::Instant;
+use std::time::Duration;
+
+use mechlens_core::progress::Progress;
 
 use crate::fused;
 use mechlens_core::{Error, Result};
-use polars::prelude::{Column, DataFrame};
 use tch::{Kind, Tensor};
 
 use crate::config::ActivationNorm;
 use crate::sae::Sae;
 pub use config::{LrSchedule, TrainArchitecture, TrainConfig};
+pub use log::LogRow;
 pub use source::{ActivationSource, TensorSource};
-
-/// One logged step.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogRow {
-    /// Step (0-based) the row describes.
-    pub step: usize,
-    /// Learning rate used.
-    pub lr: f64,
-    /// Sparsity coefficient used (after warm-up).
-    pub sparsity_coefficient: f64,
-    /// Total loss.
-    pub loss: f64,
-    /// Reconstruction loss (Σ over d_in, mean over batch).
-    pub mse_loss: f64,
-    /// L1 / L0 penalty.
-    pub sparsity_loss: f64,
-    /// AuxK or gate-path reconstruction loss.
-    pub aux_loss: f64,
-    /// Mean active latents per input.
-    pub l0: f64,
-    /// 1 − mean squared error / mean variance of the batch.
-    pub explained_variance: f64,
-    /// Latents that have not fired for `dead_feature_window` steps.
-    pub dead_latents: i64,
-}
+use validate::validate;
 
 /// A training run.
 pub struct Trainer {
@@ -216,13 +196,19 @@ impl Trainer {
             self.norm_scale = Some(self.fit_norm_scale(source)?);
         }
         let end = (self.step + n).min(self.cfg.total_steps);
-        let started = Instant::now();
-        let first = self.step;
+        let every = self.cfg.progress_every;
+        let mut progress = (every > 0).then(|| {
+            Progress::new("steps", self.cfg.total_steps as u64)
+                .starting_at(self.step as u64)
+                .unit("steps")
+                .every(Duration::ZERO)
+        });
         while self.step < end {
             self.train_step(source)?;
-            let every = self.cfg.progress_every;
-            if every > 0 && (self.step.is_multiple_of(every) || self.step == end) {
-                self.print_progress(started, first, end);
+            if let Some(progress) = progress.as_mut()
+                && (self.step.is_multiple_of(every) || self.step == end)
+            {
+                self.report(progress);
             }
             if let (Some(every), Some(dir)) =
                 (self.cfg.checkpoint_every, self.cfg.checkpoint_dir.clone())
@@ -348,39 +334,6 @@ impl Trainer {
         Ok(())
     }
 
-    fn log_row(
-        &self,
-        step: usize,
-        lr: f64,
-        coefficient: f64,
-        x: &Tensor,
-        out: &step::StepOut,
-    ) -> Result<LogRow> {
-        let sq = |t: Tensor| -> Result<f64> {
-            Ok(t.f_square()?
-                .f_sum_dim_intlist(-1, false, Kind::Double)?
-                .f_mean(Kind::Double)?
-                .double_value(&[]))
-        };
-        let err = sq(x.f_sub(&out.out)?)?;
-        let var = sq(x.f_sub(&x.f_mean_dim(0, true, Kind::Float)?)?)?;
-        let dead = self
-            .steps_since_fired
-            .f_gt(self.cfg.dead_feature_window as i64)?;
-        Ok(LogRow {
-            step,
-            lr,
-            sparsity_coefficient: coefficient,
-            loss: out.loss.double_value(&[]),
-            mse_loss: out.mse.double_value(&[]),
-            sparsity_loss: out.sparsity.double_value(&[]),
-            aux_loss: out.aux.double_value(&[]),
-            l0: out.active.l0()?,
-            explained_variance: 1.0 - err / var,
-            dead_latents: dead.f_sum(Kind::Int64)?.int64_value(&[]),
-        })
-    }
-
     /// Backpropagates `loss`; the gradients in [`Sae::parameters_mut`]'s order.
     fn autograd_grads(&mut self, loss: &Tensor) -> Result<Vec<Tensor>> {
         for p in self.sae.parameters_mut() {
@@ -425,61 +378,6 @@ impl Trainer {
             fused::adam_step_(p, g, m, v, &adam)?;
         }
         Ok(())
-    }
-
-    fn print_progress(&self, started: Instant, first: usize, end: usize) {
-        let done = (self.step - first) as f64;
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        let rate = done * self.cfg.batch_size as f64 / secs;
-        let eta = (end - self.step) as f64 * secs / done.max(1.0);
-        let last = self.log.last();
-        println!(
-            "step {}/{}  loss {:.4}  l0 {:.1}  {:.0} tok/s  ETA {:.0}s",
-            self.step,
-            self.cfg.total_steps,
-            last.map_or(f64::NAN, |r| r.loss),
-            last.map_or(f64::NAN, |r| r.l0),
-            rate,
-            eta
-        );
-    }
-
-    /// The logged rows.
-    pub fn log(&self) -> &[LogRow] {
-        &self.log
-    }
-
-    /// The log as a DataFrame: step, lr, sparsity_coefficient, loss, mse_loss,
-    /// sparsity_loss, aux_loss, l0, explained_variance, dead_latents.
-    ///
-    /// # Errors
-    /// Only if polars refuses the columns (it does not for equal lengths).
-    pub fn log_frame(&self) -> Result<DataFrame> {
-        let col = |name: &str, f: &dyn Fn(&LogRow) -> f64| {
-            Column::new(name.into(), self.log.iter().map(f).collect::<Vec<f64>>())
-        };
-        let columns = vec![
-            Column::new(
-                "step".into(),
-                self.log.iter().map(|r| r.step as i64).collect::<Vec<i64>>(),
-            ),
-            col("lr", &|r| r.lr),
-            col("sparsity_coefficient", &|r| r.sparsity_coefficient),
-            col("loss", &|r| r.loss),
-            col("mse_loss", &|r| r.mse_loss),
-            col("sparsity_loss", &|r| r.sparsity_loss),
-            col("aux_loss", &|r| r.aux_loss),
-            col("l0", &|r| r.l0),
-            col("explained_variance", &|r| r.explained_variance),
-            Column::new(
-                "dead_latents".into(),
-                self.log
-                    .iter()
-                    .map(|r| r.dead_latents)
-                    .collect::<Vec<i64>>(),
-            ),
-        ];
-        DataFrame::new_infer_height(columns).map_err(Error::from)
     }
 
     /// The trained SAE for inference, as SAELens saves it: TopK decoder norms folded when
@@ -536,59 +434,4 @@ impl Trainer {
         sae.cfg = cfg;
         Ok(sae)
     }
-}
-
-fn validate(cfg: &TrainConfig) -> Result<()> {
-    let bad = |what: &str, reason: String| Err(Error::invalid(what, reason));
-    if cfg.d_in <= 0 || cfg.d_sae <= 0 || cfg.batch_size <= 0 {
-        return bad(
-            "training config",
-            format!(
-                "d_in, d_sae and batch_size must be positive, got {}, {}, {}",
-                cfg.d_in, cfg.d_sae, cfg.batch_size
-            ),
-        );
-    }
-    if cfg.total_steps == 0 {
-        return bad("total_steps", "must be at least 1".into());
-    }
-    match cfg.sae {
-        TrainArchitecture::TopK { k, .. } if !(1..=cfg.d_sae).contains(&k) => {
-            return bad(
-                "k",
-                format!("must be in 1..={} (d_sae), got {k}", cfg.d_sae),
-            );
-        }
-        TrainArchitecture::BatchTopK { k, .. } if !(k > 0.0 && k <= cfg.d_sae as f64) => {
-            return bad(
-                "k",
-                format!("must be in (0, {}] (d_sae), got {k}", cfg.d_sae),
-            );
-        }
-        TrainArchitecture::JumpRelu { bandwidth, .. } if bandwidth <= 0.0 => {
-            return bad("bandwidth", format!("must be positive, got {bandwidth}"));
-        }
-        _ => {}
-    }
-    if cfg.normalize_activations == ActivationNorm::ConstantNormRescale
-        && matches!(
-            cfg.sae,
-            TrainArchitecture::TopK { .. } | TrainArchitecture::BatchTopK { .. }
-        )
-    {
-        return bad("normalize_activations", "TopK's AuxK loss works in the input's units; use none or expected_average_only_in (as SAELens requires)".into());
-    }
-    if cfg.checkpoint_every.is_some() && cfg.checkpoint_dir.is_none() {
-        return bad("checkpoint_every", "needs checkpoint_dir".into());
-    }
-    if cfg.checkpoint_every == Some(0) || cfg.log_every == 0 {
-        return bad(
-            "training config",
-            "checkpoint_every and log_every must be at least 1".into(),
-        );
-    }
-    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
-        return bad("lr", format!("must be a positive number, got {}", cfg.lr));
-    }
-    Ok(())
 }
