@@ -102,6 +102,48 @@ impl ModelInput for TokenBatch {
     }
 }
 
+/// What a model accepts: ids below `vocab`, at most `n_ctx` positions after `past_len`
+/// cached ones, and it runs on `device`.
+pub(crate) struct InputLimits {
+    pub(crate) vocab: usize,
+    pub(crate) n_ctx: usize,
+    pub(crate) past_len: i64,
+    pub(crate) device: tch::Device,
+}
+
+/// Reads `input` (text through `tokenizer`, or ids) as checked tokens on the model's device,
+/// with its attention mask when it has one. Every model reads its input through this.
+///
+/// # Errors
+/// As [`check_tokens`]; [`Error::ShapeMismatch`] for a mask of another shape than the tokens.
+pub(crate) fn read_input(
+    input: &(impl ModelInput + ?Sized),
+    tokenizer: Option<&Tokenizer>,
+    limits: &InputLimits,
+) -> Result<Tokens> {
+    let Tokens {
+        tokens,
+        attention_mask,
+    } = input.to_tokens(tokenizer)?;
+    let tokens = check_tokens(&tokens, limits.vocab, limits.n_ctx, limits.past_len)?
+        .f_to_device(limits.device)?;
+    let attention_mask = match attention_mask {
+        Some(mask) if mask.size() != tokens.size() => {
+            return Err(Error::ShapeMismatch {
+                what: "attention_mask".into(),
+                expected: format!("{:?} (the tokens' shape)", tokens.size()),
+                got: mask.size(),
+            });
+        }
+        Some(mask) => Some(mask.f_to_device(limits.device)?),
+        None => None,
+    };
+    Ok(Tokens {
+        tokens,
+        attention_mask,
+    })
+}
+
 /// Checks token ids for a model with `vocab` tokens and a context of `n_ctx` (with
 /// `past_len` positions already cached); returns them as `[batch, pos]` int64.
 ///

@@ -1,6 +1,7 @@
 //! One file per architecture, each reading its Hugging Face `config.json` (HF field names)
 //! and walking its checkpoint's key tree into the shared components' layout.
 
+pub mod bert;
 pub mod gpt2;
 pub mod gpt_neo;
 pub mod gpt_neox;
@@ -94,6 +95,30 @@ fn architecture_name(config: &serde_json::Value) -> Option<String> {
         .get(0)?
         .as_str()
         .map(String::from)
+}
+
+/// A model folder's `config.json`, parsed (a JSON object), and its path for error messages.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read; [`Error::Config`] when it is not a JSON object.
+pub(crate) fn read_config(dir: &Path) -> Result<(serde_json::Value, std::path::PathBuf)> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        action: "reading",
+        path: path.clone(),
+        source,
+    })?;
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: path.display().to_string(),
+        reason: format!("not valid JSON: {e}"),
+    })?;
+    if !config.is_object() {
+        return Err(Error::Config {
+            path: path.display().to_string(),
+            reason: "expected a JSON object".into(),
+        });
+    }
+    Ok((config, path))
 }
 
 /// Deserialises an architecture's config, naming the file and the field on failure.

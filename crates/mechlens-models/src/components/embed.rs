@@ -1,7 +1,10 @@
-//! Token and learned position embeddings (`hook_embed`, `hook_pos_embed`).
+//! Token and learned position embeddings (`hook_embed`, `hook_pos_embed`), and BERT's
+//! embedding, which adds token types and a LayerNorm (`hook_full_embed`).
 
 use mechlens_core::{HookPoint, HookSession, Result};
 use tch::Tensor;
+
+use super::Norm;
 
 /// Embedding tables.
 pub struct Embed {
@@ -35,5 +38,42 @@ impl Embed {
             }
             None => Ok(embed),
         }
+    }
+}
+
+/// BERT's embedding: tokens, learned positions and token types, summed and normalised.
+pub struct EncoderEmbed {
+    /// Tokens and positions (`w_pos` is always present).
+    pub embed: Embed,
+    /// Token type embedding, `[type_vocab, d_model]`.
+    pub w_token_type: Tensor,
+    /// The embedding LayerNorm (`embed.ln`).
+    pub ln: Norm,
+}
+
+impl EncoderEmbed {
+    /// The residual stream at the first block. Tokens and types must already be checked.
+    ///
+    /// # Shapes
+    /// - `tokens`, `types`, `positions`: `[batch, pos]` int64 → `[batch, pos, d_model]`
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        types: &Tensor,
+        positions: &Tensor,
+        s: &mut HookSession,
+    ) -> Result<Tensor> {
+        let sum = self.embed.forward(tokens, positions, s)?;
+        let tt = s.hook(
+            HookPoint::TokenTypeEmbed,
+            Tensor::f_embedding(&self.w_token_type, types, -1, false, false)?,
+        )?;
+        let x = self.ln.forward(
+            &sum.f_add(&tt)?,
+            HookPoint::EmbedLnScale,
+            HookPoint::EmbedLnNormalized,
+            s,
+        )?;
+        s.hook(HookPoint::FullEmbed, x)
     }
 }

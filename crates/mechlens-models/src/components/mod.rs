@@ -1,16 +1,19 @@
 //! The parts every decoder here is built from, each with its TransformerLens hook sites:
-//! embeddings, norms, rotary embeddings, attention, MLPs, and the pre-norm block.
+//! embeddings, norms, rotary embeddings, attention, MLPs, the pre-norm (decoder) block and
+//! the post-norm (BERT) block.
 
 mod attention;
 mod block;
 mod embed;
+mod encoder_block;
 mod mlp;
 mod norm;
 mod rotary;
 
 pub use attention::{Attention, AttnContext, AttnWeights, LayerKv};
 pub use block::Block;
-pub use embed::Embed;
+pub use embed::{Embed, EncoderEmbed};
+pub use encoder_block::EncoderBlock;
 pub use mlp::Mlp;
 pub use norm::Norm;
 pub use rotary::Rotary;

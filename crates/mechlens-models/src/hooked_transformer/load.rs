@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
-use mechlens_core::{Error, Hooks, Result};
+use mechlens_core::{Hooks, Result};
 use tch::Device;
 
 use super::{HookedTransformer, LoadOptions, Modules};
@@ -23,22 +23,7 @@ impl HookedTransformer {
     /// Missing or malformed files, unsupported architectures, weights of the wrong shape.
     pub fn from_pretrained(name_or_path: &str, opts: LoadOptions) -> Result<Self> {
         let dir = opts.hub.resolve(name_or_path)?;
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
-            action: "reading",
-            path: config_path.clone(),
-            source,
-        })?;
-        let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
-            path: config_path.display().to_string(),
-            reason: format!("not valid JSON: {e}"),
-        })?;
-        if !config.is_object() {
-            return Err(Error::Config {
-                path: config_path.display().to_string(),
-                reason: "expected a JSON object".into(),
-            });
-        }
+        let (config, config_path) = architectures::read_config(&dir)?;
         let store = WeightStore::from_folder(&dir, opts.kind, opts.device)?;
         let (cfg, weights) = architectures::load_decoder(&config, &config_path, &store)?;
         let tokenizer = load_tokenizer(&dir)?;

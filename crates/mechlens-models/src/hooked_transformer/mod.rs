@@ -22,7 +22,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::components::{Block, Embed, Norm};
 use crate::config::ModelConfig;
-use crate::input::{ModelInput, Tokens, check_tokens};
+use crate::input::{InputLimits, ModelInput, Tokens, read_input};
 use crate::processing::Processing;
 use crate::resolve::Hub;
 use crate::tokenizer::Tokenizer;
@@ -144,39 +144,20 @@ impl HookedTransformer {
         self.m.blocks.iter_mut().for_each(|b| b.mlp_in = on);
     }
 
-    /// Checks and moves tokens to the model's device, as `[batch, pos]` int64.
-    pub(crate) fn check_tokens(&self, tokens: &Tensor, past_len: i64) -> Result<Tensor> {
-        let cfg = &self.m.cfg;
-        let tokens = check_tokens(tokens, cfg.d_vocab, cfg.n_ctx, past_len)?;
-        Ok(tokens.f_to_device(self.device)?)
-    }
-
-    /// Reads `input` as tokens on the model's device (with its attention mask, if any).
+    /// Reads `input` as tokens on the model's device (with its attention mask, if any), with
+    /// `past_len` positions already in a key/value cache.
     pub(crate) fn input(
         &self,
         input: &(impl ModelInput + ?Sized),
         past_len: i64,
     ) -> Result<Tokens> {
-        let Tokens {
-            tokens,
-            attention_mask,
-        } = input.to_tokens(self.tokenizer.as_ref())?;
-        let tokens = self.check_tokens(&tokens, past_len)?;
-        let attention_mask = match attention_mask {
-            Some(mask) if mask.size() != tokens.size() => {
-                return Err(Error::ShapeMismatch {
-                    what: "attention_mask".into(),
-                    expected: format!("{:?} (the tokens' shape)", tokens.size()),
-                    got: mask.size(),
-                });
-            }
-            Some(mask) => Some(mask.f_to_device(self.device)?),
-            None => None,
+        let limits = InputLimits {
+            vocab: self.m.cfg.d_vocab,
+            n_ctx: self.m.cfg.n_ctx,
+            past_len,
+            device: self.device,
         };
-        Ok(Tokens {
-            tokens,
-            attention_mask,
-        })
+        read_input(input, self.tokenizer.as_ref(), &limits)
     }
 
     /// Tokens of `text` as `[1, pos]`.
