@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use mechlens_checkpoint::torch_archive::read_torch_archive;
 use mechlens_models::Hub;
-use mechlens_models::torch_archive::read_torch_archive;
 use mechlens_sae::Sae;
 use mechlens_sae::pretrained::pretrained_yaml;
 use serde_json::Value;

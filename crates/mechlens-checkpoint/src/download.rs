@@ -111,7 +111,7 @@ fn open_repo(hub: &Hub, repo_id: &str) -> Result<(ApiRepo, Vec<String>), String>
     Ok((repo, listed))
 }
 
-/// The weight files to fetch, in the order `WeightStore` prefers them.
+/// The weight files to fetch, in the order `Checkpoint` prefers them.
 fn weight_files(repo: &ApiRepo, listed: &[&str]) -> Result<Vec<String>, String> {
     for (single, index) in [
         ("model.safetensors", "model.safetensors.index.json"),

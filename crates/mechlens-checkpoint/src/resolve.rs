@@ -169,14 +169,6 @@ pub fn hub_cache_dir() -> PathBuf {
     home.join(".cache").join("huggingface").join("hub")
 }
 
-/// [`Hub::resolve`] with the settings from the environment.
-///
-/// # Errors
-/// As [`Hub::resolve`].
-pub fn resolve(name_or_path: &str) -> Result<PathBuf> {
-    Hub::from_env().resolve(name_or_path)
-}
-
 /// `name` or `org/name`, each part of letters, digits, `-`, `_`, `.` (not starting with `.`):
 /// anything else is a path the user meant, and a download would only confuse the error.
 fn looks_like_repo_id(name: &str) -> bool {

@@ -1,6 +1,6 @@
-//! Reading checkpoints: [`WeightStore`] indexes the tensors of a Hugging Face model folder
+//! Reading model checkpoints: [`Checkpoint`] indexes the tensors of a Hugging Face model folder
 //! (safetensors, single or sharded; `pytorch_model.bin` through libtorch's own loader) and
-//! hands them out by name with the shape checked. [`WeightPath`] walks the key tree
+//! hands them out by name with the shape checked. [`CheckpointPath`] walks the key tree
 //! (`vb.pp("h").pp(0).get("ln_1.weight", ...)`), as candle's `VarBuilder` does.
 
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ enum Entry {
 }
 
 /// The tensors of one checkpoint, by name.
-pub struct WeightStore {
+pub struct Checkpoint {
     files: Vec<PathBuf>,
     maps: Vec<Option<Mmap>>,
     entries: HashMap<String, Entry>,
@@ -35,7 +35,7 @@ pub struct WeightStore {
     device: Device,
 }
 
-impl WeightStore {
+impl Checkpoint {
     /// Indexes the weights of a Hugging Face folder: `model.safetensors`,
     /// `model.safetensors.index.json` (shards), else `pytorch_model.bin` (and its index).
     /// Tensors are converted to `kind` and moved to `device` when taken.
@@ -247,7 +247,7 @@ impl WeightStore {
         Ok(tensor.f_to_kind(self.kind)?.f_to_device(self.device)?)
     }
 
-    /// Like [`WeightStore::get`], but `Ok(None)` when the tensor is absent.
+    /// Like [`Checkpoint::get`], but `Ok(None)` when the tensor is absent.
     ///
     /// # Errors
     /// [`Error::WeightShape`] when present with another shape.
@@ -260,8 +260,8 @@ impl WeightStore {
     }
 
     /// A path at the root of the key tree.
-    pub fn root(&self) -> WeightPath<'_> {
-        WeightPath {
+    pub fn root(&self) -> CheckpointPath<'_> {
+        CheckpointPath {
             store: self,
             prefix: String::new(),
         }
@@ -316,12 +316,12 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
 
 /// A position in a checkpoint's key tree.
 #[derive(Clone)]
-pub struct WeightPath<'a> {
-    store: &'a WeightStore,
+pub struct CheckpointPath<'a> {
+    store: &'a Checkpoint,
     prefix: String,
 }
 
-impl<'a> WeightPath<'a> {
+impl<'a> CheckpointPath<'a> {
     /// The path one level down (`pp("h").pp(3)` is `h.3.`).
     pub fn pp(&self, part: impl ToString) -> Self {
         Self {
@@ -343,7 +343,7 @@ impl<'a> WeightPath<'a> {
     /// The tensor `name` under this path, with its shape checked.
     ///
     /// # Errors
-    /// See [`WeightStore::get`].
+    /// See [`Checkpoint::get`].
     pub fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
         self.store.get(&self.key(name), shape)
     }
@@ -351,7 +351,7 @@ impl<'a> WeightPath<'a> {
     /// The tensor if present.
     ///
     /// # Errors
-    /// See [`WeightStore::get_opt`].
+    /// See [`Checkpoint::get_opt`].
     pub fn get_opt(&self, name: &str, shape: &[i64]) -> Result<Option<Tensor>> {
         self.store.get_opt(&self.key(name), shape)
     }
@@ -360,7 +360,7 @@ impl<'a> WeightPath<'a> {
     /// TransformerLens' accessors use and our matmuls take.
     ///
     /// # Errors
-    /// See [`WeightStore::get`].
+    /// See [`Checkpoint::get`].
     pub fn linear_t(&self, name: &str, d_in: i64, d_out: i64) -> Result<Tensor> {
         Ok(self.get(name, &[d_out, d_in])?.tr().contiguous())
     }

@@ -37,7 +37,6 @@ use mechlens_sae::train::{
     ActivationSource, TensorSource, TrainArchitecture, TrainConfig, Trainer,
 };
 use serde_json::Value;
-use tch::Tensor;
 
 fn config_error(path: &Path, reason: impl Into<String>) -> Error {
     Error::Config {
@@ -111,18 +110,7 @@ fn data_source(
     let seed = data.get("seed").and_then(Value::as_u64).unwrap_or(0);
     if let Some(file) = get("activations") {
         let file = relative(file);
-        let tensors = Tensor::read_safetensors(&file).map_err(|e| Error::WeightFile {
-            path: file.clone(),
-            reason: e.to_string(),
-        })?;
-        let acts = tensors
-            .into_iter()
-            .find(|(n, _)| n == "activations")
-            .map(|(_, t)| t)
-            .ok_or_else(|| Error::MissingWeight {
-                name: "activations".into(),
-                file: file.display().to_string(),
-            })?;
+        let acts = mechlens_checkpoint::safetensors::read_one(&file, "activations")?;
         return Ok(Box::new(TensorSource::new(&acts, seed)?));
     }
     let buffer_shards = data

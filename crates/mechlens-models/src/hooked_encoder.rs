@@ -11,7 +11,7 @@ use crate::components::{AttnContext, EncoderBlock, EncoderEmbed, affine};
 use crate::hooked_transformer::LoadOptions;
 use crate::input::{InputLimits, ModelInput, check_tokens, read_input};
 use crate::tokenizer::Tokenizer;
-use crate::weights::WeightStore;
+use mechlens_checkpoint::Checkpoint;
 
 /// What an encoder returns.
 pub struct EncoderOutput {
@@ -49,7 +49,7 @@ impl HookedEncoder {
             });
         }
         let cfg: BertConfig = architectures::parse(&raw, &config_path)?;
-        let store = WeightStore::from_folder(&dir, opts.kind, opts.device)?;
+        let store = Checkpoint::from_folder(&dir, opts.kind, opts.device)?;
         let mut tokenizer = match dir.join("tokenizer.json") {
             p if p.is_file() => Some(Tokenizer::from_hf_file(&p)?),
             _ => None,

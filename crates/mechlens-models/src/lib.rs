@@ -8,36 +8,29 @@
 //! - [`HookedEncoder`]: BERT encoders (token types, attention mask, optional pooler).
 //! - [`Tokenizer`]: `tokenizer.json` or SentencePiece, with TransformerLens' methods.
 //!
-//! Layout: `config` (the architecture-neutral [`ModelConfig`]), `weights` (checkpoint
-//! reading), `components/` (shared layers, each with its hook sites), `architectures/` (one
-//! file per architecture: its HF config and key names).
+//! Layout: `config` (the architecture-neutral [`ModelConfig`]), `components/` (shared layers, each with its hook sites), `architectures/` (one
+//! file per architecture: its HF config and key names), `hooked_transformer/`. Checkpoint
+//! files and the hub are mechlens-checkpoint's.
 
 mod accessors;
 pub mod architectures;
 pub mod components;
 pub mod config;
 pub mod datasets;
-#[cfg(feature = "hub")]
-mod download;
 mod generate;
 mod hooked_encoder;
 mod hooked_transformer;
 mod input;
-pub mod npz;
 mod processing;
-pub mod resolve;
 mod sentencepiece;
 mod tokenizer;
-pub mod torch_archive;
-pub mod weights;
-mod zip_file;
 
 pub use config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
 pub use generate::GenerateOptions;
 pub use hooked_encoder::{EncoderOutput, HookedEncoder};
 pub use hooked_transformer::{HookedTransformer, LoadOptions};
 pub use input::{ModelInput, Tokens};
+pub use mechlens_checkpoint::Hub;
 pub use processing::Processing;
-pub use resolve::Hub;
 pub use sentencepiece::SentencePiece;
 pub use tokenizer::{PaddingSide, TokenBatch, Tokenizer};

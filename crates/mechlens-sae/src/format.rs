@@ -4,10 +4,11 @@
 //! Files are written to a temporary name and renamed into place, so an interrupted save
 //! never leaves a half-written SAE where a good one was.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use mechlens_checkpoint::Checkpoint as Weights;
+use mechlens_checkpoint::{atomic, safetensors};
 use mechlens_core::{Error, Result};
-use mechlens_models::weights::WeightStore as Weights;
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{Architecture, SaeConfig};
@@ -101,16 +102,16 @@ impl Sae {
     /// replaced until the new file is complete).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
-        create_dir(dir)?;
+        atomic::create_dir(dir)?;
         let tensors: Vec<(&str, Tensor)> = self
             .named_parameters()
             .into_iter()
             .map(|(n, t)| Ok((n, t.f_to_device(Device::Cpu)?.f_contiguous()?)))
             .collect::<Result<_>>()?;
-        write_safetensors(&tensors, &dir.join(WEIGHTS_FILE))?;
+        safetensors::write(&tensors, &dir.join(WEIGHTS_FILE))?;
         let text = serde_json::to_string_pretty(&self.cfg.to_json())
             .map_err(|e| Error::invalid("cfg", e.to_string()))?;
-        write_atomic(&dir.join(CFG_FILE), text.as_bytes())
+        atomic::write(&dir.join(CFG_FILE), text.as_bytes())
     }
 }
 
@@ -126,19 +127,7 @@ pub fn load_sparsity(dir: impl AsRef<Path>) -> Result<Tensor> {
             reason: "no such file".into(),
         });
     }
-    let tensors = Tensor::read_safetensors(&path).map_err(|e| Error::WeightFile {
-        path: path.clone(),
-        reason: format!("not a valid safetensors file: {e}"),
-    })?;
-    let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
-    tensors
-        .into_iter()
-        .find(|(n, _)| n == "sparsity")
-        .map(|(_, t)| t)
-        .ok_or_else(|| Error::MissingWeight {
-            name: "sparsity".into(),
-            file: format!("{} (it has: {})", path.display(), names.join(", ")),
-        })
+    safetensors::read_one(&path, "sparsity")
 }
 
 /// Writes `sparsity.safetensors` (log10 feature density, `[d_sae]`).
@@ -147,56 +136,10 @@ pub fn load_sparsity(dir: impl AsRef<Path>) -> Result<Tensor> {
 /// [`Error::Io`] when it cannot be written.
 pub fn save_sparsity(dir: impl AsRef<Path>, log10_density: &Tensor) -> Result<()> {
     let dir = dir.as_ref();
-    create_dir(dir)?;
+    atomic::create_dir(dir)?;
     let t = log10_density
         .f_to_device(Device::Cpu)?
         .f_to_kind(Kind::Float)?
         .f_contiguous()?;
-    write_safetensors(&[("sparsity", t)], &dir.join(SPARSITY_FILE))
-}
-
-pub(crate) fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        action: "creating",
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-fn temp_name(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
-}
-
-/// Writes tensors to `path` through a temporary file and a rename.
-pub(crate) fn write_safetensors(tensors: &[(&str, Tensor)], path: &Path) -> Result<()> {
-    let tmp = temp_name(path);
-    let io = |source| Error::Io {
-        action: "writing",
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Err(e) = Tensor::write_safetensors(tensors, &tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        // libtorch's writer reports I/O failures as a TchError; keep the path in the message.
-        return Err(Error::Io {
-            action: "writing",
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        });
-    }
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// Writes bytes to `path` through a temporary file and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_name(path);
-    let io = |source| Error::Io {
-        action: "writing",
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    safetensors::write(&[("sparsity", t)], &dir.join(SPARSITY_FILE))
 }

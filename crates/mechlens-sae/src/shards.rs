@@ -20,8 +20,8 @@ use mechlens_core::{Error, Result, SplitMix64};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::format::write_atomic;
 use crate::train::ActivationSource;
+use mechlens_checkpoint::{atomic, safetensors};
 
 /// The manifest's file name.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -93,11 +93,7 @@ impl ShardWriter {
                 ),
             ));
         }
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            action: "creating",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        atomic::create_dir(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             rows_per_shard,
@@ -167,17 +163,8 @@ impl ShardWriter {
     fn write_shard(&mut self, rows: &Tensor) -> Result<()> {
         let file = format!("shard_{:05}.safetensors", self.manifest.shards.len());
         let n = rows.size()[0];
-        let values = Vec::<f32>::try_from(rows.f_contiguous()?.f_flatten(0, -1)?)?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let view = safetensors::tensor::TensorView::new(
-            safetensors::Dtype::F32,
-            vec![n as usize, self.manifest.d_in as usize],
-            &bytes,
-        )
-        .map_err(|e| Error::invalid("shard", e.to_string()))?;
-        let encoded = safetensors::serialize([(TENSOR, view)], None)
-            .map_err(|e| Error::invalid("shard", e.to_string()))?;
-        write_atomic(&self.dir.join(&file), &encoded)?;
+        let encoded = safetensors::encode_f32(TENSOR, rows)?;
+        atomic::write(&self.dir.join(&file), &encoded)?;
         self.manifest.shards.push(ShardEntry {
             file,
             rows: n,
@@ -204,7 +191,7 @@ impl ShardWriter {
         }
         let json = serde_json::to_vec_pretty(&self.manifest)
             .map_err(|e| Error::invalid("manifest", e.to_string()))?;
-        write_atomic(&self.dir.join(MANIFEST_FILE), &json)?;
+        atomic::write(&self.dir.join(MANIFEST_FILE), &json)?;
         Ok(self.manifest)
     }
 }
@@ -329,24 +316,12 @@ impl ShardedActivations {
                 entry.sha256
             )));
         }
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-        let view = st
-            .tensor(TENSOR)
-            .map_err(|e| bad(format!("no `{TENSOR}` tensor: {e}")))?;
-        let expected = [entry.rows as usize, self.manifest.d_in as usize];
-        if view.dtype() != safetensors::Dtype::F32 || view.shape() != expected {
-            return Err(bad(format!(
-                "`{TENSOR}` is {:?} {:?}, the manifest implies F32 {expected:?}",
-                view.dtype(),
-                view.shape()
-            )));
-        }
-        Ok(Tensor::f_from_data_size(
-            view.data(),
-            &[entry.rows, self.manifest.d_in],
-            Kind::Float,
-        )?)
+        safetensors::decode_f32(&bytes, TENSOR, &[entry.rows, self.manifest.d_in]).map_err(|e| {
+            bad(format!(
+                "{e} (the manifest implies [{}, {}])",
+                entry.rows, self.manifest.d_in
+            ))
+        })
     }
 
     /// Every row in shard order, `[n_rows, d_in]`.

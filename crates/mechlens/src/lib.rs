@@ -21,6 +21,7 @@
 pub mod prelude;
 
 pub use mechlens_analysis as analysis;
+pub use mechlens_checkpoint as checkpoint;
 pub use mechlens_core::{
     ActivationCache, CacheFilter, Error, Hook, HookPoint, Hooks, Intervention, Result, device,
     shape,

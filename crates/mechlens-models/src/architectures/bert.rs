@@ -10,7 +10,7 @@ use tch::Tensor;
 use super::norm;
 use crate::components::{Attention, AttnWeights, Embed, EncoderBlock, EncoderEmbed, Mlp};
 use crate::config::{Activation, Normalization};
-use crate::weights::{WeightPath, WeightStore};
+use mechlens_checkpoint::{Checkpoint, CheckpointPath};
 
 /// `config.json` of a BERT model (Hugging Face field names).
 #[derive(Debug, Deserialize)]
@@ -54,7 +54,7 @@ pub struct EncoderWeights {
 ///
 /// # Errors
 /// [`Error::Config`] for heads that do not divide the width; missing or misshapen weights.
-pub fn load(cfg: &BertConfig, store: &WeightStore, config_path: &Path) -> Result<EncoderWeights> {
+pub fn load(cfg: &BertConfig, store: &Checkpoint, config_path: &Path) -> Result<EncoderWeights> {
     let (d, v) = (cfg.hidden_size as i64, cfg.vocab_size as i64);
     let h = cfg.num_attention_heads as i64;
     if h == 0 || d % h != 0 {
@@ -72,7 +72,7 @@ pub fn load(cfg: &BertConfig, store: &WeightStore, config_path: &Path) -> Result
         store.root()
     };
     let emb = root.pp("embeddings");
-    let ln = |vb: WeightPath| norm(&vb, Normalization::LayerNorm, d, cfg.layer_norm_eps);
+    let ln = |vb: CheckpointPath| norm(&vb, Normalization::LayerNorm, d, cfg.layer_norm_eps);
     let mut blocks = Vec::new();
     for l in 0..cfg.num_hidden_layers {
         let vb = root.pp("encoder").pp("layer").pp(l);

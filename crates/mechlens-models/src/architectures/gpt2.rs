@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{AttnWeights, DecoderWeights, LayerWeights, norm};
 use crate::components::{Embed, Mlp};
 use crate::config::{Activation, ModelConfig, Normalization, Positional};
-use crate::weights::WeightStore;
+use mechlens_checkpoint::Checkpoint;
 
 /// `config.json` of a GPT-2 model (Hugging Face field names).
 #[derive(Debug, Deserialize)]
@@ -49,7 +49,7 @@ fn yes() -> bool {
 ///
 /// # Errors
 /// Config, missing-weight or shape errors.
-pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeights)> {
+pub fn load(c: &Config, store: &Checkpoint) -> Result<(ModelConfig, DecoderWeights)> {
     let (d, v, n) = (c.n_embd as i64, c.vocab_size as i64, c.n_positions as i64);
     let d_mlp = c.n_inner.unwrap_or(4 * c.n_embd) as i64;
     let cfg = ModelConfig {

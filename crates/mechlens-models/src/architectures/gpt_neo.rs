@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{AttnWeights, DecoderWeights, LayerWeights, norm};
 use crate::components::{Embed, Mlp};
 use crate::config::{Activation, ModelConfig, Normalization, Positional};
-use crate::weights::WeightStore;
+use mechlens_checkpoint::Checkpoint;
 
 /// `config.json` of a GPT-Neo model (Hugging Face field names).
 #[derive(Debug, Deserialize)]
@@ -54,7 +54,7 @@ fn yes() -> bool {
 ///
 /// # Errors
 /// Config, missing-weight or shape errors.
-pub fn load(c: &Config, store: &WeightStore) -> Result<(ModelConfig, DecoderWeights)> {
+pub fn load(c: &Config, store: &Checkpoint) -> Result<(ModelConfig, DecoderWeights)> {
     let mut windows = Vec::new();
     for (kinds, repeats) in &c.attention_types {
         for _ in 0..*repeats {

@@ -12,7 +12,7 @@ use crate::components::{Embed, Mlp};
 use crate::config::{
     Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig,
 };
-use crate::weights::WeightStore;
+use mechlens_checkpoint::Checkpoint;
 
 /// `config.json` of a GPT-NeoX model. Rotary settings come from `rope_parameters`
 /// (transformers ≥ 5) or the older `rotary_pct` / `rotary_emb_base` fields.
@@ -64,7 +64,7 @@ fn yes() -> bool {
 pub fn load(
     c: &Config,
     raw: &serde_json::Value,
-    store: &WeightStore,
+    store: &Checkpoint,
 ) -> Result<(ModelConfig, DecoderWeights)> {
     let (d, v) = (c.hidden_size as i64, c.vocab_size as i64);
     let h = c.num_attention_heads as i64;

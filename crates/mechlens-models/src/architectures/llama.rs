@@ -11,7 +11,7 @@ use crate::components::{Embed, Mlp};
 use crate::config::{
     Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig,
 };
-use crate::weights::WeightStore;
+use mechlens_checkpoint::Checkpoint;
 
 /// `config.json` of a Llama or Qwen2 model (Hugging Face field names).
 #[derive(Debug, Deserialize)]
@@ -74,7 +74,7 @@ pub(crate) fn token_id(v: &Option<serde_json::Value>) -> Option<i64> {
 pub fn load(
     c: &Config,
     raw: &serde_json::Value,
-    store: &WeightStore,
+    store: &Checkpoint,
 ) -> Result<(ModelConfig, DecoderWeights)> {
     let (d, v) = (c.hidden_size as i64, c.vocab_size as i64);
     let h = c.num_attention_heads as i64;

@@ -17,7 +17,7 @@ use tch::Tensor;
 pub use crate::components::AttnWeights;
 use crate::components::{Embed, Mlp, Norm};
 use crate::config::{ModelConfig, Normalization};
-use crate::weights::WeightStore;
+use mechlens_checkpoint::Checkpoint;
 
 /// The decoder architectures `HookedTransformer` loads, by Hugging Face `model_type`.
 pub const SUPPORTED_DECODERS: [&str; 5] = ["gpt2", "gpt_neo", "gpt_neox", "llama", "qwen2"];
@@ -56,7 +56,7 @@ pub struct DecoderWeights {
 pub fn load_decoder(
     config: &serde_json::Value,
     path: &Path,
-    store: &WeightStore,
+    store: &Checkpoint,
 ) -> Result<(ModelConfig, DecoderWeights)> {
     let model_type = config
         .get("model_type")
@@ -145,7 +145,7 @@ pub(crate) fn arch_of(config: &serde_json::Value, fallback: &str) -> String {
 
 /// A LayerNorm or RMSNorm read from `{prefix}.weight` (and `.bias` for LayerNorm).
 pub(crate) fn norm(
-    vb: &crate::weights::WeightPath,
+    vb: &mechlens_checkpoint::CheckpointPath,
     kind: Normalization,
     d: i64,
     eps: f64,
@@ -160,7 +160,7 @@ pub(crate) fn norm(
 
 /// The unembedding: `lm_head.weight` transposed, or a view of `W_E` when tied.
 pub(crate) fn unembed(
-    store: &WeightStore,
+    store: &Checkpoint,
     w_e: &Tensor,
     tied: bool,
     d_model: i64,

@@ -13,7 +13,7 @@ use crate::architectures::{self, DecoderWeights};
 use crate::components::{Attention, Block, Rotary};
 use crate::config::{ModelConfig, Positional};
 use crate::tokenizer::Tokenizer;
-use crate::weights::WeightStore;
+use mechlens_checkpoint::Checkpoint;
 
 impl HookedTransformer {
     /// Loads a Hugging Face model: a local folder, else the hub cache, else a download
@@ -24,7 +24,7 @@ impl HookedTransformer {
     pub fn from_pretrained(name_or_path: &str, opts: LoadOptions) -> Result<Self> {
         let dir = opts.hub.resolve(name_or_path)?;
         let (config, config_path) = architectures::read_config(&dir)?;
-        let store = WeightStore::from_folder(&dir, opts.kind, opts.device)?;
+        let store = Checkpoint::from_folder(&dir, opts.kind, opts.device)?;
         let (cfg, weights) = architectures::load_decoder(&config, &config_path, &store)?;
         let tokenizer = load_tokenizer(&dir)?;
         let mut model = Self::from_parts(cfg, weights, tokenizer, opts.device)?;

@@ -24,8 +24,8 @@ use crate::components::{Block, Embed, Norm};
 use crate::config::ModelConfig;
 use crate::input::{InputLimits, ModelInput, Tokens, read_input};
 use crate::processing::Processing;
-use crate::resolve::Hub;
 use crate::tokenizer::Tokenizer;
+use mechlens_checkpoint::Hub;
 
 pub(crate) use forward::{KvCache, Start};
 

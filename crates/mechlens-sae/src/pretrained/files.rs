@@ -22,14 +22,11 @@ impl Tensors {
     pub(crate) fn read(path: &Path) -> Result<Self> {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let list = if name.ends_with(".npz") {
-            mechlens_models::npz::read_npz(path)?
+            mechlens_checkpoint::npz::read_npz(path)?
         } else if name.ends_with(".safetensors") {
-            Tensor::read_safetensors(path).map_err(|e| Error::WeightFile {
-                path: path.to_path_buf(),
-                reason: format!("not a valid safetensors file: {e}"),
-            })?
+            mechlens_checkpoint::safetensors::read(path)?
         } else {
-            mechlens_models::torch_archive::read_torch_archive(path)?
+            mechlens_checkpoint::torch_archive::read_torch_archive(path)?
         };
         let map: BTreeMap<String, Tensor> = list.into_iter().collect();
         Ok(Self {

@@ -22,9 +22,9 @@ mod releases;
 
 use std::path::PathBuf;
 
+use mechlens_checkpoint::Checkpoint;
+use mechlens_checkpoint::Hub;
 use mechlens_core::{Error, Result};
-use mechlens_models::Hub;
-use mechlens_models::weights::WeightStore;
 use serde_json::{Map, Value, json};
 use tch::{Device, Kind};
 
@@ -124,7 +124,7 @@ impl Sae {
             &Value::Object(cfg),
             &format!("{} (converted by {conversion})", origin.display()),
         )?;
-        let weights = WeightStore::from_tensors(origin, converted.tensors, Kind::Float, device);
+        let weights = Checkpoint::from_tensors(origin, converted.tensors, Kind::Float, device);
         Sae::from_weights(config, &weights)
     }
 

@@ -5,13 +5,15 @@
 
 use std::path::{Path, PathBuf};
 
+use mechlens_checkpoint::Checkpoint as Weights;
 use mechlens_core::{Error, Result};
-use mechlens_models::weights::WeightStore as Weights;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::{LogRow, TrainConfig, Trainer};
-use crate::format::{CFG_FILE, WEIGHTS_FILE, create_dir, write_atomic, write_safetensors};
+use mechlens_checkpoint::{atomic, safetensors};
+
+use crate::format::{CFG_FILE, WEIGHTS_FILE};
 
 const STATE_FILE: &str = "trainer_state.safetensors";
 const META_FILE: &str = "trainer.json";
@@ -27,7 +29,7 @@ struct Meta {
 
 /// Fails early, with the folder named, when checkpoints could not be written there.
 pub(crate) fn check_writable(dir: &Path) -> Result<()> {
-    create_dir(dir)?;
+    atomic::create_dir(dir)?;
     let probe = dir.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|source| Error::Io {
         action: "writing a checkpoint into",
@@ -43,7 +45,7 @@ pub(crate) fn save(trainer: &Trainer, dir: &Path) -> Result<PathBuf> {
     let final_dir = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    create_dir(&tmp)?;
+    atomic::create_dir(&tmp)?;
     let cpu =
         |t: &Tensor| -> Result<Tensor> { Ok(t.detach().f_to_device(Device::Cpu)?.f_contiguous()?) };
     let params = trainer.sae.named_parameters();
@@ -51,7 +53,7 @@ pub(crate) fn save(trainer: &Trainer, dir: &Path) -> Result<PathBuf> {
         .iter()
         .map(|(n, t)| Ok((*n, cpu(t)?)))
         .collect::<Result<_>>()?;
-    write_safetensors(&weights, &tmp.join(WEIGHTS_FILE))?;
+    safetensors::write(&weights, &tmp.join(WEIGHTS_FILE))?;
     let names: Vec<String> = params
         .iter()
         .flat_map(|(n, _)| [format!("adam_m.{n}"), format!("adam_v.{n}")])
@@ -62,11 +64,11 @@ pub(crate) fn save(trainer: &Trainer, dir: &Path) -> Result<PathBuf> {
         state.push((&names[2 * i + 1], cpu(v)?));
     }
     state.push(("steps_since_fired", cpu(&trainer.steps_since_fired)?));
-    write_safetensors(&state, &tmp.join(STATE_FILE))?;
+    safetensors::write(&state, &tmp.join(STATE_FILE))?;
     let json = |v: &serde_json::Value| {
         serde_json::to_vec_pretty(v).map_err(|e| Error::invalid("checkpoint", e.to_string()))
     };
-    write_atomic(&tmp.join(CFG_FILE), &json(&trainer.sae.cfg.to_json())?)?;
+    atomic::write(&tmp.join(CFG_FILE), &json(&trainer.sae.cfg.to_json())?)?;
     let meta = Meta {
         step: trainer.step,
         topk_threshold: trainer.topk_threshold,
@@ -76,13 +78,9 @@ pub(crate) fn save(trainer: &Trainer, dir: &Path) -> Result<PathBuf> {
     };
     let meta =
         serde_json::to_value(&meta).map_err(|e| Error::invalid("checkpoint", e.to_string()))?;
-    write_atomic(&tmp.join(META_FILE), &json(&meta)?)?;
+    atomic::write(&tmp.join(META_FILE), &json(&meta)?)?;
     let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::rename(&tmp, &final_dir).map_err(|source| Error::Io {
-        action: "renaming a checkpoint into",
-        path: final_dir.clone(),
-        source,
-    })?;
+    atomic::rename_dir(&tmp, &final_dir)?;
     Ok(final_dir)
 }
 
