@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use mechlens_analysis::{CacheAnalysis, Decompose, Pos, ResidOptions};
+use mechlens_analysis::{CacheAnalysis, Decompose, LensOptions, Pos, ResidOptions};
 use mechlens_core::{ActivationCache, CacheFilter, HookPoint};
 use mechlens_models::{HookedTransformer, LoadOptions};
 use mechlens_tests::{assert_close, fixture, load};
@@ -278,7 +278,16 @@ fn logit_lens_final_layer_is_the_model_and_dla_sums_to_the_logit_difference() {
     let tokens = load(&fixture("gpt2", "reference"))["tokens"].shallow_clone();
     let (logits, cache) = model.run_with_cache(&tokens, CacheFilter::All).unwrap();
 
-    let lens = logit_lens(&model, &cache, 1, 3, Some(17)).unwrap();
+    let lens = logit_lens(
+        &model,
+        &cache,
+        LensOptions {
+            batch: 1,
+            top_k: 3,
+            answer: Some(17),
+        },
+    )
+    .unwrap();
     assert_eq!(lens.labels, ["0_pre", "1_pre", "final_post"]);
     let final_lp = lens.log_probs.get(2);
     assert_close(
@@ -339,9 +348,40 @@ fn logit_lens_final_layer_is_the_model_and_dla_sums_to_the_logit_difference() {
             }
         }
     }
-    assert!(logit_lens(&model, &cache, 2, 3, None).is_err());
-    assert!(logit_lens(&model, &cache, 0, 0, None).is_err());
-    assert!(logit_lens(&model, &cache, 0, 3, Some(97)).is_err());
+    assert!(
+        logit_lens(
+            &model,
+            &cache,
+            LensOptions {
+                batch: 2,
+                top_k: 3,
+                answer: None
+            }
+        )
+        .is_err()
+    );
+    assert!(
+        logit_lens(
+            &model,
+            &cache,
+            LensOptions {
+                top_k: 0,
+                ..LensOptions::default()
+            }
+        )
+        .is_err()
+    );
+    assert!(
+        logit_lens(
+            &model,
+            &cache,
+            LensOptions {
+                answer: Some(97),
+                ..LensOptions::default()
+            }
+        )
+        .is_err()
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use mechlens_core::{CacheFilter, HookPoint, Hooks, Intervention, SaeSite};
 use mechlens_models::{HookedTransformer, LoadOptions};
-use mechlens_sae::{Architecture, Sae, SaeConfig, SaeSplicing};
+use mechlens_sae::{Architecture, Sae, SaeConfig, SaeSplicing, SpliceOptions};
 use tch::{Device, Kind, Tensor};
 
 use mechlens_tests::{
@@ -121,7 +121,15 @@ fn spliced_sae_with_error_term_keeps_logits_and_exposes_saelens_hooks() {
     let tokens = Tensor::from_slice(&[1i64, 5, 9, 2, 7, 3]).view([1, 6]);
     let clean = model.forward(&tokens).unwrap();
     let sae = Rc::new(resid_sae(&model, 1));
-    let at = model.add_sae(Rc::clone(&sae), None, true).unwrap();
+    let at = model
+        .add_sae(
+            Rc::clone(&sae),
+            SpliceOptions {
+                use_error_term: true,
+                ..SpliceOptions::default()
+            },
+        )
+        .unwrap();
     assert_eq!(at, HookPoint::ResidPre(1));
     let names: Vec<String> = model
         .hook_points()
@@ -175,7 +183,9 @@ fn spliced_sae_with_error_term_keeps_logits_and_exposes_saelens_hooks() {
 
     // Without the error term the output is the SAE's reconstruction: logits change.
     model.reset_saes().unwrap();
-    model.add_sae(Rc::clone(&sae), None, false).unwrap();
+    model
+        .add_sae(Rc::clone(&sae), SpliceOptions::default())
+        .unwrap();
     let spliced = model.forward(&tokens).unwrap();
     assert!(spliced.f_sub(&clean).unwrap().abs().max().double_value(&[]) > 1e-3);
     model.reset_saes().unwrap();
@@ -199,7 +209,13 @@ fn bad_sae_inputs_name_the_problem() {
     // d_in not matching the hook's width.
     let wrong = Rc::new(Sae::init(SaeConfig::new(Architecture::Standard, 5, 10), None, 0).unwrap());
     let err = model
-        .add_sae(wrong, Some("blocks.0.hook_resid_post"), false)
+        .add_sae(
+            wrong,
+            SpliceOptions {
+                at: Some("blocks.0.hook_resid_post".into()),
+                ..SpliceOptions::default()
+            },
+        )
         .unwrap_err()
         .to_string();
     assert!(
@@ -210,14 +226,20 @@ fn bad_sae_inputs_name_the_problem() {
     let nameless =
         Rc::new(Sae::init(SaeConfig::new(Architecture::Standard, 8, 10), None, 0).unwrap());
     let err = model
-        .add_sae(nameless, None, false)
+        .add_sae(nameless, SpliceOptions::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("hook_name"), "{err}");
     // Unknown hook.
     let sae = Rc::new(resid_sae(&model, 2));
     let err = model
-        .add_sae(sae, Some("blocks.1.hook_resid_pr"), false)
+        .add_sae(
+            sae,
+            SpliceOptions {
+                at: Some("blocks.1.hook_resid_pr".into()),
+                ..SpliceOptions::default()
+            },
+        )
         .unwrap_err()
         .to_string();
     assert!(err.contains("blocks.1.hook_resid_pre"), "{err}");

@@ -39,8 +39,9 @@ pub fn generic_attribution_patch(
 ) -> Result<PatchResult> {
     let n_layers = model.cfg().n_layers;
     let points: Vec<HookPoint> = (0..n_layers).map(spec.point).collect();
-    let (_, acts, grads) =
+    let run =
         model.gradients_with_activations(corrupted, CacheFilter::Names(points.clone()), metric)?;
+    let (acts, grads) = (run.activations, run.gradients);
     let mut layers = Vec::with_capacity(n_layers);
     for point in points {
         let corrupt_act = acts.get(point)?;

@@ -20,23 +20,57 @@ pub struct LogitLens {
     pub table: DataFrame,
 }
 
-/// The logit lens on row `batch` of a cached run: every layer's residual stream, normalised
-/// by the final norm (recomputed per layer, as TransformerLens does), unembedded; the `k`
-/// most likely tokens at each position, and where `answer` ranks.
+/// What [`logit_lens`] reads and reports.
+#[derive(Clone, Copy, Debug)]
+pub struct LensOptions {
+    /// Which row of the cached batch (default 0).
+    pub batch: usize,
+    /// How many of the most likely tokens per position (default 5).
+    pub top_k: usize,
+    /// A token whose rank and probability to report at every layer (default none).
+    pub answer: Option<i64>,
+}
+
+impl Default for LensOptions {
+    fn default() -> Self {
+        Self {
+            batch: 0,
+            top_k: 5,
+            answer: None,
+        }
+    }
+}
+
+/// The logit lens on one row of a cached run: every layer's residual stream, normalised by
+/// the final norm (recomputed per layer, as TransformerLens does), unembedded; the
+/// `top_k` most likely tokens at each position, and where `answer` ranks.
+///
+/// ```no_run
+/// # use mechlens_analysis::{LensOptions, logit_lens};
+/// # fn f(model: &mechlens_models::HookedTransformer, cache: &mechlens_core::ActivationCache) -> mechlens_core::Result<()> {
+/// let lens = logit_lens(model, cache, LensOptions { answer: Some(42), ..LensOptions::default() })?;
+/// # Ok(()) }
+/// ```
 ///
 /// # Errors
-/// A cache without the residual stream, `batch` out of range, `k` of 0 or above the
+/// A cache without the residual stream, `batch` out of range, `top_k` of 0 or above the
 /// vocabulary, an answer outside it.
 pub fn logit_lens(
     model: &HookedTransformer,
     cache: &ActivationCache,
-    batch: usize,
-    k: usize,
-    answer: Option<i64>,
+    opts: LensOptions,
 ) -> Result<LogitLens> {
+    let LensOptions {
+        batch,
+        top_k: k,
+        answer,
+    } = opts;
     let vocab = model.cfg().d_vocab;
     if k == 0 || k > vocab {
-        return Err(Error::invalid("k", format!("{k}: expected 1..={vocab}")));
+        return Err(Error::invalid(
+            "top_k",
+            format!("{k}: expected 1..={vocab}"),
+        ));
     }
     if let Some(a) = answer.filter(|&a| a < 0 || a >= vocab as i64) {
         return Err(Error::invalid(

@@ -31,7 +31,7 @@ pub use detectors::{
     DetectOptions, ErrorMeasure, HeadPattern, detect_head, detection_pattern, induction_scores,
     repeated_random_tokens,
 };
-pub use lens::{DlaBy, LogitLens, direct_logit_attribution, logit_lens};
+pub use lens::{DlaBy, LensOptions, LogitLens, direct_logit_attribution, logit_lens};
 pub use patching::{
     PatchAxis, PatchResult, PatchSpec, PatchTarget, activation_patch, generic_activation_patch,
 };

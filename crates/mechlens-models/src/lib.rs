@@ -28,7 +28,7 @@ mod tokenizer;
 pub use config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
 pub use generate::GenerateOptions;
 pub use hooked_encoder::{EncoderOutput, HookedEncoder};
-pub use hooked_transformer::{HookedTransformer, LoadOptions};
+pub use hooked_transformer::{GradientRun, HookedTransformer, LoadOptions};
 pub use input::{ModelInput, Tokens};
 pub use mechlens_checkpoint::Hub;
 pub use processing::Processing;

@@ -38,4 +38,4 @@ pub use config::{ActivationNorm, Architecture, SAE_LENS_FORMAT_VERSION, SaeConfi
 pub use format::{CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE, load_sparsity, save_sparsity};
 pub use sae::{Encoded, Sae};
 pub use shards::{ShardManifest, ShardWriter, ShardedActivations};
-pub use splice::{SaeSplicing, SplicedSae};
+pub use splice::{SaeSplicing, SpliceOptions, SplicedSae};

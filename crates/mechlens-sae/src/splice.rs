@@ -47,22 +47,27 @@ impl Splice for SplicedSae {
     }
 }
 
+/// How to splice an SAE in (SAELens' `use_error_term`).
+#[derive(Clone, Debug, Default)]
+pub struct SpliceOptions {
+    /// The hook point to attach at; by default the SAE's own (`cfg.json` metadata `hook_name`).
+    pub at: Option<String>,
+    /// Add back what the SAE fails to reconstruct, so the model's output is unchanged and only
+    /// edits to the SAE's latents change it (SAELens' `use_error_term`).
+    pub use_error_term: bool,
+}
+
 /// SAEs on a [`HookedTransformer`].
 pub trait SaeSplicing {
-    /// Attaches `sae` at its hook point (`sae.cfg` metadata `hook_name`, or `at` when given)
-    /// for every later run, until [`SaeSplicing::reset_saes`] or `reset_hooks`.
+    /// Attaches `sae` at its hook point (`sae.cfg` metadata `hook_name`, or `opts.at` when
+    /// given) for every later run, until [`SaeSplicing::reset_saes`] or `reset_hooks`.
     ///
     /// # Errors
     /// [`Error::UnknownHook`] for a point the model lacks, [`Error::InvalidInput`] when the SAE
     /// names no hook point and none is given, [`Error::ShapeMismatch`] when `d_in` differs
     /// from the width of the activation there (checked on the first run).
     /// Pass an `Rc<Sae>` to keep using the SAE yourself, or the `Sae` to hand it over.
-    fn add_sae(
-        &self,
-        sae: impl Into<Rc<Sae>>,
-        at: Option<&str>,
-        use_error_term: bool,
-    ) -> Result<HookPoint>;
+    fn add_sae(&self, sae: impl Into<Rc<Sae>>, opts: SpliceOptions) -> Result<HookPoint>;
 
     /// Detaches every SAE, keeping the other persistent hooks.
     ///
@@ -72,14 +77,10 @@ pub trait SaeSplicing {
 }
 
 impl SaeSplicing for HookedTransformer {
-    fn add_sae(
-        &self,
-        sae: impl Into<Rc<Sae>>,
-        at: Option<&str>,
-        use_error_term: bool,
-    ) -> Result<HookPoint> {
+    fn add_sae(&self, sae: impl Into<Rc<Sae>>, opts: SpliceOptions) -> Result<HookPoint> {
         let sae: Rc<Sae> = sae.into();
-        let name = match at.or(sae.cfg.hook_name()) {
+        let SpliceOptions { at, use_error_term } = opts;
+        let name = match at.as_deref().or(sae.cfg.hook_name()) {
             Some(name) => name.to_string(),
             None => {
                 return Err(Error::invalid(

@@ -310,27 +310,6 @@ impl Chart {
     }
 }
 
-/// A histogram of `values` in `bins` equal-width bins over `range` (default: their min and
-/// max). Shorthand for `Chart::histogram(title, bins).x_label(x_label).values(values)`.
-///
-/// # Errors
-/// As [`Chart::svg`]: zero bins, no finite value, an empty or reversed range.
-pub fn histogram_chart(
-    values: &[f64],
-    bins: usize,
-    range: Option<(f64, f64)>,
-    title: &str,
-    x_label: &str,
-) -> Result<Svg> {
-    let mut chart = Chart::histogram(title, bins)
-        .x_label(x_label)
-        .values(values);
-    if let Some((a, b)) = range {
-        chart = chart.range(a, b);
-    }
-    chart.svg()
-}
-
 crate::display::display_fallible!(Chart, "chart", svg);
 
 #[cfg(test)]

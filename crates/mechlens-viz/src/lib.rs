@@ -30,7 +30,7 @@ pub mod summary;
 pub mod svg;
 pub mod views;
 
-pub use chart::{Chart, histogram_chart};
+pub use chart::Chart;
 pub use colors::Scale;
 pub use display::{NotebookDisplay, ToHtml, emit, escape_html};
 pub use heatmap::Heatmap;

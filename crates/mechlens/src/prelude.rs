@@ -7,7 +7,7 @@
 
 pub use mechlens_analysis::{
     Ablation, CacheAnalysis, Component, Decompose, DetectOptions, DlaBy, ErrorMeasure, HeadPattern,
-    LogitLens, PatchResult, PatchSpec, PatchTarget, Pos, ResidOptions, Stack, ablate,
+    LensOptions, LogitLens, PatchResult, PatchSpec, PatchTarget, Pos, ResidOptions, Stack, ablate,
     ablate_each_head, ablation_hooks, activation_patch, attribution_patch, detect_head,
     direct_logit_attribution, generic_activation_patch, generic_attribution_patch,
     induction_scores, logit_lens, patching_correlation, repeated_random_tokens,
@@ -32,6 +32,7 @@ pub use mechlens_sae::train::{
 };
 pub use mechlens_sae::{
     ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing, ShardWriter, ShardedActivations,
+    SpliceOptions,
 };
 pub use mechlens_tables::{
     df_to_tensor, ndarray_to_df, ndarray_to_tensor, tensor_to_df, tensor_to_ndarray,
@@ -43,7 +44,7 @@ pub use mechlens_toys::{
 pub use mechlens_viz::{
     AttentionOptions, Chart, ColoredTokens, DashboardOptions, FeatureDashboard, Heatmap,
     NotebookDisplay, Panel, Scale, Svg, ToHtml, TopKTokens, View, attention_patterns,
-    attention_patterns_with, histogram_chart, svg_chart,
+    attention_patterns_with, svg_chart,
 };
 pub use mechlens_weights::{
     Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, svd_interpretation,

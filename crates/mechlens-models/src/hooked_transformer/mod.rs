@@ -28,6 +28,7 @@ use crate::tokenizer::Tokenizer;
 use mechlens_checkpoint::Hub;
 
 pub(crate) use forward::{KvCache, Start};
+pub use run::GradientRun;
 
 /// How to load a model.
 #[derive(Clone, Debug)]

@@ -9,6 +9,18 @@ use tch::{Device, Kind, Tensor};
 use super::{HookedTransformer, Start};
 use crate::input::{ModelInput, Tokens};
 
+/// A metric's gradients with respect to activations, and the activations themselves, from
+/// one forward and one backward pass ([`HookedTransformer::gradients_with_activations`]).
+pub struct GradientRun {
+    /// The metric's value.
+    pub value: f64,
+    /// The activations the filter kept (detached).
+    pub activations: ActivationCache,
+    /// The metric's gradient with respect to each of them (zeros where it does not depend
+    /// on one).
+    pub gradients: ActivationCache,
+}
+
 /// What one run asks for besides the logits (everything off by default).
 #[derive(Default)]
 struct RunPlan<'p, 'h> {
@@ -150,13 +162,12 @@ impl HookedTransformer {
         filter: CacheFilter,
         metric: impl FnOnce(&Tensor) -> Result<Tensor>,
     ) -> Result<(f64, ActivationCache)> {
-        let (value, _, grads) = self.gradients_with_activations(input, filter, metric)?;
-        Ok((value, grads))
+        let run = self.gradients_with_activations(input, filter, metric)?;
+        Ok((run.value, run.gradients))
     }
 
     /// [`HookedTransformer::gradients`] that also returns the activations themselves (detached),
-    /// from the same forward pass: `(metric value, activations, gradients)`. Attribution
-    /// patching needs both.
+    /// from the same forward pass. Attribution patching needs both.
     ///
     /// # Errors
     /// As [`HookedTransformer::gradients`].
@@ -165,7 +176,7 @@ impl HookedTransformer {
         input: impl ModelInput,
         filter: CacheFilter,
         metric: impl FnOnce(&Tensor) -> Result<Tensor>,
-    ) -> Result<(f64, ActivationCache, ActivationCache)> {
+    ) -> Result<GradientRun> {
         let plan = RunPlan {
             cache: Some((&filter, None)),
             gradients: true,
@@ -194,7 +205,11 @@ impl HookedTransformer {
             out_grads.insert(point, grad.detach());
             out_acts.insert(point, act.detach());
         }
-        Ok((value.f_double_value(&[])?, out_acts, out_grads))
+        Ok(GradientRun {
+            value: value.f_double_value(&[])?,
+            activations: out_acts,
+            gradients: out_grads,
+        })
     }
 
     /// Mean next-token cross-entropy loss (a scalar).

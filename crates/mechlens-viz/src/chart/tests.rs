@@ -89,13 +89,11 @@ fn bars_and_histograms_draw_one_rect_each() -> Result<()> {
         "background and three bars: {s}"
     );
     assert!(s.contains(">L0H1</text>"), "{s}");
-    let svg = histogram_chart(
-        &[0.0, 0.5, 1.0, 7.0, f64::NAN],
-        2,
-        Some((0.0, 1.0)),
-        "h",
-        "x",
-    )?;
+    let svg = Chart::histogram("h", 2)
+        .x_label("x")
+        .range(0.0, 1.0)
+        .values(&[0.0, 0.5, 1.0, 7.0, f64::NAN])
+        .svg()?;
     let s = flat(&svg);
     assert_eq!(s.matches("<rect").count(), 3, "{s}");
     assert!(s.contains("h (2 points left out: not finite)"), "{s}");
