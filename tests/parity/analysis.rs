@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use mechlens_analysis::{CacheAnalysis, Decompose, LensOptions, Pos, ResidOptions};
+use mechlens_analysis::{CacheAnalysis, Decompose, LensOptions, Pos, ResidOptions, Scores};
 use mechlens_core::{ActivationCache, CacheFilter, HookPoint};
 use mechlens_models::{HookedTransformer, LoadOptions};
 use mechlens_tests::{assert_close, fixture, load};
@@ -399,7 +399,9 @@ fn head_detectors_equal_transformer_lens() {
         ("induction_head", || HeadPattern::Induction),
     ];
     for (name, kind) in kinds {
-        let mul = detect_head(&model, tokens, kind(), DetectOptions::default()).unwrap();
+        let mul = detect_head(&model, tokens, kind(), DetectOptions::default())
+            .unwrap()
+            .scores;
         assert_close(
             &format!("{name} (mul)"),
             &mul,
@@ -411,7 +413,7 @@ fn head_detectors_equal_transformer_lens() {
             error_measure: ErrorMeasure::Abs,
             ..DetectOptions::default()
         };
-        let abs = detect_head(&model, tokens, kind(), abs).unwrap();
+        let abs = detect_head(&model, tokens, kind(), abs).unwrap().scores;
         assert_close(
             &format!("{name} (abs)"),
             &abs,
@@ -423,7 +425,9 @@ fn head_detectors_equal_transformer_lens() {
             exclude_current_token: true,
             ..DetectOptions::default()
         };
-        let nc = detect_head(&model, tokens, kind(), no_current).unwrap();
+        let nc = detect_head(&model, tokens, kind(), no_current)
+            .unwrap()
+            .scores;
         assert_close(
             &format!("{name} (no current)"),
             &nc,
@@ -431,7 +435,7 @@ fn head_detectors_equal_transformer_lens() {
             1e-5,
         );
     }
-    let (scores, table) = induction_scores(&model, &r["rep_tokens"], 6).unwrap();
+    let Scores { scores, table } = induction_scores(&model, &r["rep_tokens"], 6).unwrap();
     assert_close("induction scores", &scores, &r["induction_scores"], 1e-5);
     assert_eq!(table.height(), 10);
 
@@ -442,7 +446,7 @@ fn head_detectors_equal_transformer_lens() {
     assert!(rep.equal(&repeated_random_tokens(&model, 5, 2, 1).unwrap()));
 
     // Bad inputs.
-    let err = |r: mechlens_core::Result<Tensor>| r.err().map(|e| e.to_string()).unwrap_or_default();
+    let err = |r: mechlens_core::Result<Scores>| r.err().map(|e| e.to_string()).unwrap_or_default();
     let e = err(detect_head(
         &model,
         &Tensor::from_slice(&[1i64]),
@@ -723,7 +727,8 @@ fn ablations_replace_exactly_what_they_name() {
     let metric = |logits: &Tensor| -> mechlens_core::Result<Tensor> {
         Ok(logits.select(1, -1).select(1, 5).mean(tch::Kind::Float))
     };
-    let (scores, table) = ablate_each_head(&model, &tokens, Ablation::Zero, metric).unwrap();
+    let Scores { scores, table } =
+        ablate_each_head(&model, &tokens, Ablation::Zero, metric).unwrap();
     assert_eq!(table.height(), 10);
     let one = metric(
         &ablate(

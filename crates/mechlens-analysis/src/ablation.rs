@@ -8,6 +8,8 @@ use mechlens_core::{CacheFilter, Error, HookPoint, Hooks, Result, SplitMix64};
 use mechlens_models::HookedTransformer;
 use tch::{Kind, Tensor};
 
+use crate::Scores;
+
 /// What an ablated activation is replaced with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ablation {
@@ -210,7 +212,7 @@ pub fn ablate_each_head(
     tokens: &Tensor,
     ablation: Ablation,
     metric: impl Fn(&Tensor) -> Result<Tensor>,
-) -> Result<(Tensor, polars::prelude::DataFrame)> {
+) -> Result<Scores> {
     let (layers, heads) = (model.cfg().n_layers, model.cfg().n_heads);
     let mut scores = Vec::with_capacity(layers * heads);
     for layer in 0..layers {
@@ -234,6 +236,5 @@ pub fn ablate_each_head(
         }
     }
     let scores = Tensor::from_slice(&scores).f_view([layers as i64, heads as i64])?;
-    let table = mechlens_tables::tensor_to_df(&scores, &["layer", "head"], "metric")?;
-    Ok((scores, table))
+    Scores::new(scores, &["layer", "head"], "metric")
 }

@@ -9,7 +9,7 @@ use mechlens_models::HookedTransformer;
 use tch::{Kind, Tensor};
 
 use crate::patching::{clean_activation, patch_result};
-use crate::{PatchResult, PatchSpec, PatchTarget};
+use crate::{PatchSpec, PatchTarget, Scores};
 
 /// Estimates [`crate::activation_patch`]'s `metric(patched) − metric(corrupted)` for every
 /// index of `target`, from one forward and one backward pass.
@@ -22,7 +22,7 @@ pub fn attribution_patch(
     clean: &ActivationCache,
     target: PatchTarget,
     metric: impl FnOnce(&Tensor) -> Result<Tensor>,
-) -> Result<PatchResult> {
+) -> Result<Scores> {
     generic_attribution_patch(model, corrupted, clean, &target.spec(), metric)
 }
 
@@ -36,7 +36,7 @@ pub fn generic_attribution_patch(
     clean: &ActivationCache,
     spec: &PatchSpec,
     metric: impl FnOnce(&Tensor) -> Result<Tensor>,
-) -> Result<PatchResult> {
+) -> Result<Scores> {
     let n_layers = model.cfg().n_layers;
     let points: Vec<HookPoint> = (0..n_layers).map(spec.point).collect();
     let run =
@@ -69,7 +69,7 @@ pub fn generic_attribution_patch(
 ///
 /// # Errors
 /// Results of different shapes, or one that is constant.
-pub fn patching_correlation(a: &PatchResult, b: &PatchResult) -> Result<f64> {
+pub fn patching_correlation(a: &Scores, b: &Scores) -> Result<f64> {
     if a.scores.size() != b.scores.size() {
         return Err(Error::invalid(
             "patching results",

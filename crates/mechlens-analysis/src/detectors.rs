@@ -5,8 +5,9 @@
 
 use mechlens_core::{CacheFilter, Error, HookPoint, Result, SplitMix64};
 use mechlens_models::HookedTransformer;
-use polars::prelude::DataFrame;
 use tch::{Device, Kind, Tensor};
+
+use crate::Scores;
 
 /// The attention pattern a head is compared with.
 pub enum HeadPattern {
@@ -125,7 +126,7 @@ pub fn detect_head(
     tokens: &Tensor,
     pattern: HeadPattern,
     opts: DetectOptions,
-) -> Result<Tensor> {
+) -> Result<Scores> {
     let tokens = check_tokens(model, tokens)?;
     let detection = detection_pattern(&pattern, &tokens)?;
     let n = tokens.size()[0];
@@ -190,7 +191,7 @@ pub fn detect_head(
         };
         rows.push(scores);
     }
-    Ok(Tensor::f_stack(&rows, 0)?)
+    Scores::new(Tensor::f_stack(&rows, 0)?, &["layer", "head"], "score")
 }
 
 /// `[batch, 1 + 2·seq_len]`: BOS (when the model has one in its vocabulary, else token 0), then `seq_len` random
@@ -235,7 +236,7 @@ pub fn induction_scores(
     model: &HookedTransformer,
     tokens: &Tensor,
     seq_len: usize,
-) -> Result<(Tensor, DataFrame)> {
+) -> Result<Scores> {
     let size = tokens.size();
     let expected = 1 + 2 * seq_len as i64;
     if size.len() != 2 || size[1] != expected {
@@ -255,6 +256,5 @@ pub fn induction_scores(
         rows.push(stripe.f_mean_dim([0i64, 2].as_slice(), false, Kind::Float)?);
     }
     let scores = Tensor::f_stack(&rows, 0)?;
-    let table = mechlens_tables::tensor_to_df(&scores, &["layer", "head"], "induction_score")?;
-    Ok((scores, table))
+    Scores::new(scores, &["layer", "head"], "induction_score")
 }

@@ -23,6 +23,7 @@ mod detectors;
 mod lens;
 mod patching;
 mod resid;
+mod scores;
 mod stack;
 
 pub use ablation::{Ablation, Component, ablate, ablate_each_head, ablation_hooks};
@@ -32,8 +33,7 @@ pub use detectors::{
     repeated_random_tokens,
 };
 pub use lens::{DlaBy, LensOptions, LogitLens, direct_logit_attribution, logit_lens};
-pub use patching::{
-    PatchAxis, PatchResult, PatchSpec, PatchTarget, activation_patch, generic_activation_patch,
-};
+pub use patching::{PatchAxis, PatchSpec, PatchTarget, activation_patch, generic_activation_patch};
 pub use resid::{CacheAnalysis, Decompose, ResidOptions};
+pub use scores::Scores;
 pub use stack::{Pos, Stack};

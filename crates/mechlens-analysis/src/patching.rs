@@ -9,8 +9,9 @@
 
 use mechlens_core::{ActivationCache, CacheFilter, Error, HookPoint, Hooks, Result};
 use mechlens_models::HookedTransformer;
-use polars::prelude::DataFrame;
 use tch::Tensor;
+
+use crate::Scores;
 
 /// One axis a patch is indexed along: its name in the result and the activation dim it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,15 +105,6 @@ impl PatchTarget {
     }
 }
 
-/// Patching results: `scores` is `[n_layers, axis sizes...]`; `table` has one row per patch
-/// (`layer`, one column per axis, `metric`).
-pub struct PatchResult {
-    /// The metric after each patch.
-    pub scores: Tensor,
-    /// The same, long.
-    pub table: DataFrame,
-}
-
 /// How many patched runs share one batch.
 const RUNS_PER_BATCH: usize = 16;
 
@@ -132,7 +124,7 @@ pub fn activation_patch(
     clean: &ActivationCache,
     target: PatchTarget,
     metric: impl Fn(&Tensor) -> Result<Tensor>,
-) -> Result<PatchResult> {
+) -> Result<Scores> {
     generic_activation_patch(model, corrupted, clean, &target.spec(), metric)
 }
 
@@ -146,7 +138,7 @@ pub fn generic_activation_patch(
     clean: &ActivationCache,
     spec: &PatchSpec,
     metric: impl Fn(&Tensor) -> Result<Tensor>,
-) -> Result<PatchResult> {
+) -> Result<Scores> {
     let n_layers = model.cfg().n_layers;
     let points: Vec<HookPoint> = (0..n_layers).map(spec.point).collect();
     // The corrupted run: residual entering each layer, and the patched activation's shape.
@@ -244,15 +236,10 @@ pub(crate) fn clean_activation(
 }
 
 /// `scores` (`[layer, axes...]`) with their long table, the value column named `value_name`.
-pub(crate) fn patch_result(
-    scores: Tensor,
-    spec: &PatchSpec,
-    value_name: &str,
-) -> Result<PatchResult> {
+pub(crate) fn patch_result(scores: Tensor, spec: &PatchSpec, value_name: &str) -> Result<Scores> {
     let mut dims = vec!["layer"];
     dims.extend(spec.axes.iter().map(|a| a.name));
-    let table = mechlens_tables::tensor_to_df(&scores, &dims, value_name)?;
-    Ok(PatchResult { scores, table })
+    Scores::new(scores, &dims, value_name)
 }
 
 /// Row-major index `i` into `sizes`.

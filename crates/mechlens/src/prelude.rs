@@ -7,7 +7,7 @@
 
 pub use mechlens_analysis::{
     Ablation, CacheAnalysis, Component, Decompose, DetectOptions, DlaBy, ErrorMeasure, HeadPattern,
-    LensOptions, LogitLens, PatchResult, PatchSpec, PatchTarget, Pos, ResidOptions, Stack, ablate,
+    LensOptions, LogitLens, PatchSpec, PatchTarget, Pos, ResidOptions, Scores, Stack, ablate,
     ablate_each_head, ablation_hooks, activation_patch, attribution_patch, detect_head,
     direct_logit_attribution, generic_activation_patch, generic_attribution_patch,
     induction_scores, logit_lens, patching_correlation, repeated_random_tokens,
