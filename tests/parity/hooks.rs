@@ -131,6 +131,30 @@ fn persistent_hooks_stay_until_reset() {
 }
 
 #[test]
+fn persistent_hooks_take_the_same_builder_as_a_run() {
+    let (model, tokens) = gpt2();
+    let once = || {
+        Hooks::new()
+            .intervene(HookPoint::AttnOut(0), Intervention::Zero)
+            .unwrap()
+    };
+    let zeroed = model.run_with_hooks(&tokens, once()).unwrap();
+    model.add_hooks(once()).unwrap();
+    assert_close("kept", &model.forward(&tokens).unwrap(), &zeroed, 0.0);
+    model.reset_hooks().unwrap();
+    // A bad name adds nothing.
+    let bad = Hooks::new()
+        .intervene(HookPoint::AttnOut(0), Intervention::Zero)
+        .unwrap()
+        .intervene(HookPoint::AttnOut(99), Intervention::Zero)
+        .unwrap();
+    let err = model.add_hooks(bad).unwrap_err().to_string();
+    assert!(err.contains("blocks.99.hook_attn_out"), "{err}");
+    let clean = model.forward(&tokens).unwrap();
+    assert!(max_diff("nothing added", &clean, &zeroed) > 1e-3);
+}
+
+#[test]
 fn mean_ablation_replaces_by_the_batch_mean() {
     let (model, tokens) = gpt2();
     let point = HookPoint::MlpOut(0);

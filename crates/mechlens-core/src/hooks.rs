@@ -135,6 +135,11 @@ impl<'a> Hooks<'a> {
         self.entries.push((point, hook));
     }
 
+    /// Moves every hook of `other` to the end of these (in order).
+    pub fn append(&mut self, other: Hooks<'a>) {
+        self.entries.extend(other.entries);
+    }
+
     /// The hook points that have hooks.
     pub fn points(&self) -> Vec<HookPoint> {
         self.entries.iter().map(|(p, _)| *p).collect()

@@ -94,6 +94,27 @@ impl HookedTransformer {
         Ok(())
     }
 
+    /// Adds `hooks` for every later run until [`HookedTransformer::reset_hooks`]: the same
+    /// builder as a run's own hooks ([`HookedTransformer::run_with_hooks`]), kept.
+    ///
+    /// ```no_run
+    /// # use mechlens_core::{Hooks, Intervention};
+    /// # fn f(model: &mechlens_models::HookedTransformer) -> mechlens_core::Result<()> {
+    /// model.add_hooks(Hooks::new().intervene("blocks.0.hook_mlp_out", Intervention::MeanAblate)?)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownHook`] (then none of them is added); [`Error::InvalidInput`] if called
+    /// from inside a hook.
+    pub fn add_hooks(&self, hooks: Hooks<'static>) -> Result<()> {
+        self.check_hooks(&hooks.points())?;
+        let mut persistent = self.persistent()?;
+        persistent.append(hooks);
+        self.note_splices(&persistent);
+        Ok(())
+    }
+
     /// Removes every persistent hook.
     ///
     /// # Errors
