@@ -138,7 +138,9 @@ fn feature_tables_list_what_direct_computation_gives() {
     let model = babyllama();
     let store =
         ActivationStore::from_text(&model, "blocks.3.hook_resid_post", STORY, &options()).unwrap();
-    let mut cfg = TrainConfig::new(TrainArchitecture::topk(8), 128, 256, 64, 40);
+    let mut cfg = TrainConfig::new(TrainArchitecture::topk(8), 128, 256)
+        .batch_size(64)
+        .total_steps(40);
     cfg.lr = 3e-3;
     let mut trainer = Trainer::new(cfg).unwrap();
     trainer.run(&mut store.source(0).unwrap()).unwrap();

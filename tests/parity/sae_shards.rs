@@ -107,8 +107,12 @@ fn training_reads_shards_without_a_model() {
     let dir = temp_dir("shards-train");
     write(&dir, &rows());
     let mut source = ShardedActivations::open(&dir).unwrap();
-    let mut trainer =
-        Trainer::new(TrainConfig::new(TrainArchitecture::topk(4), D, 32, 64, 5)).unwrap();
+    let mut trainer = Trainer::new(
+        TrainConfig::new(TrainArchitecture::topk(4), D, 32)
+            .batch_size(64)
+            .total_steps(5),
+    )
+    .unwrap();
     trainer.run(&mut source).unwrap();
     assert_eq!(trainer.step(), 5);
 }
@@ -134,13 +138,11 @@ fn damaged_or_missing_shards_are_named() {
     assert!(err.contains("shard") && err.contains('8'), "{err}");
     // Training over it stops with the same error, before any update from that batch.
     let mut source = ShardedActivations::open(&dir).unwrap().with_mixing(8, 0);
-    let mut trainer = Trainer::new(TrainConfig::new(
-        TrainArchitecture::standard(1.0),
-        D,
-        32,
-        64,
-        5,
-    ))
+    let mut trainer = Trainer::new(
+        TrainConfig::new(TrainArchitecture::standard(1.0), D, 32)
+            .batch_size(64)
+            .total_steps(5),
+    )
     .unwrap();
     let err = trainer.run(&mut source).unwrap_err().to_string();
     assert!(err.contains("checksum mismatch"), "{err}");

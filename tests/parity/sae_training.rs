@@ -21,7 +21,9 @@ use mechlens_tests::{run_check, save_for_saelens, temp_dir};
 const TOY_STEPS: usize = 2400;
 
 fn small(arch: TrainArchitecture, steps: usize) -> TrainConfig {
-    let mut cfg = TrainConfig::new(arch, 16, 48, 64, steps);
+    let mut cfg = TrainConfig::new(arch, 16, 48)
+        .batch_size(64)
+        .total_steps(steps);
     cfg.lr = 3e-3;
     cfg.log_every = 5;
     cfg.dead_feature_window = 3;
@@ -141,7 +143,9 @@ fn training_steps_equal_saelens_sae_trainer() {
             -0.25,
         )]);
     for (name, arch, b_enc_shift) in cases {
-        let mut cfg = TrainConfig::new(arch.clone(), d_in, d_sae, batch, steps);
+        let mut cfg = TrainConfig::new(arch.clone(), d_in, d_sae)
+            .batch_size(batch)
+            .total_steps(steps);
         cfg.lr = 1e-3;
         cfg.dead_feature_window = 2;
         // The layout each architecture trains: BatchTopK trains a TopK SAE.
@@ -338,7 +342,9 @@ fn bad_training_inputs_are_errors() {
 #[test]
 fn toy_dictionary_recovers_the_true_features() {
     let toy = SparseFeatures::sharkey(0).unwrap();
-    let mut cfg = TrainConfig::new(TrainArchitecture::standard(0.1), 256, 1024, 1024, TOY_STEPS);
+    let mut cfg = TrainConfig::new(TrainArchitecture::standard(0.1), 256, 1024)
+        .batch_size(1024)
+        .total_steps(TOY_STEPS);
     cfg.lr = 1e-3;
     cfg.lr_warm_up_steps = 50;
     cfg.lr_decay_steps = TOY_STEPS / 5;
@@ -398,7 +404,9 @@ fn mmcs_sweep_tabulates_the_l1_by_ratio_grid() {
         seed: 1,
         ..SparseFeaturesOptions::default()
     };
-    let mut template = TrainConfig::new(TrainArchitecture::standard(0.0), 32, 64, 256, 600);
+    let mut template = TrainConfig::new(TrainArchitecture::standard(0.0), 32, 64)
+        .batch_size(256)
+        .total_steps(600);
     template.lr = 3e-3;
     template.log_every = 100;
     let (l1s, ratios) = ([0.01, 0.1, 1.0], [1i64, 2, 4]);

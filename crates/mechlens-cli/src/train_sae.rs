@@ -203,7 +203,9 @@ fn train_config(path: &Path, train: &Value, d_in: i64) -> Result<TrainConfig> {
             ));
         }
     };
-    let defaults = TrainConfig::new(arch, d_in, 8 * d_in, 4096, 1000);
+    let defaults = TrainConfig::new(arch, d_in, 8 * d_in)
+        .batch_size(4096)
+        .total_steps(1000);
     let mut merged =
         serde_json::to_value(&defaults).map_err(|e| config_error(path, e.to_string()))?;
     if let (Some(base), Some(user)) = (merged.as_object_mut(), train.as_object()) {

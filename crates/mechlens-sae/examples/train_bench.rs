@@ -47,7 +47,9 @@ fn main() -> Result<()> {
         let steps: usize = steps
             .parse()
             .map_err(|e: std::num::ParseIntError| Error::invalid("steps", e.to_string()))?;
-        let mut cfg = TrainConfig::new(arch, d_in, d_sae, batch, steps + 1);
+        let mut cfg = TrainConfig::new(arch, d_in, d_sae)
+            .batch_size(batch)
+            .total_steps(steps + 1);
         cfg.log_every = steps + 1;
         let mut trainer = match &start {
             Some(sae) => Trainer::from_sae(cfg, sae)?,

@@ -183,14 +183,19 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// SAELens-like defaults for `sae` on `d_in` → `d_sae` with `batch_size` and `total_steps`.
-    pub fn new(
-        sae: TrainArchitecture,
-        d_in: i64,
-        d_sae: i64,
-        batch_size: i64,
-        total_steps: usize,
-    ) -> Self {
+    /// SAELens' defaults for `sae` on `d_in` → `d_sae`: batches of 4096 activations, 488
+    /// steps (SAELens' 2,000,000 training tokens); set them with
+    /// [`TrainConfig::batch_size`] and [`TrainConfig::total_steps`], or any field directly.
+    ///
+    /// ```
+    /// # use mechlens_sae::train::{TrainArchitecture, TrainConfig};
+    /// let cfg = TrainConfig::new(TrainArchitecture::topk(32), 512, 4096)
+    ///     .batch_size(1024)
+    ///     .total_steps(2_000);
+    /// assert_eq!((cfg.batch_size, cfg.total_steps), (1024, 2_000));
+    /// ```
+    pub fn new(sae: TrainArchitecture, d_in: i64, d_sae: i64) -> Self {
+        let (batch_size, total_steps) = (4096, 488);
         let lr = 3e-4;
         Self {
             rescale_acts_by_decoder_norm: matches!(
@@ -223,6 +228,18 @@ impl TrainConfig {
             model_name: None,
             hook_name: None,
         }
+    }
+
+    /// The same with `batch_size` activations per step.
+    pub fn batch_size(mut self, batch_size: i64) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// The same with `total_steps` steps.
+    pub fn total_steps(mut self, total_steps: usize) -> Self {
+        self.total_steps = total_steps;
+        self
     }
 
     /// The learning rate at `step` (0-based).
@@ -291,7 +308,9 @@ mod tests {
 
     #[test]
     fn schedules_warm_up_then_decay() {
-        let mut cfg = TrainConfig::new(TrainArchitecture::standard(1.0), 4, 8, 2, 100);
+        let mut cfg = TrainConfig::new(TrainArchitecture::standard(1.0), 4, 8)
+            .batch_size(2)
+            .total_steps(100);
         cfg.lr_warm_up_steps = 10;
         cfg.lr_decay_steps = 20;
         assert!((cfg.lr_at(0) - 3e-5).abs() < 1e-12);

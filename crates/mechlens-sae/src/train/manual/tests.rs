@@ -14,7 +14,9 @@ fn compare(
     b_enc_shift: f64,
 ) -> f64 {
     let (d_in, d_sae, batch) = (24, 96, 64);
-    let mut cfg = TrainConfig::new(arch.clone(), d_in, d_sae, batch, 1);
+    let mut cfg = TrainConfig::new(arch.clone(), d_in, d_sae)
+        .batch_size(batch)
+        .total_steps(1);
     cfg.apply_b_dec_to_input = apply_b_dec;
     let mut sae = Sae::init(cfg.sae_config(), Some(0.1), 3).unwrap();
     tch::manual_seed(5);
