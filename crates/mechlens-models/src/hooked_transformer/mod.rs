@@ -156,6 +156,7 @@ impl HookedTransformer {
             vocab: self.m.cfg.d_vocab,
             n_ctx: self.m.cfg.n_ctx,
             past_len,
+            type_vocab: None,
             device: self.device,
         };
         read_input(input, self.tokenizer.as_ref(), &limits)

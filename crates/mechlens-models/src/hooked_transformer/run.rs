@@ -250,6 +250,7 @@ impl HookedTransformer {
         let tokens = Tokens {
             tokens: t.tokens.shallow_clone(),
             attention_mask: t.attention_mask.as_ref().map(Tensor::shallow_clone),
+            token_type_ids: None,
         };
         let (logits, _) = self.session(|| Ok(Source::Tokens(tokens)), RunPlan::default())?;
         let logp = logits
