@@ -54,7 +54,7 @@ fn babyllama_greedy_generation_equals_transformers_and_reads_as_a_story() {
         )
         .unwrap();
     assert_eq!(no_cache, r["greedy"], "greedy tokens (no cache)");
-    let text = model.to_string(&ours.narrow(1, 1, 80)).unwrap();
+    let text = model.tokens_to_string(&ours.narrow(1, 1, 80)).unwrap();
     assert_eq!(
         text,
         fixtures()["babyllama"]["greedy_text"].as_str().unwrap()

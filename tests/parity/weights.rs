@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use mechlens_models::{HookedTransformer, LoadOptions};
 use mechlens_tests::{assert_close, fixture, load};
 use mechlens_weights::{
-    Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, exact,
+    Circuit, Circuits, Composition, FactoredMatrix, SvdComponent, SvdOptions, lapack,
     svd_interpretation,
 };
 use polars::prelude::{IntoLazy, col, lit};
@@ -177,7 +177,7 @@ fn f64_lapack_path_equals_the_tch_path() {
                     "{circuit:?} {layer}.{head}: {x} vs {y}"
                 );
             }
-            let ours = exact::eigenvalues(&exact::to_array2(&fm.ba().unwrap()).unwrap()).unwrap();
+            let ours = lapack::eigenvalues(&lapack::to_array2(&fm.ba().unwrap()).unwrap()).unwrap();
             let f64_eig = Tensor::complex(
                 &Tensor::from_slice(&ours.iter().map(|c| c.re).collect::<Vec<_>>()),
                 &Tensor::from_slice(&ours.iter().map(|c| c.im).collect::<Vec<_>>()),
@@ -193,7 +193,7 @@ fn f64_lapack_path_equals_the_tch_path() {
     tch::manual_seed(2);
     let m = Tensor::randn([20, 13], (Kind::Double, tch::Device::Cpu));
     let (_, s_tch, _) = m.svd(true, true);
-    let s = exact::singular_values(&exact::to_array2(&m).unwrap()).unwrap();
+    let s = lapack::singular_values(&lapack::to_array2(&m).unwrap()).unwrap();
     let s_tch: Vec<f64> = Vec::try_from(s_tch).unwrap();
     for (x, y) in s.iter().zip(&s_tch) {
         assert!((x - y).abs() <= 1e-12 * s_tch[0], "{x} vs {y}");

@@ -16,7 +16,7 @@ use mechlens_tables::values::{IntoValues, column, column_strings};
 
 /// Which kind of chart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+enum ChartKind {
     Line,
     Scatter,
     Bar,
@@ -49,7 +49,7 @@ struct Series {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Chart {
-    kind: Kind,
+    kind: ChartKind,
     title: String,
     x_label: String,
     y_label: String,
@@ -62,7 +62,7 @@ pub struct Chart {
 }
 
 impl Chart {
-    fn new(kind: Kind, title: &str) -> Self {
+    fn new(kind: ChartKind, title: &str) -> Self {
         Self {
             kind,
             title: title.to_string(),
@@ -79,23 +79,23 @@ impl Chart {
 
     /// Lines through `(x, y)` points, one per [`Chart::series`], with a legend.
     pub fn line(title: &str) -> Self {
-        Self::new(Kind::Line, title)
+        Self::new(ChartKind::Line, title)
     }
 
     /// Points, optionally labelled ([`Chart::point_labels`]): feature geometry, embeddings.
     pub fn scatter(title: &str) -> Self {
-        Self::new(Kind::Scatter, title)
+        Self::new(ChartKind::Scatter, title)
     }
 
     /// Bars, one per category ([`Chart::bars`]); negative values go down from 0.
     pub fn bar(title: &str) -> Self {
-        Self::new(Kind::Bar, title)
+        Self::new(ChartKind::Bar, title)
     }
 
     /// A histogram of [`Chart::values`] in `bins` equal-width bins (on log10 of the values
     /// with [`Chart::log_x`], as for feature densities).
     pub fn histogram(title: &str, bins: usize) -> Self {
-        Self::new(Kind::Histogram { bins }, title)
+        Self::new(ChartKind::Histogram { bins }, title)
     }
 
     fn fail(mut self, message: String) -> Self {
@@ -287,9 +287,9 @@ impl Chart {
             ));
         }
         match self.kind {
-            Kind::Line | Kind::Scatter => self.draw_xy(),
-            Kind::Bar => self.draw_bars(),
-            Kind::Histogram { bins } => self.draw_histogram(bins),
+            ChartKind::Line | ChartKind::Scatter => self.draw_xy(),
+            ChartKind::Bar => self.draw_bars(),
+            ChartKind::Histogram { bins } => self.draw_histogram(bins),
         }
     }
 

@@ -7,13 +7,13 @@
 //!   the embeddings on a token subset, composition scores, OV copying scores, spectra.
 //! - [`svd_interpretation`]: singular directions of OV and MLP weights read through the
 //!   unembedding (Millidge & Black 2022), as a table.
-//! - [`exact`]: the same SVD and eigen calls in f64 with LAPACK.
+//! - [`lapack`]: the same SVD and eigen calls in f64 with LAPACK.
 //!
 //! Every analysis returns tensors, and a DataFrame where a table is the natural reading.
 
 mod circuits;
-pub mod exact;
 mod factored_matrix;
+pub mod lapack;
 mod svd_interpretation;
 
 pub use circuits::{
@@ -21,6 +21,6 @@ pub use circuits::{
     positive_eigenvalue_fraction,
 };
 pub use factored_matrix::FactoredMatrix;
-/// The array crate of [`exact`]'s results, so its types can be named.
+/// The array crate of [`lapack`]'s results, so its types can be named.
 pub use ndarray;
 pub use svd_interpretation::{SvdComponent, SvdOptions, svd_interpretation};

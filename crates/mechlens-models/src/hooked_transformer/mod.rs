@@ -182,7 +182,7 @@ impl HookedTransformer {
     ///
     /// # Errors
     /// No tokenizer, another shape, ids out of range.
-    pub fn to_string(&self, tokens: &Tensor) -> Result<String> {
+    pub fn tokens_to_string(&self, tokens: &Tensor) -> Result<String> {
         self.require_tokenizer()?.tokens_to_string(tokens)
     }
 

@@ -6,7 +6,7 @@ use mechlens_core::{Error, Result};
 use polars::prelude::{Column, DataFrame};
 use tch::{Kind, Tensor};
 
-use super::{Trainer, step};
+use super::{Trainer, loss};
 
 /// One logged step.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -40,7 +40,7 @@ impl Trainer {
         lr: f64,
         coefficient: f64,
         x: &Tensor,
-        out: &step::StepOut,
+        out: &loss::StepOut,
     ) -> Result<LogRow> {
         let sq = |t: Tensor| -> Result<f64> {
             Ok(t.f_square()?

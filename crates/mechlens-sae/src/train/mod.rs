@@ -13,12 +13,12 @@
 //! - A NaN or infinite loss or input stops training with [`Error::Training`] before the
 //!   weights are touched; checkpoints already written stay as they were.
 
+mod backward;
 mod checkpoint;
 mod config;
 mod log;
-mod manual;
+mod loss;
 mod source;
-mod step;
 mod validate;
 
 use std::time::Duration;
@@ -268,17 +268,17 @@ impl Trainer {
             .f_gt(self.cfg.dead_feature_window as i64)?;
         let n_dead = dead.f_sum(Kind::Int64)?.int64_value(&[]);
         let coefficient = self.cfg.sparsity_coefficient_at(step);
-        let state = step::StepState {
+        let state = loss::StepState {
             dead: &dead,
             n_dead,
             sparsity_coefficient: coefficient,
             rescale: self.cfg.rescale_acts_by_decoder_norm,
         };
-        let (out, grads) = if manual::supports(&self.sae, &self.cfg.sae) {
-            let (out, grads) = manual::step(&self.sae, &self.cfg.sae, &x, &state)?;
+        let (out, grads) = if backward::supports(&self.sae, &self.cfg.sae) {
+            let (out, grads) = backward::step(&self.sae, &self.cfg.sae, &x, &state)?;
             (out, Some(grads))
         } else {
-            (step::forward(&self.sae, &self.cfg.sae, &x, &state)?, None)
+            (loss::forward(&self.sae, &self.cfg.sae, &x, &state)?, None)
         };
         let loss = out.loss.double_value(&[]);
         // A NaN or inf activation always reaches the loss (through the reconstruction error),

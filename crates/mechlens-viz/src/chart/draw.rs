@@ -4,7 +4,7 @@
 use mechlens_core::{Error, Result};
 use plotters::prelude::*;
 
-use super::{Chart, Kind};
+use super::{Chart, ChartKind};
 use crate::colors::finite_range;
 use crate::svg::{Svg, SvgArea, svg_chart};
 
@@ -107,7 +107,7 @@ impl Chart {
         };
         let (xs, ys) = (range(|p| p.0), range(|p| p.1));
         let caption = self.caption(left_out);
-        let legend = self.series.len() > 1 || self.kind == Kind::Line;
+        let legend = self.series.len() > 1 || self.kind == ChartKind::Line;
         svg_chart(self.size.0, self.size.1, |root| {
             let mut chart = frame(root, &caption, 36).build_cartesian_2d(xs.0..xs.1, ys.0..ys.1)?;
             chart
@@ -120,7 +120,7 @@ impl Chart {
                 .draw()?;
             for (k, (s, p)) in self.series.iter().zip(&pts).enumerate() {
                 let color = Palette99::pick(k).to_rgba();
-                if self.kind == Kind::Line {
+                if self.kind == ChartKind::Line {
                     // A non-finite point breaks the line rather than joining across it.
                     let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
                     for q in p {

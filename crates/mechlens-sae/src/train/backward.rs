@@ -12,7 +12,7 @@
 //!   are libtorch's embedding-bag backward kernels). One dense matmul (the encoder's
 //!   forward) instead of two; the AuxK loss takes the same sparse route.
 //!
-//! The forward values are the autograd path's ([`super::step::forward`]) to float rounding;
+//! The forward values are the autograd path's ([`super::loss::forward`]) to float rounding;
 //! the gradients equal autograd's (tested below) and SAELens' `SAETrainer` ends at the same
 //! weights (the parity tests).
 
@@ -21,7 +21,7 @@ use mechlens_core::Result;
 use tch::{Kind, Tensor};
 
 use super::config::TrainArchitecture;
-use super::step::{Active, StepOut, StepState, sparse_decode, squared_error};
+use super::loss::{Active, StepOut, StepState, sparse_decode, squared_error};
 use crate::config::ActivationNorm;
 use crate::sae::{Sae, bag_sums};
 
@@ -304,7 +304,7 @@ fn topk(
 
     let mut aux = Tensor::zeros([], (Kind::Float, x.device()));
     if st.n_dead > 0 {
-        // SAELens' AuxK, as in step::topk_aux: the dead latents' largest (ranked)
+        // SAELens' AuxK, as in loss::topk_aux: the dead latents' largest (ranked)
         // pre-activations reconstruct the detached residual.
         let half = (sae.cfg.d_in / 2).max(1);
         let scale = (st.n_dead as f64 / half as f64).min(1.0) * aux_coefficient;

@@ -1,8 +1,8 @@
-//! Tests of `manual`.
+//! Tests of `backward`: the hand-written gradients against autograd.
 
 use super::*;
 use crate::train::TrainConfig;
-use crate::train::step;
+use crate::train::loss;
 
 /// One step both ways on random data; losses and every gradient must agree.
 /// `b_enc_shift` moves every encoder bias: a negative one leaves few latents active.
@@ -42,7 +42,7 @@ fn compare(
         rescale,
     };
     assert!(supports(&sae, &arch));
-    let reference = step::forward(&sae, &arch, &x, &st).unwrap();
+    let reference = loss::forward(&sae, &arch, &x, &st).unwrap();
     reference.loss.backward();
     let (ours, grads) = step(&sae, &arch, &x, &st).unwrap();
     for (name, a, b) in [
