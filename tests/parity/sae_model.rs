@@ -10,7 +10,7 @@ use mechlens_sae::eval::SpliceReport;
 use mechlens_sae::features::{logit_effects, top_activations};
 use mechlens_sae::store::{ActivationStore, StoreOptions};
 use mechlens_sae::train::{TrainArchitecture, TrainConfig, Trainer};
-use mechlens_sae::{Architecture, Sae, SaeConfig};
+use mechlens_sae::{ActivationSource, Architecture, Sae, SaeConfig};
 use tch::{Device, Kind, Tensor};
 
 use mechlens_tests::assert_close;
@@ -34,8 +34,13 @@ fn options() -> StoreOptions {
 #[test]
 fn store_rows_are_the_models_activations() {
     let model = babyllama();
-    let store =
+    let mut store =
         ActivationStore::from_text(&model, "blocks.2.hook_resid_post", STORY, &options()).unwrap();
+    // The store is a training source itself: seed 0's shuffled batches, rows of the store.
+    let mut seeded = store.source(0).unwrap();
+    let batch = ActivationSource::batch(&mut store, 3, 16).unwrap();
+    assert!(batch.equal(&seeded.batch(3, 16).unwrap()));
+    assert_eq!(ActivationSource::d_in(&store), store.activations.size()[1]);
     let windows = store.tokens.size()[0];
     assert!(windows >= 5, "{windows} windows");
     assert_eq!(store.len(), windows * 23, "BOS positions are left out");
@@ -136,14 +141,14 @@ fn ce_and_kl_scores_hit_their_closed_forms() {
 #[test]
 fn feature_tables_list_what_direct_computation_gives() {
     let model = babyllama();
-    let store =
+    let mut store =
         ActivationStore::from_text(&model, "blocks.3.hook_resid_post", STORY, &options()).unwrap();
     let mut cfg = TrainConfig::new(TrainArchitecture::topk(8), 128, 256)
         .batch_size(64)
         .total_steps(40);
     cfg.lr = 3e-3;
     let mut trainer = Trainer::new(cfg).unwrap();
-    trainer.run(&mut store.source(0).unwrap()).unwrap();
+    trainer.run(&mut store).unwrap();
     let sae = trainer.sae().unwrap();
 
     let latents = [3i64, 77];

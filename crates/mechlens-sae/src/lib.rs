@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod pretrained;
 mod sae;
 pub mod shards;
+mod source;
 mod splice;
 pub mod store;
 pub mod train;
@@ -38,4 +39,5 @@ pub use config::{ActivationNorm, Architecture, SAE_LENS_FORMAT_VERSION, SaeConfi
 pub use format::{CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE, load_sparsity, save_sparsity};
 pub use sae::{Encoded, Sae};
 pub use shards::{ShardManifest, ShardWriter, ShardedActivations};
+pub use source::{ActivationSource, TensorSource};
 pub use splice::{SaeSplicing, SpliceOptions, SplicedSae};

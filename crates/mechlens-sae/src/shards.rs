@@ -20,7 +20,7 @@ use mechlens_core::{Error, Result, SplitMix64};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::train::ActivationSource;
+use crate::source::ActivationSource;
 use mechlens_checkpoint::{atomic, safetensors};
 
 /// The manifest's file name.

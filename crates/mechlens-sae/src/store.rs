@@ -13,7 +13,7 @@ use mechlens_models::HookedTransformer;
 use tch::{Kind, Tensor};
 
 use crate::shards::{ShardManifest, ShardWriter};
-use crate::train::TensorSource;
+use crate::source::{ActivationSource, TensorSource};
 
 /// How to cut and run the dataset.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +56,8 @@ pub struct ActivationStore {
     pub activations: Tensor,
     /// `(window, position)` of each row, `[n_rows, 2]`.
     pub origin: Tensor,
+    /// The rows in shuffled order when the store itself is the training source (seed 0).
+    shuffled: Option<TensorSource>,
 }
 
 impl ActivationStore {
@@ -156,6 +158,7 @@ impl ActivationStore {
             tokens: tokens.f_to_device(tch::Device::Cpu)?,
             activations,
             origin: Tensor::from_slice(&origin).f_view([n_rows, 2])?,
+            shuffled: None,
         })
     }
 
@@ -220,7 +223,8 @@ impl ActivationStore {
         self.activations.size()[1]
     }
 
-    /// Shuffled training batches over the rows (a new seeded order each epoch).
+    /// Shuffled training batches over the rows (a new seeded order each epoch). The store is
+    /// itself a source with seed 0 (`trainer.run(&mut store)`); this gives another seed.
     ///
     /// # Errors
     /// Only for an empty store.
@@ -238,6 +242,24 @@ impl ActivationStore {
             self.origin.f_int64_value(&[row, 0])?,
             self.origin.f_int64_value(&[row, 1])?,
         ))
+    }
+}
+
+/// The store's rows as training data: shuffled, a new order each epoch, seed 0 (see
+/// [`ActivationStore::source`] for another seed).
+impl ActivationSource for ActivationStore {
+    fn d_in(&self) -> i64 {
+        ActivationStore::d_in(self)
+    }
+
+    fn batch(&mut self, step: usize, batch_size: i64) -> Result<Tensor> {
+        if self.shuffled.is_none() {
+            self.shuffled = Some(self.source(0)?);
+        }
+        match self.shuffled.as_mut() {
+            Some(rows) => rows.batch(step, batch_size),
+            None => Err(Error::invalid("activation store", "no rows")),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! trainer reads it as it reads a model's activations.
 
 use mechlens_core::Result;
-use mechlens_sae::train::ActivationSource;
+use mechlens_sae::ActivationSource;
 use tch::Tensor;
 
 use crate::SparseFeatures;

@@ -18,7 +18,6 @@ mod checkpoint;
 mod config;
 mod log;
 mod loss;
-mod source;
 mod validate;
 
 use std::time::Duration;
@@ -33,7 +32,8 @@ use crate::config::ActivationNorm;
 use crate::sae::Sae;
 pub use config::{LrSchedule, TrainArchitecture, TrainConfig};
 pub use log::LogRow;
-pub use source::{ActivationSource, TensorSource};
+// The trainer's input, defined beside the sources (store, shards, tensors) that implement it.
+pub use crate::source::{ActivationSource, TensorSource};
 use validate::validate;
 
 /// A training run.

@@ -17,6 +17,7 @@ pub trait ActivationSource {
 }
 
 /// Activations held in memory, `[n, d_in]`, visited in a fresh seeded order each epoch.
+#[derive(Debug)]
 pub struct TensorSource {
     acts: Tensor,
     seed: u64,
