@@ -253,13 +253,11 @@ impl ActivationSource for ActivationStore {
     }
 
     fn batch(&mut self, step: usize, batch_size: i64) -> Result<Tensor> {
-        if self.shuffled.is_none() {
-            self.shuffled = Some(self.source(0)?);
-        }
-        match self.shuffled.as_mut() {
-            Some(rows) => rows.batch(step, batch_size),
-            None => Err(Error::invalid("activation store", "no rows")),
-        }
+        let rows = match self.shuffled.take() {
+            Some(rows) => rows,
+            None => self.source(0)?,
+        };
+        self.shuffled.insert(rows).batch(step, batch_size)
     }
 }
 

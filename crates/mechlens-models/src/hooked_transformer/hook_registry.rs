@@ -76,10 +76,17 @@ impl HookedTransformer {
         }
     }
 
+    /// Checks that the model has every point, building its list of points once (every run
+    /// with hooks or a filter comes through here; patching does so hundreds of times).
     pub(super) fn check_hooks(&self, points: &[HookPoint]) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let valid = self.points(true);
         points
             .iter()
-            .try_for_each(|p| self.hook_point(*p).map(|_| ()))
+            .filter(|p| !valid.contains(p))
+            .try_for_each(|p| HookPoint::parse_for(&p.to_string(), &valid).map(|_| ()))
     }
 
     /// Adds a hook that stays for every later run until [`HookedTransformer::reset_hooks`].
