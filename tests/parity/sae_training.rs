@@ -150,9 +150,9 @@ fn training_steps_equal_saelens_sae_trainer() {
         cfg.dead_feature_window = 2;
         // The layout each architecture trains: BatchTopK trains a TopK SAE.
         let mut layout = cfg.sae_config();
-        if let TrainArchitecture::BatchTopK { k, .. } = arch {
+        if let TrainArchitecture::BatchTopK(batch_topk) = &arch {
             layout.architecture = mechlens_sae::Architecture::TopK;
-            layout.k = Some(k.ceil() as i64);
+            layout.k = Some(batch_topk.k.ceil() as i64);
         }
         let mut start = Sae::init(layout, Some(0.3), 9).unwrap();
         tch::manual_seed(3);

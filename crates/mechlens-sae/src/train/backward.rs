@@ -20,46 +20,45 @@ use crate::fused;
 use mechlens_core::Result;
 use tch::{Kind, Tensor};
 
-use super::config::TrainArchitecture;
+use super::kinds::TrainArchitecture;
 use super::loss::{Active, StepOut, StepState, sparse_decode, squared_error};
 use crate::config::ActivationNorm;
 use crate::sae::{Sae, bag_sums};
-
-/// Whether [`step`] handles this run; the rest go through autograd.
-pub(crate) fn supports(sae: &Sae, arch: &TrainArchitecture) -> bool {
-    matches!(
-        arch,
-        TrainArchitecture::Standard { .. } | TrainArchitecture::TopK { .. }
-    ) && sae.cfg.normalize_activations != ActivationNorm::ConstantNormRescale
-}
 
 /// Gradients in [`Sae::parameters_mut`]'s order for these architectures:
 /// `W_enc, W_dec, b_enc, b_dec`.
 pub(crate) type Grads = Vec<Tensor>;
 
-/// The step's losses and gradients. Call only where [`supports`] holds.
+/// The step's losses and gradients by hand where `arch` has a hand-written backward
+/// ([`super::kinds::TrainKind::hand_written`]); `None` where it goes through autograd.
 pub(crate) fn step(
     sae: &Sae,
     arch: &TrainArchitecture,
     x: &Tensor,
     st: &StepState<'_>,
-) -> Result<(StepOut, Grads)> {
-    let _guard = tch::no_grad_guard();
-    let sae_in = if sae.cfg.apply_b_dec_to_input {
-        x.f_sub(&sae.b_dec)?
-    } else {
-        x.shallow_clone()
-    };
-    let b_enc = sae.b_enc.as_ref().ok_or_else(|| {
-        mechlens_core::Error::invalid("SAE", "training needs b_enc, and this SAE has none")
-    })?;
-    match arch {
-        TrainArchitecture::TopK {
-            k,
-            aux_loss_coefficient,
-        } => topk(sae, b_enc, x, &sae_in, st, *k, *aux_loss_coefficient),
-        _ => standard(sae, b_enc, x, &sae_in, st),
+) -> Option<Result<(StepOut, Grads)>> {
+    arch.kind().hand_written(sae, x, st)
+}
+
+/// What both hand-written steps start from: the encoder's input and `b_enc`; `None` where
+/// the inputs are rescaled per token (`ConstantNormRescale`), which only autograd follows.
+pub(crate) fn prepared(sae: &Sae, x: &Tensor) -> Option<Result<(Tensor, Tensor)>> {
+    if sae.cfg.normalize_activations == ActivationNorm::ConstantNormRescale {
+        return None;
     }
+    let prepare = || -> Result<(Tensor, Tensor)> {
+        let _guard = tch::no_grad_guard();
+        let sae_in = if sae.cfg.apply_b_dec_to_input {
+            x.f_sub(&sae.b_dec)?
+        } else {
+            x.shallow_clone()
+        };
+        let b_enc = sae.b_enc.as_ref().ok_or_else(|| {
+            mechlens_core::Error::invalid("SAE", "training needs b_enc, and this SAE has none")
+        })?;
+        Ok((sae_in, b_enc.shallow_clone()))
+    };
+    Some(prepare())
 }
 
 /// `∂b_dec`: the output's share `Σ_rows ∂out`, minus the input's share `W_enc · ∂b_enc` when
@@ -98,13 +97,15 @@ const SPARSE_BELOW: f64 = 0.025;
 /// 4096: a sixteenth of a full pass).
 const DENSITY_SAMPLE_ROWS: i64 = 256;
 
-fn standard(
+/// Standard's step (ReLU + L1) by hand.
+pub(crate) fn standard(
     sae: &Sae,
     b_enc: &Tensor,
     x: &Tensor,
     sae_in: &Tensor,
     st: &StepState<'_>,
 ) -> Result<(StepOut, Grads)> {
+    let _guard = tch::no_grad_guard();
     let batch = x.size()[0] as f64;
     // The biases go in after the products, fused with the passes that follow (see
     // crate::fused): `addmm` would first copy them into its output.
@@ -276,7 +277,7 @@ impl Chosen {
 /// `pre · ‖W_dec[s]‖` and decoded with `relu(ranked) / ‖W_dec[s]‖`: the ranking changes,
 /// but the decoded weight is `relu(pre)` again, so no gradient reaches the norms (autograd's
 /// two terms cancel to rounding) and `∂pre = ∂weight` through the same chain of scalings.
-fn topk(
+pub(crate) fn topk(
     sae: &Sae,
     b_enc: &Tensor,
     x: &Tensor,
@@ -285,6 +286,7 @@ fn topk(
     k: i64,
     aux_coefficient: f64,
 ) -> Result<(StepOut, Grads)> {
+    let _guard = tch::no_grad_guard();
     let batch = x.size()[0] as f64;
     let d_sae = sae.cfg.d_sae;
     let pre = b_enc.f_addmm(sae_in, &sae.w_enc)?;

@@ -3,116 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ActivationNorm, Architecture, SaeConfig};
-
-/// The architecture being trained and its sparsity mechanism.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "architecture", rename_all = "lowercase")]
-pub enum TrainArchitecture {
-    /// ReLU with an L1 penalty on activations weighted by decoder row norms.
-    Standard {
-        /// L1 coefficient (SAELens `l1_coefficient`).
-        l1_coefficient: f64,
-    },
-    /// `k` active latents per token, AuxK loss on dead latents.
-    TopK {
-        /// Active latents per token.
-        k: i64,
-        /// AuxK coefficient (SAELens `aux_loss_coefficient`, 1.0).
-        aux_loss_coefficient: f64,
-    },
-    /// `k·batch` active latents per batch; saved as JumpReLU with the learned threshold.
-    BatchTopK {
-        /// Mean active latents per token.
-        k: f64,
-        /// AuxK coefficient.
-        aux_loss_coefficient: f64,
-        /// EMA rate of the threshold (SAELens `topk_threshold_lr`, 0.01).
-        topk_threshold_lr: f64,
-    },
-    /// JumpReLU with an L0 penalty through a straight-through estimator.
-    JumpRelu {
-        /// L0 coefficient (SAELens `l0_coefficient`).
-        l0_coefficient: f64,
-        /// Width of the rectangle kernel of the estimator (SAELens `jumprelu_bandwidth`).
-        bandwidth: f64,
-        /// Initial thresholds (SAELens `jumprelu_init_threshold`).
-        init_threshold: f64,
-    },
-    /// Gated SAE: L1 on the gate path plus its auxiliary reconstruction.
-    Gated {
-        /// L1 coefficient.
-        l1_coefficient: f64,
-    },
-}
-
-impl TrainArchitecture {
-    /// ReLU with L1 coefficient `l1`.
-    pub fn standard(l1: f64) -> Self {
-        Self::Standard { l1_coefficient: l1 }
-    }
-
-    /// TopK with `k` active latents.
-    pub fn topk(k: i64) -> Self {
-        Self::TopK {
-            k,
-            aux_loss_coefficient: 1.0,
-        }
-    }
-
-    /// BatchTopK with `k` active latents per token on average.
-    pub fn batch_topk(k: f64) -> Self {
-        Self::BatchTopK {
-            k,
-            aux_loss_coefficient: 1.0,
-            topk_threshold_lr: 0.01,
-        }
-    }
-
-    /// JumpReLU with L0 coefficient `l0` and SAELens' bandwidth (0.05) and init (0.01).
-    pub fn jumprelu(l0: f64) -> Self {
-        Self::JumpRelu {
-            l0_coefficient: l0,
-            bandwidth: 0.05,
-            init_threshold: 0.01,
-        }
-    }
-
-    /// Gated with L1 coefficient `l1`.
-    pub fn gated(l1: f64) -> Self {
-        Self::Gated { l1_coefficient: l1 }
-    }
-
-    /// The architecture it is saved as.
-    pub fn inference(&self) -> Architecture {
-        match self {
-            Self::Standard { .. } => Architecture::Standard,
-            Self::TopK { .. } => Architecture::TopK,
-            Self::BatchTopK { .. } | Self::JumpRelu { .. } => Architecture::JumpRelu,
-            Self::Gated { .. } => Architecture::Gated,
-        }
-    }
-
-    /// SAELens' training architecture name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Standard { .. } => "standard",
-            Self::TopK { .. } => "topk",
-            Self::BatchTopK { .. } => "batchtopk",
-            Self::JumpRelu { .. } => "jumprelu",
-            Self::Gated { .. } => "gated",
-        }
-    }
-
-    /// The sparsity coefficient warmed up by `sparsity_warm_up_steps` (0 for TopK kinds).
-    pub(crate) fn sparsity_coefficient(&self) -> f64 {
-        match self {
-            Self::Standard { l1_coefficient } | Self::Gated { l1_coefficient } => *l1_coefficient,
-            Self::JumpRelu { l0_coefficient, .. } => *l0_coefficient,
-            Self::TopK { .. } | Self::BatchTopK { .. } => 0.0,
-        }
-    }
-}
+use super::kinds::TrainArchitecture;
+use crate::config::{ActivationNorm, SaeConfig};
 
 /// How the learning rate moves after warm-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,10 +90,7 @@ impl TrainConfig {
         let (batch_size, total_steps) = (4096, 488);
         let lr = 3e-4;
         Self {
-            rescale_acts_by_decoder_norm: matches!(
-                sae,
-                TrainArchitecture::TopK { .. } | TrainArchitecture::BatchTopK { .. }
-            ),
+            rescale_acts_by_decoder_norm: sae.kind().selects_top_k(),
             sae,
             d_in,
             d_sae,
@@ -269,7 +158,7 @@ impl TrainConfig {
 
     /// The sparsity coefficient at `step`, after its warm-up.
     pub fn sparsity_coefficient_at(&self, step: usize) -> f64 {
-        let c = self.sae.sparsity_coefficient();
+        let c = self.sae.kind().sparsity_coefficient();
         let warm = self.sparsity_warm_up_steps;
         if step < warm {
             c * (step + 1) as f64 / warm as f64
@@ -287,9 +176,7 @@ impl TrainConfig {
             ActivationNorm::ExpectedAverageOnlyIn => ActivationNorm::None,
             other => other,
         };
-        if let TrainArchitecture::TopK { k, .. } = self.sae {
-            cfg.k = Some(k);
-        }
+        self.sae.kind().saved_config(&mut cfg);
         let meta = &mut cfg.metadata;
         if let Some(m) = &self.model_name {
             meta.insert("model_name".into(), m.clone().into());

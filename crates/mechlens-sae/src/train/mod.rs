@@ -16,6 +16,7 @@
 mod backward;
 mod checkpoint;
 mod config;
+mod kinds;
 mod log;
 mod loss;
 mod validate;
@@ -30,7 +31,8 @@ use tch::{Kind, Tensor};
 
 use crate::config::ActivationNorm;
 use crate::sae::Sae;
-pub use config::{LrSchedule, TrainArchitecture, TrainConfig};
+pub use config::{LrSchedule, TrainConfig};
+pub use kinds::{BatchTopK, Gated, JumpRelu, Standard, TopK, TrainArchitecture};
 pub use log::LogRow;
 // The trainer's input, defined beside the sources (store, shards, tensors) that implement it.
 pub use crate::source::{ActivationSource, TensorSource};
@@ -64,23 +66,11 @@ impl Trainer {
         if let Some(dir) = &cfg.checkpoint_dir {
             checkpoint::check_writable(dir)?;
         }
+        let kind = cfg.sae.kind();
         let mut sae_cfg = cfg.sae_config();
-        let mut init_threshold = None;
-        match cfg.sae {
-            TrainArchitecture::BatchTopK { k, .. } => {
-                // Trained with a per-token TopK layout (b_enc, no threshold parameter).
-                sae_cfg.architecture = crate::Architecture::TopK;
-                sae_cfg.k = Some((k.ceil() as i64).clamp(1, cfg.d_sae));
-            }
-            TrainArchitecture::JumpRelu {
-                init_threshold: t, ..
-            } => init_threshold = Some(t),
-            _ => {}
-        }
+        kind.training_layout(&mut sae_cfg);
         let mut sae = Sae::init(sae_cfg, cfg.decoder_init_norm, cfg.seed)?;
-        if let (Some(t), Some(threshold)) = (init_threshold, sae.threshold.as_mut()) {
-            *threshold = threshold.f_fill(t)?;
-        }
+        kind.init(&mut sae)?;
         for p in sae.parameters_mut() {
             *p = p.detach().set_requires_grad(true);
         }
@@ -257,12 +247,7 @@ impl Trainer {
         if let Some(scale) = self.norm_scale {
             x = x.f_mul_scalar(scale)?;
         }
-        if let TrainArchitecture::JumpRelu { .. } = self.cfg.sae
-            && let Some(t) = self.sae.threshold.as_mut()
-        {
-            let _guard = tch::no_grad_guard();
-            let _ = t.f_clamp_min_(0.0)?;
-        }
+        self.cfg.sae.kind().before_step(&mut self.sae)?;
         let dead = self
             .steps_since_fired
             .f_gt(self.cfg.dead_feature_window as i64)?;
@@ -274,11 +259,12 @@ impl Trainer {
             sparsity_coefficient: coefficient,
             rescale: self.cfg.rescale_acts_by_decoder_norm,
         };
-        let (out, grads) = if backward::supports(&self.sae, &self.cfg.sae) {
-            let (out, grads) = backward::step(&self.sae, &self.cfg.sae, &x, &state)?;
-            (out, Some(grads))
-        } else {
-            (loss::forward(&self.sae, &self.cfg.sae, &x, &state)?, None)
+        let (out, grads) = match backward::step(&self.sae, &self.cfg.sae, &x, &state) {
+            Some(stepped) => {
+                let (out, grads) = stepped?;
+                (out, Some(grads))
+            }
+            None => (loss::forward(&self.sae, &self.cfg.sae, &x, &state)?, None),
         };
         let loss = out.loss.double_value(&[]);
         // A NaN or inf activation always reaches the loss (through the reconstruction error),
@@ -318,14 +304,7 @@ impl Trainer {
             .steps_since_fired
             .f_add_scalar(1)?
             .f_masked_fill(&fired, 0)?;
-        if let TrainArchitecture::BatchTopK {
-            topk_threshold_lr, ..
-        } = self.cfg.sae
-            && let Some(min) = out.active.min_positive()?
-        {
-            self.topk_threshold =
-                (1.0 - topk_threshold_lr) * self.topk_threshold + topk_threshold_lr * min;
-        }
+        (self.cfg.sae.kind()).after_step(&mut self.topk_threshold, &out.active)?;
         self.step += 1;
         if step.is_multiple_of(self.cfg.log_every.max(1)) || self.step == self.cfg.total_steps {
             self.log
@@ -402,11 +381,8 @@ impl Trainer {
             b_mag: s.b_mag.as_ref().map(copy),
             r_mag: s.r_mag.as_ref().map(copy),
         };
-        let rescaled = self.cfg.rescale_acts_by_decoder_norm
-            && matches!(
-                self.cfg.sae,
-                TrainArchitecture::TopK { .. } | TrainArchitecture::BatchTopK { .. }
-            );
+        let kind = self.cfg.sae.kind();
+        let rescaled = self.cfg.rescale_acts_by_decoder_norm && kind.selects_top_k();
         let mut threshold = self.topk_threshold;
         if let Some(scale) = self.norm_scale {
             // x·scale in training ⇒ W_enc·scale, W_dec / scale, b_dec / scale on raw inputs.
@@ -424,14 +400,8 @@ impl Trainer {
             sae.b_enc = sae.b_enc.as_ref().map(|b| b.f_mul(&norms)).transpose()?;
         }
         cfg.rescale_acts_by_decoder_norm = false;
-        if let TrainArchitecture::BatchTopK { .. } = self.cfg.sae {
-            sae.threshold = Some(Tensor::full(
-                [self.cfg.d_sae],
-                threshold,
-                (Kind::Float, sae.w_enc.device()),
-            ));
-        }
         sae.cfg = cfg;
+        kind.export(&mut sae, threshold)?;
         Ok(sae)
     }
 }

@@ -2,7 +2,7 @@
 
 use mechlens_core::{Error, Result};
 
-use super::{TrainArchitecture, TrainConfig};
+use super::TrainConfig;
 use crate::config::ActivationNorm;
 
 pub(super) fn validate(cfg: &TrainConfig) -> Result<()> {
@@ -19,29 +19,9 @@ pub(super) fn validate(cfg: &TrainConfig) -> Result<()> {
     if cfg.total_steps == 0 {
         return bad("total_steps", "must be at least 1".into());
     }
-    match cfg.sae {
-        TrainArchitecture::TopK { k, .. } if !(1..=cfg.d_sae).contains(&k) => {
-            return bad(
-                "k",
-                format!("must be in 1..={} (d_sae), got {k}", cfg.d_sae),
-            );
-        }
-        TrainArchitecture::BatchTopK { k, .. } if !(k > 0.0 && k <= cfg.d_sae as f64) => {
-            return bad(
-                "k",
-                format!("must be in (0, {}] (d_sae), got {k}", cfg.d_sae),
-            );
-        }
-        TrainArchitecture::JumpRelu { bandwidth, .. } if bandwidth <= 0.0 => {
-            return bad("bandwidth", format!("must be positive, got {bandwidth}"));
-        }
-        _ => {}
-    }
+    cfg.sae.kind().validate(cfg.d_sae)?;
     if cfg.normalize_activations == ActivationNorm::ConstantNormRescale
-        && matches!(
-            cfg.sae,
-            TrainArchitecture::TopK { .. } | TrainArchitecture::BatchTopK { .. }
-        )
+        && cfg.sae.kind().selects_top_k()
     {
         return bad("normalize_activations", "TopK's AuxK loss works in the input's units; use none or expected_average_only_in (as SAELens requires)".into());
     }
