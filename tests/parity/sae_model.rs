@@ -7,7 +7,7 @@ use std::rc::Rc;
 use mechlens_core::{CacheFilter, HookPoint};
 use mechlens_models::{HookedTransformer, LoadOptions};
 use mechlens_sae::eval::SpliceReport;
-use mechlens_sae::features::{logit_effects, top_activations};
+use mechlens_sae::features::{TopActivationOptions, logit_effects, top_activations};
 use mechlens_sae::store::{ActivationStore, StoreOptions};
 use mechlens_sae::train::{TrainArchitecture, TrainConfig, Trainer};
 use mechlens_sae::{ActivationSource, Architecture, Sae, SaeConfig};
@@ -152,7 +152,14 @@ fn feature_tables_list_what_direct_computation_gives() {
     let sae = trainer.sae().unwrap();
 
     let latents = [3i64, 77];
-    let top = top_activations(&model, &sae, &store, &latents, 5, 4).unwrap();
+    let top = top_activations(
+        &model,
+        &sae,
+        &store,
+        &latents,
+        TopActivationOptions { k: 5, window: 4 },
+    )
+    .unwrap();
     assert_eq!(top.height(), 10);
     let acts = sae.encode(&store.activations).unwrap();
     let col = |name: &str| top.column(name).unwrap().as_materialized_series().clone();

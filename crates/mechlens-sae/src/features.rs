@@ -20,10 +20,33 @@ fn check_latents(sae: &Sae, latents: &[i64]) -> Result<()> {
     })
 }
 
-/// The `k` rows of `store` where each latent fires hardest, with `window` tokens of context
-/// on each side (the firing token in `[[ ]]`).
+/// How many contexts [`top_activations`] shows per latent, and how wide.
+#[derive(Clone, Copy, Debug)]
+pub struct TopActivationOptions {
+    /// Rows of the store per latent, strongest first (default 10).
+    pub k: usize,
+    /// Tokens of context on each side of the firing token (default 8).
+    pub window: usize,
+}
+
+impl Default for TopActivationOptions {
+    fn default() -> Self {
+        Self { k: 10, window: 8 }
+    }
+}
+
+/// The `opts.k` rows of `store` where each latent fires hardest, with `opts.window` tokens of
+/// context on each side (the firing token in `[[ ]]`).
 ///
 /// Columns: latent, rank, activation, window, pos, token, context.
+///
+/// ```no_run
+/// # use mechlens_sae::{Sae, store::ActivationStore};
+/// # use mechlens_sae::features::{TopActivationOptions, top_activations};
+/// # fn f(model: &mechlens_models::HookedTransformer, sae: &Sae, store: &ActivationStore) -> mechlens_core::Result<()> {
+/// let top = top_activations(model, sae, store, &[3, 77], TopActivationOptions { k: 5, ..Default::default() })?;
+/// # Ok(()) }
+/// ```
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for a latent out of range or a model without a tokenizer;
@@ -33,10 +56,10 @@ pub fn top_activations(
     sae: &Sae,
     store: &ActivationStore,
     latents: &[i64],
-    k: i64,
-    window: i64,
+    opts: TopActivationOptions,
 ) -> Result<DataFrame> {
     let _guard = tch::no_grad_guard();
+    let (k, window) = (opts.k as i64, opts.window as i64);
     check_latents(sae, latents)?;
     let tokenizer = model
         .tokenizer()

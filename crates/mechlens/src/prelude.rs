@@ -23,7 +23,7 @@ pub use mechlens_models::{
 };
 pub use mechlens_sae::eval::{SaeReport, SpliceReport};
 pub use mechlens_sae::features::{
-    activation_histogram, latent_activations, logit_effects, top_activations,
+    TopActivationOptions, activation_histogram, latent_activations, logit_effects, top_activations,
 };
 pub use mechlens_sae::metrics::SparsityReport;
 pub use mechlens_sae::store::{ActivationStore, StoreOptions};
