@@ -325,6 +325,8 @@ impl CacheAnalysis for ActivationCache {
                 stack.f_sub(&stack.f_mean_dim(-1, true, None)?)?
             }
             Normalization::Rms | Normalization::RmsPre => stack.shallow_clone(),
+            // Nothing to apply (and no scale was cached).
+            Normalization::Identity => return Ok(stack.shallow_clone()),
         };
         let scale = pos.apply(self.get(point)?, -2)?;
         Ok(centred.f_div(&scale)?)

@@ -48,13 +48,12 @@ impl HookedTransformer {
         tensors.extend(m.b_u.as_ref());
         for b in &m.blocks {
             let a = &b.attn.w;
-            tensors.extend([&a.w_q, &a.w_k, &a.w_v, &a.w_o, &b.mlp.w_in, &b.mlp.w_out]);
+            tensors.extend([&a.w_q, &a.w_k, &a.w_v, &a.w_o]);
             tensors.extend([&a.b_q, &a.b_k, &a.b_v, &a.b_o].into_iter().flatten());
-            tensors.extend(
-                [&b.mlp.b_in, &b.mlp.w_gate, &b.mlp.b_out]
-                    .into_iter()
-                    .flatten(),
-            );
+            if let Some(mlp) = &b.mlp {
+                tensors.extend([&mlp.w_in, &mlp.w_out]);
+                tensors.extend([&mlp.b_in, &mlp.w_gate, &mlp.b_out].into_iter().flatten());
+            }
             tensors.extend(
                 [&b.ln1.w, &b.ln1.b, &b.ln2.w, &b.ln2.b]
                     .into_iter()
@@ -236,9 +235,10 @@ impl HookedTransformer {
     /// `W_in`, `[n_layers, d_model, d_mlp]` (the linear branch of a gated MLP).
     ///
     /// # Errors
-    /// libtorch's errors only.
+    /// [`mechlens_core::Error::InvalidInput`] for an attention-only model; this holds for
+    /// every MLP weight below.
     pub fn w_in(&self) -> Result<Tensor> {
-        self.stack(|b| Ok(b.mlp.w_in.shallow_clone()))
+        self.stack(|b| Ok(mlp(b)?.w_in.shallow_clone()))
     }
 
     /// `W_gate`, `[n_layers, d_model, d_mlp]`, for gated MLPs.
@@ -246,11 +246,16 @@ impl HookedTransformer {
     /// # Errors
     /// libtorch's errors only.
     pub fn w_gate(&self) -> Result<Option<Tensor>> {
-        if self.m.blocks.iter().any(|b| b.mlp.w_gate.is_none()) {
+        if self
+            .m
+            .blocks
+            .iter()
+            .any(|b| mlp(b).map_or(true, |m| m.w_gate.is_none()))
+        {
             return Ok(None);
         }
         self.stack(|b| {
-            Ok(b.mlp
+            Ok(mlp(b)?
                 .w_gate
                 .as_ref()
                 .map(Tensor::shallow_clone)
@@ -264,7 +269,7 @@ impl HookedTransformer {
     /// # Errors
     /// libtorch's errors only.
     pub fn w_out(&self) -> Result<Tensor> {
-        self.stack(|b| Ok(b.mlp.w_out.shallow_clone()))
+        self.stack(|b| Ok(mlp(b)?.w_out.shallow_clone()))
     }
 
     /// `b_in`, `[n_layers, d_mlp]` (zeros when absent).
@@ -273,12 +278,12 @@ impl HookedTransformer {
     /// libtorch's errors only.
     pub fn b_in(&self) -> Result<Tensor> {
         let n = self.m.cfg.d_mlp as i64;
-        self.stack(|b| match &b.mlp.b_in {
-            Some(x) => Ok(x.shallow_clone()),
-            None => Ok(Tensor::f_zeros(
-                [n],
-                (b.mlp.w_in.kind(), b.mlp.w_in.device()),
-            )?),
+        self.stack(|b| {
+            let mlp = mlp(b)?;
+            match &mlp.b_in {
+                Some(x) => Ok(x.shallow_clone()),
+                None => Ok(Tensor::f_zeros([n], (mlp.w_in.kind(), mlp.w_in.device()))?),
+            }
         })
     }
 
@@ -288,12 +293,25 @@ impl HookedTransformer {
     /// libtorch's errors only.
     pub fn b_out(&self) -> Result<Tensor> {
         let d = self.m.cfg.d_model as i64;
-        self.stack(|b| match &b.mlp.b_out {
-            Some(x) => Ok(x.shallow_clone()),
-            None => Ok(Tensor::f_zeros(
-                [d],
-                (b.mlp.w_out.kind(), b.mlp.w_out.device()),
-            )?),
+        self.stack(|b| {
+            let mlp = mlp(b)?;
+            match &mlp.b_out {
+                Some(x) => Ok(x.shallow_clone()),
+                None => Ok(Tensor::f_zeros(
+                    [d],
+                    (mlp.w_out.kind(), mlp.w_out.device()),
+                )?),
+            }
         })
     }
+}
+
+/// A block's MLP, or an error saying the model is attention-only.
+fn mlp(b: &crate::components::Block) -> Result<&crate::components::Mlp> {
+    b.mlp.as_ref().ok_or_else(|| {
+        mechlens_core::Error::invalid(
+            "MLP weights",
+            "this model is attention-only (attn_only): its blocks have no MLP",
+        )
+    })
 }

@@ -4,18 +4,23 @@
 
 use mechlens_core::{Error, Result};
 
-/// The MLP's nonlinearity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The MLP's nonlinearity. Serialised with TransformerLens' `act_fn` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Activation {
     /// Exact GELU (erf).
+    #[serde(rename = "gelu")]
     Gelu,
     /// GELU's tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
     GeluTanh,
     /// ReLU.
+    #[serde(rename = "relu")]
     Relu,
     /// SiLU / swish (Llama's gate).
+    #[serde(rename = "silu")]
     Silu,
     /// `x * sigmoid(1.702 x)`.
+    #[serde(rename = "quick_gelu")]
     QuickGelu,
 }
 
@@ -63,6 +68,8 @@ pub enum Normalization {
     LayerNormPre,
     /// RMSNorm whose weight was folded (RMSPre).
     RmsPre,
+    /// No normalisation (TransformerLens' `normalization_type=None`): no norm hooks either.
+    Identity,
 }
 
 /// How positions enter the model.
@@ -190,6 +197,8 @@ pub struct ModelConfig {
     pub parallel_residual: bool,
     /// SwiGLU-style MLP with a gate.
     pub gated_mlp: bool,
+    /// Blocks have attention and no MLP (TransformerLens' `attn_only`).
+    pub attn_only: bool,
     /// Attention scores are divided by this (√d_head; 1 for GPT-Neo).
     pub attn_scale: f64,
     /// Per layer: `Some(w)` for local attention over the last `w` positions.

@@ -24,6 +24,7 @@ mod input;
 mod processing;
 mod sentencepiece;
 mod tokenizer;
+pub mod transformer_config;
 
 pub use config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
 pub use generate::GenerateOptions;
@@ -34,3 +35,4 @@ pub use mechlens_checkpoint::Hub;
 pub use processing::Processing;
 pub use sentencepiece::SentencePiece;
 pub use tokenizer::{PaddingSide, TokenBatch, Tokenizer};
+pub use transformer_config::{HookedTransformerConfig, NormType, PositionalType};

@@ -107,7 +107,7 @@ impl HookedTransformer {
                 (a.w_v, a.b_v) =
                     fold(&a.w_v, a.b_v.as_ref(), w1.as_ref(), b1.as_ref(), layer_norm)?;
                 let (w2, b2) = (block.ln2.w.take(), block.ln2.b.take());
-                let mlp = &mut block.mlp;
+                let Some(mlp) = &mut block.mlp else { continue };
                 (mlp.w_in, mlp.b_in) = fold(
                     &mlp.w_in,
                     mlp.b_in.as_ref(),
@@ -141,8 +141,10 @@ impl HookedTransformer {
             for block in &mut m.blocks {
                 block.attn.w.w_o = center_last(&block.attn.w.w_o)?;
                 block.attn.w.b_o = block.attn.w.b_o.as_ref().map(center_last).transpose()?;
-                block.mlp.w_out = center_last(&block.mlp.w_out)?;
-                block.mlp.b_out = block.mlp.b_out.as_ref().map(center_last).transpose()?;
+                if let Some(mlp) = &mut block.mlp {
+                    mlp.w_out = center_last(&mlp.w_out)?;
+                    mlp.b_out = mlp.b_out.as_ref().map(center_last).transpose()?;
+                }
             }
         }
         if p.center_unembed {

@@ -41,8 +41,15 @@ pub enum Fires {
     LearnedPositions,
     /// With rotary embeddings (NeoX, Llama).
     Rotary,
-    /// In blocks whose MLP reads the attention's output (not GPT-J/NeoX parallel blocks).
+    /// In blocks whose MLP reads the attention's output (not GPT-J/NeoX parallel blocks, not
+    /// attention-only blocks).
     SequentialBlock,
+    /// In blocks with an MLP (not TransformerLens' `attn_only` models).
+    Mlp,
+    /// Where the model normalises (not `normalization_type=None`).
+    Normalized,
+    /// The MLP's norm: with an MLP and normalisation.
+    MlpNorm,
     /// With a gated MLP (Llama).
     GatedMlp,
     /// When its flag is on.
@@ -131,7 +138,9 @@ macro_rules! hook_sites {
     };
 }
 
-use Fires::{Always, GatedMlp, LearnedPositions, Never, Rotary, SequentialBlock};
+use Fires::{
+    Always, GatedMlp, LearnedPositions, Mlp, MlpNorm, Never, Normalized, Rotary, SequentialBlock,
+};
 use OptIn::{AttnIn, AttnResult, MlpIn, SplitQkvInput};
 
 hook_sites! {
@@ -149,8 +158,8 @@ hook_sites! {
         QInput = "hook_q_input", DModel, Fires::OptIn(SplitQkvInput), None;
         KInput = "hook_k_input", DModel, Fires::OptIn(SplitQkvInput), None;
         VInput = "hook_v_input", DModel, Fires::OptIn(SplitQkvInput), None;
-        Ln1Scale = "ln1.hook_scale", None, Always, Some(9);
-        Ln1Normalized = "ln1.hook_normalized", DModel, Always, Some(10);
+        Ln1Scale = "ln1.hook_scale", None, Normalized, Some(9);
+        Ln1Normalized = "ln1.hook_normalized", DModel, Normalized, Some(10);
         Q = "attn.hook_q", QueryHeads, Always, Some(1);
         K = "attn.hook_k", KvHeads, Always, Some(2);
         V = "attn.hook_v", KvHeads, Always, Some(3);
@@ -163,18 +172,18 @@ hook_sites! {
         AttnOut = "hook_attn_out", DModel, Always, Some(7);
         ResidMid = "hook_resid_mid", DModel, SequentialBlock, Some(8);
         MlpIn = "hook_mlp_in", DModel, Fires::OptIn(MlpIn), None;
-        Ln2Scale = "ln2.hook_scale", None, Always, Some(15);
-        Ln2Normalized = "ln2.hook_normalized", DModel, Always, Some(16);
-        MlpPre = "mlp.hook_pre", DMlp, Always, Some(11);
+        Ln2Scale = "ln2.hook_scale", None, MlpNorm, Some(15);
+        Ln2Normalized = "ln2.hook_normalized", DModel, MlpNorm, Some(16);
+        MlpPre = "mlp.hook_pre", DMlp, Mlp, Some(11);
         MlpPreLinear = "mlp.hook_pre_linear", DMlp, GatedMlp, None;
-        MlpPost = "mlp.hook_post", DMlp, Always, Some(12);
-        MlpOut = "hook_mlp_out", DModel, Always, Some(13);
+        MlpPost = "mlp.hook_post", DMlp, Mlp, Some(12);
+        MlpOut = "hook_mlp_out", DModel, Mlp, Some(13);
         ResidPost = "hook_resid_post", DModel, Always, Some(14);
         NormalizedResidPost = "hook_normalized_resid_post", DModel, Never, Some(17);
     }
     final {
-        LnFinalScale = "ln_final.hook_scale", None, Always, None;
-        LnFinalNormalized = "ln_final.hook_normalized", DModel, Always, None;
+        LnFinalScale = "ln_final.hook_scale", None, Normalized, None;
+        LnFinalNormalized = "ln_final.hook_normalized", DModel, Normalized, None;
         UnembedIn = "unembed.hook_in", DModel, Always, None;
         UnembedOut = "unembed.hook_out", None, Always, None;
     }
@@ -198,6 +207,10 @@ pub struct DecoderSites {
     pub parallel: bool,
     /// A gated MLP (`mlp.hook_pre_linear`).
     pub gated_mlp: bool,
+    /// No MLP (TransformerLens' `attn_only`): no MLP, `ln2` or `hook_resid_mid` sites.
+    pub attn_only: bool,
+    /// No normalisation (`normalization_type=None`): no `ln*` sites.
+    pub unnormalized: bool,
     /// `use_attn_in` (takes precedence over `use_split_qkv_input`, as in TransformerLens).
     pub attn_in: bool,
     /// `use_split_qkv_input`.
@@ -216,9 +229,14 @@ impl DecoderSites {
             Fires::Always => true,
             Fires::LearnedPositions => self.learned_positions,
             Fires::Rotary => self.rotary,
-            Fires::SequentialBlock => !self.parallel,
-            Fires::GatedMlp => self.gated_mlp,
+            Fires::SequentialBlock => !self.parallel && !self.attn_only,
+            Fires::Mlp => !self.attn_only,
+            Fires::Normalized => !self.unnormalized,
+            Fires::MlpNorm => !self.attn_only && !self.unnormalized,
+            Fires::GatedMlp => self.gated_mlp && !self.attn_only,
             Fires::Never => false,
+            // TransformerLens has no hook_mlp_in without an MLP, whatever the flag.
+            Fires::OptIn(OptIn::MlpIn) if self.attn_only => false,
             Fires::OptIn(_) if self.all_opt_in => true,
             Fires::OptIn(OptIn::AttnIn) => self.attn_in,
             Fires::OptIn(OptIn::SplitQkvInput) => self.split_qkv_input && !self.attn_in,

@@ -72,6 +72,7 @@ pub fn load(c: &Config, store: &Checkpoint) -> Result<(ModelConfig, DecoderWeigh
         positional: Positional::Learned,
         parallel_residual: false,
         gated_mlp: false,
+        attn_only: false,
         attn_scale: (super::head_dim(c.n_embd, c.n_head) as f64).sqrt(),
         windows: vec![None; c.n_layer],
         tied_embeddings: c.tie_word_embeddings,
@@ -117,14 +118,14 @@ pub fn load(c: &Config, store: &Checkpoint) -> Result<(ModelConfig, DecoderWeigh
                 d,
                 c.layer_norm_epsilon,
             )?,
-            mlp: Mlp {
+            mlp: Some(Mlp {
                 w_in: vb.get("mlp.c_fc.weight", &[d, d_mlp])?,
                 b_in: Some(vb.get("mlp.c_fc.bias", &[d_mlp])?),
                 w_gate: None,
                 w_out: vb.get("mlp.c_proj.weight", &[d_mlp, d])?,
                 b_out: Some(vb.get("mlp.c_proj.bias", &[d])?),
                 act: cfg.act_fn,
-            },
+            }),
         });
     }
     let ln_final = norm(

@@ -96,6 +96,7 @@ pub fn load(c: &Config, store: &Checkpoint) -> Result<(ModelConfig, DecoderWeigh
         positional: Positional::Learned,
         parallel_residual: false,
         gated_mlp: false,
+        attn_only: false,
         attn_scale: 1.0,
         windows,
         tied_embeddings: c.tie_word_embeddings,
@@ -138,14 +139,14 @@ pub fn load(c: &Config, store: &Checkpoint) -> Result<(ModelConfig, DecoderWeigh
                 d,
                 c.layer_norm_epsilon,
             )?,
-            mlp: Mlp {
+            mlp: Some(Mlp {
                 w_in: vb.linear_t("mlp.c_fc.weight", d, d_mlp)?,
                 b_in: Some(vb.get("mlp.c_fc.bias", &[d_mlp])?),
                 w_gate: None,
                 w_out: vb.linear_t("mlp.c_proj.weight", d_mlp, d)?,
                 b_out: Some(vb.get("mlp.c_proj.bias", &[d])?),
                 act: cfg.act_fn,
-            },
+            }),
         });
     }
     let ln_final = norm(

@@ -101,6 +101,7 @@ pub fn load(
         }),
         parallel_residual: c.use_parallel_residual,
         gated_mlp: false,
+        attn_only: false,
         attn_scale: (dh as f64).sqrt(),
         windows: vec![None; c.num_hidden_layers],
         tied_embeddings: c.tie_word_embeddings,
@@ -147,14 +148,14 @@ pub fn load(
                 d,
                 c.layer_norm_eps,
             )?,
-            mlp: Mlp {
+            mlp: Some(Mlp {
                 w_in: vb.linear_t("mlp.dense_h_to_4h.weight", d, d_mlp)?,
                 b_in: Some(vb.get("mlp.dense_h_to_4h.bias", &[d_mlp])?),
                 w_gate: None,
                 w_out: vb.linear_t("mlp.dense_4h_to_h.weight", d_mlp, d)?,
                 b_out: Some(vb.get("mlp.dense_4h_to_h.bias", &[d])?),
                 act: cfg.act_fn,
-            },
+            }),
         });
     }
     let ln_final = norm(

@@ -112,6 +112,7 @@ pub fn load(
         }),
         parallel_residual: false,
         gated_mlp: true,
+        attn_only: false,
         attn_scale: (dh as f64).sqrt(),
         windows: vec![None; c.num_hidden_layers],
         tied_embeddings: c.tie_word_embeddings,
@@ -164,14 +165,14 @@ pub fn load(
                 d,
                 c.rms_norm_eps,
             )?,
-            mlp: Mlp {
+            mlp: Some(Mlp {
                 w_in: mlp.linear_t("up_proj.weight", d, d_mlp)?,
                 b_in: mlp_bias("up_proj.bias", d_mlp)?,
                 w_gate: Some(mlp.linear_t("gate_proj.weight", d, d_mlp)?),
                 w_out: mlp.linear_t("down_proj.weight", d_mlp, d)?,
                 b_out: mlp_bias("down_proj.bias", d)?,
                 act: cfg.act_fn,
-            },
+            }),
         });
     }
     let ln_final = norm(&root.pp("norm"), Normalization::Rms, d, c.rms_norm_eps)?;

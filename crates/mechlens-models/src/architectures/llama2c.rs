@@ -118,6 +118,7 @@ pub fn load(path: &Path, kind: Kind, device: Device) -> Result<(ModelConfig, Dec
         }),
         parallel_residual: false,
         gated_mlp: true,
+        attn_only: false,
         attn_scale: (hs as f64).sqrt(),
         windows: vec![None; n_layers as usize],
         tied_embeddings: tied,
@@ -146,14 +147,14 @@ pub fn load(path: &Path, kind: Kind, device: Device) -> Result<(ModelConfig, Dec
                 b_o: None,
             },
             ln2: rms(get("rms_ffn").get(l)),
-            mlp: Mlp {
+            mlp: Some(Mlp {
                 w_in: layer_t("w3", l),
                 b_in: None,
                 w_gate: Some(layer_t("w1", l)),
                 w_out: layer_t("w2", l),
                 b_out: None,
                 act: Activation::Silu,
-            },
+            }),
         })
         .collect();
     let w_e = get("token_embedding");

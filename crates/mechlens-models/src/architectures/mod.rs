@@ -30,8 +30,8 @@ pub struct LayerWeights {
     pub attn: AttnWeights,
     /// Norm before the MLP.
     pub ln2: Norm,
-    /// The MLP.
-    pub mlp: Mlp,
+    /// The MLP (`None` in attention-only models).
+    pub mlp: Option<Mlp>,
 }
 
 /// A whole decoder's weights.

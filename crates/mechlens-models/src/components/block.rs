@@ -18,8 +18,8 @@ pub struct Block {
     pub attn: Attention,
     /// Norm before the MLP.
     pub ln2: Norm,
-    /// MLP.
-    pub mlp: Mlp,
+    /// MLP (`None` in attention-only blocks: no MLP, `ln2` or their hooks).
+    pub mlp: Option<Mlp>,
     /// Attention and MLP both read `resid_pre`.
     pub parallel: bool,
     /// Always compute the per-head inputs (`hook_q_input` ...).
@@ -81,6 +81,10 @@ impl Block {
             self.attn.forward(l, &n, &n, &n, ctx, kv, s)?
         };
         let attn_out = s.hook(HookPoint::AttnOut(l), attn_out)?;
+        let Some(mlp) = &self.mlp else {
+            // TransformerLens' attention-only block: resid_post = resid_pre + attn_out.
+            return s.hook(HookPoint::ResidPost(l), resid_pre.f_add(&attn_out)?);
+        };
 
         let mlp_stream = if self.parallel {
             resid_pre.shallow_clone()
@@ -98,7 +102,7 @@ impl Block {
             HookPoint::Ln2Normalized(l),
             s,
         )?;
-        let mlp_out = self.mlp.forward(l, &n2, s)?;
+        let mlp_out = mlp.forward(l, &n2, s)?;
         let mlp_out = s.hook(HookPoint::MlpOut(l), mlp_out)?;
         let resid_post = if self.parallel {
             resid_pre.f_add(&attn_out)?.f_add(&mlp_out)?

@@ -47,13 +47,15 @@ impl HookedTransformer {
     fn sites_of(&self, block: Option<&Block>, all_opt_in: bool) -> DecoderSites {
         let mut sites = DecoderSites {
             learned_positions: self.m.embed.w_pos.is_some(),
+            unnormalized: self.m.cfg.normalization == crate::config::Normalization::Identity,
             rotary: matches!(self.m.cfg.positional, Positional::Rotary(_)),
             all_opt_in,
             ..DecoderSites::default()
         };
         if let Some(b) = block {
             sites.parallel = b.parallel;
-            sites.gated_mlp = b.mlp.w_gate.is_some();
+            sites.gated_mlp = b.mlp.as_ref().is_some_and(|m| m.w_gate.is_some());
+            sites.attn_only = b.mlp.is_none();
             sites.attn_in = b.attn_in;
             sites.split_qkv_input = b.split_qkv_input;
             sites.attn_result = b.attn.use_result;

@@ -17,13 +17,19 @@ use mechlens_checkpoint::Checkpoint;
 
 impl HookedTransformer {
     /// Loads a Hugging Face model: a local folder, else the hub cache, else a download
-    /// (see [`Hub`]).
+    /// (see [`Hub`]). A folder written by [`HookedTransformer::save`] loads too.
     ///
     /// # Errors
     /// Missing or malformed files, unsupported architectures, weights of the wrong shape.
     pub fn from_pretrained(name_or_path: &str, opts: LoadOptions) -> Result<Self> {
         let dir = opts.hub.resolve(name_or_path)?;
         let (config, config_path) = architectures::read_config(&dir)?;
+        if is_transformer_lens_config(&config) {
+            // A folder written by HookedTransformer::save.
+            let mut model = Self::from_config_folder(&config, &dir, opts.device)?;
+            model.process_weights(&opts.processing)?;
+            return Ok(model);
+        }
         let store = Checkpoint::from_folder(&dir, opts.kind, opts.device)?;
         let (cfg, weights) = architectures::load_decoder(&config, &config_path, &store)?;
         let tokenizer = load_tokenizer(&dir)?;
@@ -106,6 +112,7 @@ impl HookedTransformer {
                 ln_final: w.ln_final,
                 w_u: w.w_u,
                 b_u: w.b_u,
+                transformer_config: None,
             },
             tokenizer,
             hooks: RefCell::new(Hooks::new()),
@@ -113,6 +120,14 @@ impl HookedTransformer {
             device,
         })
     }
+}
+
+/// A TransformerLens `HookedTransformerConfig` (what [`HookedTransformer::save`] writes), not
+/// a Hugging Face config: it names `d_model` and `n_layers` and no `model_type`.
+fn is_transformer_lens_config(config: &serde_json::Value) -> bool {
+    config.get("model_type").is_none()
+        && config.get("d_model").is_some()
+        && config.get("n_layers").is_some()
 }
 
 fn load_tokenizer(dir: &Path) -> Result<Option<Tokenizer>> {

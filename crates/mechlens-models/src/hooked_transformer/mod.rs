@@ -6,14 +6,18 @@
 //! - `run`: every way to run it (`forward`, `run_with_hooks`, `run_with_cache`, gradients,
 //!   losses, partial runs), each through one private session runner.
 //! - `forward`: the forward pass itself, over the shared components.
+//! - `from_config`: a fresh model from a [`HookedTransformerConfig`] (TransformerLens' init).
+//! - `save`: such a model as a folder in TransformerLens' names; its parameters by name.
 //!
 //! Sampling is in `generate.rs`, weight accessors (`W_Q`...) in `accessors.rs`, weight
 //! processing in `processing.rs`.
 
 mod forward;
+mod from_config;
 mod hook_registry;
 mod load;
 mod run;
+mod save;
 
 use std::cell::RefCell;
 
@@ -72,6 +76,9 @@ pub(crate) struct Modules {
     pub(crate) ln_final: Norm,
     pub(crate) w_u: Tensor,
     pub(crate) b_u: Option<Tensor>,
+    /// The TransformerLens config it was built from ([`HookedTransformer::from_config`]) or
+    /// loaded with; `None` for Hugging Face and llama2.c checkpoints.
+    pub(crate) transformer_config: Option<crate::transformer_config::HookedTransformerConfig>,
 }
 
 /// A transformer decoder with TransformerLens hook points.

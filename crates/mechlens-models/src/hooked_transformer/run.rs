@@ -105,6 +105,28 @@ impl HookedTransformer {
         Ok(logits)
     }
 
+    /// Logits with the autograd graph kept, for training: gradients flow to every weight
+    /// that requires them. `hooks` apply for this run (and the persistent ones, as always).
+    ///
+    /// # Shapes
+    /// - `input`: tokens `[batch, pos]` → `[batch, pos, d_vocab]`
+    ///
+    /// # Errors
+    /// As [`HookedTransformer::run_with_hooks`].
+    pub fn forward_with_grad(
+        &self,
+        input: impl ModelInput,
+        mut hooks: Hooks<'_>,
+    ) -> Result<Tensor> {
+        let plan = RunPlan {
+            hooks: Some(&mut hooks),
+            gradients: true,
+            ..RunPlan::default()
+        };
+        let (logits, _) = self.session(|| self.tokens_of(&input), plan)?;
+        Ok(logits)
+    }
+
     /// Runs with `hooks` active for this run only; returns the logits.
     ///
     /// # Errors
