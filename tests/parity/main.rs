@@ -19,5 +19,7 @@ mod sae_hub;
 mod sae_model;
 mod sae_shards;
 mod sae_training;
+mod saved_transformer;
+mod training;
 mod transformer_lens;
 mod weights;

@@ -31,6 +31,7 @@ pub use mechlens_models::datasets;
 pub use mechlens_sae as sae;
 pub use mechlens_tables as tables;
 pub use mechlens_toys as toys;
+pub use mechlens_train as train;
 pub use mechlens_viz as viz;
 pub use mechlens_viz::{chart, display};
 pub use mechlens_weights as weights;

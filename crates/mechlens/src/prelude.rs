@@ -18,8 +18,8 @@ pub use mechlens_core::{
     ActivationCache, CacheFilter, Hook, HookPoint, Hooks, Intervention, SaeSite,
 };
 pub use mechlens_models::{
-    GenerateOptions, HookedEncoder, HookedTransformer, LoadOptions, PaddingSide, Processing,
-    TokenBatch, Tokenizer, Tokens,
+    Activation, GenerateOptions, HookedEncoder, HookedTransformer, HookedTransformerConfig,
+    LoadOptions, NormType, PaddingSide, PositionalType, Processing, TokenBatch, Tokenizer, Tokens,
 };
 pub use mechlens_sae::eval::{SaeReport, SpliceReport};
 pub use mechlens_sae::features::{
@@ -40,6 +40,10 @@ pub use mechlens_tables::{
 pub use mechlens_toys::{
     SparseFeatures, SparseFeaturesOptions, feature_uniqueness, max_cosine,
     mean_correlation_coefficient, mmcs, mmcs_sweep,
+};
+pub use mechlens_train::{
+    AdamWConfig, Batch, Decay, FullBatch, MiniBatches, ModelTrainConfig, ModelTrainer, Schedule,
+    TrainData,
 };
 pub use mechlens_viz::{
     AttentionOptions, Chart, ColoredTokens, DashboardOptions, FeatureDashboard, Heatmap,

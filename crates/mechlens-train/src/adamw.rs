@@ -1,0 +1,91 @@
+//! AdamW (Loshchilov & Hutter 2019) on plain tensors, in `torch.optim.AdamW`'s order of
+//! operations, so that its state is data a checkpoint holds and a resumed run continues to
+//! the same bits.
+
+use mechlens_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// AdamW's settings (PyTorch's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamWConfig {
+    /// β₁, β₂ (0.9, 0.999).
+    pub betas: (f64, f64),
+    /// ε (1e-8).
+    pub eps: f64,
+    /// Decoupled weight decay (0.01).
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
+    }
+}
+
+/// AdamW's moments for a list of parameters.
+pub struct AdamW {
+    /// The settings.
+    pub cfg: AdamWConfig,
+    /// First moments, one per parameter.
+    pub(crate) m: Vec<Tensor>,
+    /// Second moments, one per parameter.
+    pub(crate) v: Vec<Tensor>,
+    /// Updates done.
+    pub(crate) steps: usize,
+}
+
+impl AdamW {
+    /// Zero moments for `params`.
+    pub fn new(cfg: AdamWConfig, params: &[Tensor]) -> Result<Self> {
+        let zeros = |p: &Tensor| -> Result<Tensor> { Ok(p.f_zeros_like()?.f_detach()?) };
+        Ok(Self {
+            cfg,
+            m: params.iter().map(zeros).collect::<Result<_>>()?,
+            v: params.iter().map(zeros).collect::<Result<_>>()?,
+            steps: 0,
+        })
+    }
+
+    /// One update of `params` (in place) with `grads` at learning rate `lr`.
+    ///
+    /// `torch.optim.AdamW`: `p ← p·(1 − lr·wd)`; `m ← β₁m + (1−β₁)g`; `v ← β₂v + (1−β₂)g²`;
+    /// `p ← p − lr/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + ε)`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when the lists disagree with the moments.
+    pub fn step(&mut self, params: &[Tensor], grads: &[Tensor], lr: f64) -> Result<()> {
+        if params.len() != self.m.len() || grads.len() != self.m.len() {
+            return Err(Error::ShapeMismatch {
+                what: "AdamW parameters and gradients".into(),
+                expected: format!("{} of each (the parameters it was made for)", self.m.len()),
+                got: vec![params.len() as i64, grads.len() as i64],
+            });
+        }
+        let _guard = tch::no_grad_guard();
+        self.steps += 1;
+        let t = self.steps as i32;
+        let (b1, b2) = self.cfg.betas;
+        let bias1 = 1.0 - b1.powi(t);
+        let bias2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        for (((p, g), m), v) in params.iter().zip(grads).zip(&mut self.m).zip(&mut self.v) {
+            let mut p = p.shallow_clone();
+            if self.cfg.weight_decay != 0.0 {
+                let _ = p.f_mul_scalar_(1.0 - lr * self.cfg.weight_decay)?;
+            }
+            let _ = m.f_lerp_(g, 1.0 - b1)?;
+            let _ = v.f_mul_scalar_(b2)?;
+            let _ = v.f_add_(&g.f_square()?.f_mul_scalar_(1.0 - b2)?)?;
+            let mut denom = v.f_sqrt()?;
+            let _ = denom
+                .f_div_scalar_(bias2_sqrt)?
+                .f_add_scalar_(self.cfg.eps)?;
+            let _ = p.f_add_(&m.f_div(&denom)?.f_mul_scalar_(-lr / bias1)?)?;
+        }
+        Ok(())
+    }
+}

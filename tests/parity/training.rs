@@ -1,0 +1,256 @@
+//! Training models built from a config (mechlens-train): the loop learns, checkpoints
+//! resume to the same bits, and every bad input stops with an error that names it.
+
+use mechlens_core::{Error, Hooks};
+use mechlens_models::{HookedTransformer, HookedTransformerConfig};
+use mechlens_train::{
+    Batch, FullBatch, MiniBatches, ModelTrainConfig, ModelTrainer, Schedule, TrainData,
+};
+use tch::{Device, Kind, Tensor};
+
+use mechlens_tests::temp_dir;
+
+fn small(attn_only: bool) -> HookedTransformerConfig {
+    HookedTransformerConfig {
+        n_layers: 1,
+        d_model: 32,
+        n_heads: 2,
+        d_vocab: 12,
+        n_ctx: 16,
+        attn_only,
+        ..Default::default()
+    }
+}
+
+/// Rows of the cycle 0, 1, ..., 11, 0, ... starting at different offsets: the next token is
+/// a function of the current one, so the loss can go to ~0.
+fn cycles(rows: i64, len: i64) -> Tensor {
+    let start = Tensor::arange(rows, (Kind::Int64, Device::Cpu)).unsqueeze(1);
+    let pos = Tensor::arange(len, (Kind::Int64, Device::Cpu)).unsqueeze(0);
+    (start + pos).remainder(12)
+}
+
+fn params(trainer: &ModelTrainer) -> Vec<(String, Tensor)> {
+    trainer
+        .model()
+        .named_parameters()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect()
+}
+
+#[test]
+fn training_learns_a_deterministic_sequence_and_logs_it() {
+    let model = HookedTransformer::from_config(&small(false), 3).unwrap();
+    let cfg = ModelTrainConfig::new(150, Schedule::constant(1e-2)).log_every(50);
+    let mut trainer = ModelTrainer::new(model, cfg)
+        .unwrap()
+        .with_metric("accuracy", 75, |m| {
+            let tokens = cycles(4, 16);
+            let pred = m.forward(&tokens)?.argmax(-1, false);
+            let right = pred.narrow(1, 0, 15).eq_tensor(&tokens.narrow(1, 1, 15));
+            Ok(right
+                .to_kind(Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[]))
+        });
+    let mut data = FullBatch(Batch::next_token(&cycles(12, 16)).unwrap());
+    trainer.run(&mut data).unwrap();
+    let log = trainer.log_frame().unwrap();
+    let loss: Vec<f64> = log
+        .column("loss")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    // Uniform guessing over 12 tokens is ln 12 = 2.48 nats.
+    assert!(loss[0] > 2.0, "first loss {}", loss[0]);
+    assert!(*loss.last().unwrap() < 0.05, "last loss {loss:?}");
+    let acc = log.column("accuracy").unwrap().f64().unwrap();
+    assert_eq!(acc.last(), Some(1.0));
+    // Steps 0, 50, 100, the last, and 75 where the metric was computed.
+    assert_eq!(log.column("step").unwrap().len(), 5);
+}
+
+#[test]
+fn a_resumed_run_ends_at_the_same_bits_as_the_uninterrupted_one() {
+    let dir = temp_dir("model-resume");
+    let cfg = ModelTrainConfig::new(20, Schedule::constant(3e-3))
+        .weight_decay(0.1)
+        .checkpoints(&dir, 10);
+    let data = || MiniBatches::new(Batch::next_token(&cycles(12, 16)).unwrap(), 4, 9).unwrap();
+
+    let model = HookedTransformer::from_config(&small(true), 5).unwrap();
+    let mut whole = ModelTrainer::new(model, cfg.clone()).unwrap();
+    whole.run(&mut data()).unwrap();
+
+    let model = HookedTransformer::from_config(&small(true), 77).unwrap();
+    let mut resumed = ModelTrainer::new(model, cfg).unwrap();
+    resumed
+        .resume_from(&mechlens_train::checkpoint::step_dir(&dir, 10))
+        .unwrap();
+    assert_eq!(resumed.step(), 10);
+    resumed.run(&mut data()).unwrap();
+    for ((name, a), (_, b)) in params(&whole).iter().zip(params(&resumed)) {
+        assert!(a.equal(&b), "{name} differs after resuming");
+    }
+    assert_eq!(
+        whole.log_frame().unwrap(),
+        resumed.log_frame().unwrap(),
+        "the log carries over"
+    );
+}
+
+#[test]
+fn a_nan_loss_names_its_step_and_leaves_weights_and_checkpoints_alone() {
+    let dir = temp_dir("model-nan");
+    let model = HookedTransformer::from_config(&small(false), 1).unwrap();
+    let cfg = ModelTrainConfig::new(10, Schedule::constant(1e-3)).checkpoints(&dir, 2);
+    let mut trainer = ModelTrainer::new(model, cfg).unwrap();
+    let mut data = FullBatch(Batch::next_token(&cycles(4, 8)).unwrap());
+    trainer.train_steps(&mut data, 4).unwrap();
+    let before = params(&trainer);
+    // A hook that poisons the residual stream, kept on the model: hooks apply in training.
+    trainer
+        .model()
+        .add_hooks(
+            Hooks::new()
+                .edit("blocks.0.hook_resid_mid", |x, _| Ok(x.full_like(f64::NAN)))
+                .unwrap(),
+        )
+        .unwrap();
+    let err = trainer.run(&mut data).unwrap_err();
+    assert!(
+        matches!(&err, Error::Training { step: 4, reason } if reason.contains("NaN") && reason.contains("intact")),
+        "{err}"
+    );
+    for ((name, a), (_, b)) in before.iter().zip(params(&trainer)) {
+        assert!(a.equal(&b), "{name} changed on a NaN step");
+    }
+    assert!(
+        mechlens_train::checkpoint::step_dir(&dir, 4)
+            .join("model.safetensors")
+            .is_file()
+    );
+}
+
+#[test]
+fn bad_configs_and_data_are_errors_that_name_the_problem() {
+    let bad = |cfg: HookedTransformerConfig, needle: &str| {
+        let err = HookedTransformer::from_config(&cfg, 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+    };
+    bad(
+        HookedTransformerConfig {
+            d_model: 30,
+            n_heads: 4,
+            ..small(false)
+        },
+        "n_heads 4 × d_head",
+    );
+    bad(
+        HookedTransformerConfig {
+            n_layers: 0,
+            ..small(false)
+        },
+        "n_layers must be at least 1",
+    );
+    bad(
+        HookedTransformerConfig {
+            d_vocab: 0,
+            ..small(false)
+        },
+        "d_vocab must be at least 1",
+    );
+
+    let model = HookedTransformer::from_config(&small(false), 0).unwrap();
+    let mut trainer =
+        ModelTrainer::new(model, ModelTrainConfig::new(5, Schedule::constant(1e-3))).unwrap();
+    // A token id past the vocabulary (12).
+    let tokens = Tensor::from_slice(&[1i64, 2, 30, 4]).view([1, 4]);
+    let err = trainer
+        .run(&mut FullBatch(Batch::next_token(&tokens).unwrap()))
+        .unwrap_err();
+    assert!(err.to_string().contains("30"), "{err}");
+    // A target past the vocabulary.
+    let mut data = |_step: usize| {
+        Batch::last_position(
+            &Tensor::from_slice(&[1i64, 2]).view([1, 2]),
+            &Tensor::from_slice(&[12i64]),
+        )
+    };
+    let err = trainer.run(&mut data).unwrap_err().to_string();
+    assert!(err.contains("0..12") && err.contains("12"), "{err}");
+    assert_eq!(trainer.step(), 0, "no step was taken");
+
+    let model = HookedTransformer::from_config(&small(false), 0).unwrap();
+    let err = ModelTrainer::new(model, ModelTrainConfig::new(0, Schedule::constant(1e-3)))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("total_steps"), "{err}");
+}
+
+#[test]
+fn resuming_from_a_checkpoint_of_another_config_is_refused() {
+    let dir = temp_dir("model-other-config");
+    let model = HookedTransformer::from_config(&small(false), 0).unwrap();
+    let cfg = ModelTrainConfig::new(2, Schedule::constant(1e-3)).checkpoints(&dir, 2);
+    let mut trainer = ModelTrainer::new(model, cfg.clone()).unwrap();
+    trainer
+        .run(&mut FullBatch(Batch::next_token(&cycles(2, 8)).unwrap()))
+        .unwrap();
+    let other = HookedTransformer::from_config(
+        &HookedTransformerConfig {
+            d_model: 16,
+            ..small(false)
+        },
+        0,
+    )
+    .unwrap();
+    let mut other = ModelTrainer::new(other, cfg).unwrap();
+    let err = other
+        .resume_from(&mechlens_train::checkpoint::step_dir(&dir, 2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("another model config") && err.contains("d_model 32"),
+        "{err}"
+    );
+    assert_eq!(other.step(), 0);
+}
+
+#[test]
+fn models_built_from_a_config_run_every_hook_and_save_and_load_back() {
+    for (attn_only, norm) in [
+        (true, None),
+        (false, Some(mechlens_models::NormType::LayerNorm)),
+        (false, Some(mechlens_models::NormType::Rms)),
+    ] {
+        let cfg = HookedTransformerConfig {
+            normalization_type: norm,
+            ..small(attn_only)
+        };
+        let model = HookedTransformer::from_config(&cfg, 11).unwrap();
+        let tokens = cycles(2, 6);
+        let (_, cache) = model
+            .run_with_cache(&tokens, mechlens_core::CacheFilter::All)
+            .unwrap();
+        let logits = model.forward(&tokens).unwrap();
+        for point in model.hook_points() {
+            assert!(cache.get(point).is_ok(), "{point} fired in the forward");
+        }
+        let dir = temp_dir("model-save");
+        model.save(&dir).unwrap();
+        let back =
+            HookedTransformer::from_pretrained(&dir.to_string_lossy(), Default::default()).unwrap();
+        assert_eq!(back.transformer_config(), model.transformer_config());
+        assert!(back.forward(&tokens).unwrap().equal(&logits), "{cfg:?}");
+    }
+}
+
+#[allow(dead_code)]
+fn _data_is_object_safe(_: &mut dyn TrainData) {}
