@@ -7,12 +7,21 @@
 //!   [`mean_correlation_coefficient`] and [`feature_uniqueness`]: SAELens' one-to-one scores.
 //! - [`mmcs_sweep`]: their grid of ReLU SAEs on toy data (L1 coefficient × dictionary size),
 //!   each scored by MMCS; toy data is an `ActivationSource` for mechlens-sae's trainer.
+//! - [`ToyModel`]: the toy models of superposition (Elhage et al. 2022), many instances as
+//!   one batched model, with dimensions per feature and per-feature dimensionality.
+//! - [`InductionData`]: random tokens with a segment repeated at a random length and offset
+//!   (Olsson et al. 2022), training data for mechlens-train, and the positions only an
+//!   induction head can predict.
 
+mod induction;
 mod matching;
 mod sae_source;
 mod sparse_features;
+mod superposition;
 mod sweep;
 
+pub use induction::{InductionBatch, InductionData, InductionOptions, masked_next_token_loss};
 pub use matching::{feature_uniqueness, mean_correlation_coefficient};
 pub use sparse_features::{SparseFeatures, SparseFeaturesOptions, max_cosine, mmcs};
+pub use superposition::{ToyModel, ToyModelOptions, ToyTrainOptions};
 pub use sweep::mmcs_sweep;

@@ -38,7 +38,8 @@ pub use mechlens_tables::{
     df_to_tensor, ndarray_to_df, ndarray_to_tensor, tensor_to_df, tensor_to_ndarray,
 };
 pub use mechlens_toys::{
-    SparseFeatures, SparseFeaturesOptions, feature_uniqueness, max_cosine,
+    InductionData, InductionOptions, SparseFeatures, SparseFeaturesOptions, ToyModel,
+    ToyModelOptions, ToyTrainOptions, feature_uniqueness, masked_next_token_loss, max_cosine,
     mean_correlation_coefficient, mmcs, mmcs_sweep,
 };
 pub use mechlens_train::{
