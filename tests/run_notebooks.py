@@ -8,7 +8,9 @@ checkout (nothing of this machine beside it), as a user's copy of it would: it r
 its data through mechlens::datasets, which finds the checkout's datasets/ by itself.
 A notebook may list in its metadata, under "mechlens": {"expect_outputs": [...]}, MIME types
 that its saved outputs must contain (a table, a chart), so that a cell that silently stopped
-displaying is caught too.
+displaying is caught too, and {"budget_s": N}, the seconds it should take here (2 cores):
+each run prints its time against the budget, and a run past twice the budget fails (a
+runaway, not noise: CI's whole run must stay inside its limit).
 
 Usage: run_notebooks.py [NOTEBOOK...]   (default: all of notebooks/)
 """
@@ -100,9 +102,13 @@ def main() -> int:
         start = time.monotonic()
         error = run(path)
         seconds = time.monotonic() - start
+        budget = nbformat.read(path, as_version=4).metadata.get("mechlens", {}).get("budget_s")
+        if error is None and budget is not None and seconds > 2 * budget:
+            error = f"took {seconds:.0f} s, more than twice its budget of {budget} s"
+        of_budget = f" of a {budget} s budget" if budget is not None else ""
         if error is None:
             passed += 1
-            print(f"ok      {name} ({seconds:.1f} s)")
+            print(f"ok      {name} ({seconds:.1f} s{of_budget})")
         else:
             failed += 1
             print(f"FAILED  {name} ({seconds:.1f} s): {error}")
