@@ -9,12 +9,16 @@
 //!   each scored by MMCS; toy data is an `ActivationSource` for mechlens-sae's trainer.
 //! - [`ToyModel`]: the toy models of superposition (Elhage et al. 2022), many instances as
 //!   one batched model, with dimensions per feature and per-feature dimensionality.
+//! - [`ModularData`] and the Fourier analyses of modular addition (Nanda et al. 2023):
+//!   [`fourier_basis`], [`embedding_frequency_power`], [`key_frequencies`],
+//!   [`neuron_frequency_share`], [`key_frequency_logits`] (restricted and excluded logits).
 //! - [`InductionData`]: random tokens with a segment repeated at a random length and offset
 //!   (Olsson et al. 2022), training data for mechlens-train, and the positions only an
 //!   induction head can predict.
 
 mod induction;
 mod matching;
+mod modular;
 mod sae_source;
 mod sparse_features;
 mod superposition;
@@ -22,6 +26,10 @@ mod sweep;
 
 pub use induction::{InductionBatch, InductionData, InductionOptions, masked_next_token_loss};
 pub use matching::{feature_uniqueness, mean_correlation_coefficient};
+pub use modular::{
+    ModularData, embedding_frequency_power, fourier_basis, grid_loss, grokking_config, is_prime,
+    key_frequencies, key_frequency_logits, neuron_frequency_share,
+};
 pub use sparse_features::{SparseFeatures, SparseFeaturesOptions, max_cosine, mmcs};
 pub use superposition::{ToyModel, ToyModelOptions, ToyTrainOptions};
 pub use sweep::mmcs_sweep;
