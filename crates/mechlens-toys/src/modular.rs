@@ -11,7 +11,10 @@ use tch::{Device, Kind, Tensor};
 
 /// Whether `p` is prime.
 pub fn is_prime(p: usize) -> bool {
-    p >= 2 && (2..).take_while(|d| d * d <= p).all(|d| !p.is_multiple_of(d))
+    p >= 2
+        && (2..)
+            .take_while(|d| d * d <= p)
+            .all(|d| !p.is_multiple_of(d))
 }
 
 fn need_prime(p: usize, what: &str) -> Result<()> {
