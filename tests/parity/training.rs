@@ -252,5 +252,64 @@ fn models_built_from_a_config_run_every_hook_and_save_and_load_back() {
     }
 }
 
+/// The trainer runs the last block past attention only where the loss reads (modular
+/// addition reads the last position): the logits there, and every weight's gradient, must
+/// equal the full run's, for 1 and 2 layers, with and without an MLP and a norm.
+#[test]
+fn a_run_kept_to_the_scored_positions_has_the_full_runs_logits_and_gradients() {
+    for (layers, attn_only, norm) in [
+        (1, false, None),
+        (2, false, Some(mechlens_models::NormType::LayerNorm)),
+        (2, true, Some(mechlens_models::NormType::Rms)),
+    ] {
+        let cfg = HookedTransformerConfig {
+            n_layers: layers,
+            normalization_type: norm,
+            ..small(attn_only)
+        };
+        let model = HookedTransformer::from_config(&cfg, 5).unwrap();
+        for (_, p) in model.named_parameters() {
+            let _ = p.shallow_clone().requires_grad_(true);
+        }
+        let tokens = cycles(3, 7);
+        let keep = [2i64, 6];
+        let grads = |logits: Tensor| -> Vec<Tensor> {
+            let targets = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6]).view([3, 2]);
+            let loss = logits
+                .reshape([-1, 12])
+                .cross_entropy_for_logits(&targets.reshape([-1]));
+            for (_, p) in model.named_parameters() {
+                p.shallow_clone().zero_grad();
+            }
+            loss.backward();
+            model
+                .named_parameters()
+                .iter()
+                .map(|(_, p)| p.grad().copy())
+                .collect()
+        };
+        let index = Tensor::from_slice(&keep);
+        let full = model.forward_with_grad(&tokens, Hooks::new()).unwrap();
+        let full_kept = full.index_select(1, &index);
+        let kept = model
+            .forward_with_grad_at(&tokens, Hooks::new(), &keep)
+            .unwrap();
+        assert_eq!(kept.size(), [3, 2, 12]);
+        let diff = (&kept - &full_kept).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{cfg:?}: logits differ by {diff}");
+        for (a, b) in grads(full_kept).iter().zip(grads(kept)) {
+            assert!(
+                a.allclose(&b, 1e-5, 1e-6, false),
+                "{cfg:?}: gradients differ"
+            );
+        }
+        let err = model
+            .forward_with_grad_at(&tokens, Hooks::new(), &[7])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0..7"), "{err}");
+    }
+}
+
 #[allow(dead_code)]
 fn _data_is_object_safe(_: &mut dyn TrainData) {}

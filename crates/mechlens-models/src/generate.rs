@@ -151,11 +151,18 @@ impl HookedTransformer {
                     step_mask.as_ref(),
                     None,
                     Some(&mut cache),
+                    None,
                     &mut s,
                 )?
             } else {
-                self.m
-                    .run(Start::Tokens(&tokens), mask.as_ref(), None, None, &mut s)?
+                self.m.run(
+                    Start::Tokens(&tokens),
+                    mask.as_ref(),
+                    None,
+                    None,
+                    None,
+                    &mut s,
+                )?
             };
             drop(s);
             drop(persistent);

@@ -8,15 +8,21 @@
 //! - `tms STEPS`: the toy model of superposition, 5 features in 2 dimensions, 10 instances,
 //!   batch 1024, AdamW 1e-3;
 //! - `induction STEPS`: the 2-layer attention-only induction model (d_model 64, 4 heads,
-//!   vocabulary and context 64, LayerNorm), batch 32, AdamW 2e-3.
+//!   vocabulary and context 64, LayerNorm), batch 32, AdamW 2e-3;
+//! - `grokking EPOCHS`: the modular-addition model of Nanda et al. (p = 113, train fraction
+//!   0.3, full batch of 3,831 pairs), AdamW 1e-3, weight decay 1, betas (0.9, 0.98), loss in
+//!   f64.
 
 use std::io::BufRead;
 use std::time::Instant;
 
 use mechlens_core::{Error, Result};
 use mechlens_models::{HookedTransformer, HookedTransformerConfig};
-use mechlens_toys::{InductionData, InductionOptions, ToyModel, ToyModelOptions, ToyTrainOptions};
-use mechlens_train::{ModelTrainConfig, ModelTrainer, Schedule};
+use mechlens_toys::{
+    InductionData, InductionOptions, ModularData, ToyModel, ToyModelOptions, ToyTrainOptions,
+    grokking_config,
+};
+use mechlens_train::{FullBatch, ModelTrainConfig, ModelTrainer, Schedule};
 
 fn tms(steps: usize) -> Result<f64> {
     let mut model = ToyModel::new(&ToyModelOptions::uniform(5, 2, 10, 1.0, 0.05))?;
@@ -51,6 +57,22 @@ fn induction(steps: usize) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() * 1e3)
 }
 
+fn grokking(epochs: usize) -> Result<f64> {
+    let data = ModularData::new(113, 0.3, 0)?;
+    let model = HookedTransformer::from_config(&grokking_config(113), 0)?;
+    let mut train = ModelTrainConfig::new(epochs + 1, Schedule::constant(1e-3))
+        .betas(0.9, 0.98)
+        .weight_decay(1.0)
+        .log_every(1_000_000);
+    train.loss_in_f64 = true;
+    let mut trainer = ModelTrainer::new(model, train)?;
+    let mut batches = FullBatch(data.train);
+    trainer.train_steps(&mut batches, 1)?;
+    let start = Instant::now();
+    trainer.train_steps(&mut batches, epochs)?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
 fn main() -> Result<()> {
     let threads: i32 = std::env::args()
         .nth(1)
@@ -64,6 +86,7 @@ fn main() -> Result<()> {
         let ms = match words.as_slice() {
             ["tms", steps] => tms(steps.parse().unwrap_or(100))?,
             ["induction", steps] => induction(steps.parse().unwrap_or(100))?,
+            ["grokking", epochs] => grokking(epochs.parse().unwrap_or(50))?,
             _ => return Err(Error::invalid("command", line.clone())),
         };
         println!("{ms}");

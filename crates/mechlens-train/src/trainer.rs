@@ -158,10 +158,24 @@ impl ModelTrainer {
         let step = self.step;
         let batch = data.batch(step)?;
         check_targets(&batch, self.model.cfg().d_vocab as i64, step)?;
-        let logits = self
-            .model
-            .forward_with_grad(&batch.tokens, mechlens_core::Hooks::new())?;
-        let loss = cross_entropy(&logits, &batch.targets, self.cfg.loss_in_f64)?;
+        // When the loss reads only some positions (modular addition reads the last), the
+        // last block's MLP and the unembedding run only there: equal logits, less work.
+        let scored = scored_positions(&batch.targets)?;
+        let (logits, targets) = if scored.len() < batch.tokens.size()[1] as usize {
+            let keep = Tensor::from_slice(&scored).f_to_device(batch.targets.device())?;
+            let logits = self.model.forward_with_grad_at(
+                &batch.tokens,
+                mechlens_core::Hooks::new(),
+                &scored,
+            )?;
+            (logits, batch.targets.f_index_select(1, &keep)?)
+        } else {
+            let logits = self
+                .model
+                .forward_with_grad(&batch.tokens, mechlens_core::Hooks::new())?;
+            (logits, batch.targets.shallow_clone())
+        };
+        let loss = cross_entropy(&logits, &targets, self.cfg.loss_in_f64)?;
         let value = loss.f_double_value(&[])?;
         if !value.is_finite() {
             return Err(Error::Training {
@@ -272,6 +286,16 @@ fn check_targets(batch: &Batch, vocab: i64, step: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The positions (columns) where any row of `targets` is scored.
+fn scored_positions(targets: &Tensor) -> Result<Vec<i64>> {
+    let any = targets
+        .f_ne(IGNORE)?
+        .f_any_dims(&[0i64][..], false)?
+        .f_nonzero()?
+        .f_flatten(0, -1)?;
+    Ok(Vec::try_from(&any)?)
 }
 
 /// `torch.nn.utils.clip_grad_norm_`: scales every gradient by `max / (norm + 1e-6)` when the

@@ -31,13 +31,18 @@ pub struct Block {
 }
 
 impl Block {
+    /// `keep`: positions to carry past attention (the rest of the block, and so its hooks
+    /// after `hook_attn_out`, sees only those); `None` keeps all. Training uses it on the last
+    /// block when the loss reads only some positions, so the MLP runs only where it counts.
+    ///
     /// # Shapes
-    /// - `x`: `[batch, pos, d_model]` → `[batch, pos, d_model]`
+    /// - `x`: `[batch, pos, d_model]` → `[batch, pos, d_model]` (`[batch, keep, d_model]`)
     pub fn forward(
         &self,
         x: Tensor,
         ctx: &AttnContext,
         kv: Option<&mut LayerKv>,
+        keep: Option<&Tensor>,
         s: &mut HookSession,
     ) -> Result<Tensor> {
         let l = self.layer;
@@ -81,6 +86,13 @@ impl Block {
             self.attn.forward(l, &n, &n, &n, ctx, kv, s)?
         };
         let attn_out = s.hook(HookPoint::AttnOut(l), attn_out)?;
+        let (resid_pre, attn_out) = match keep {
+            Some(keep) => (
+                resid_pre.f_index_select(1, keep)?,
+                attn_out.f_index_select(1, keep)?,
+            ),
+            None => (resid_pre, attn_out),
+        };
         let Some(mlp) = &self.mlp else {
             // TransformerLens' attention-only block: resid_post = resid_pre + attn_out.
             return s.hook(HookPoint::ResidPost(l), resid_pre.f_add(&attn_out)?);

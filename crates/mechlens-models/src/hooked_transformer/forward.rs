@@ -26,13 +26,16 @@ pub(crate) enum Start<'t> {
 }
 
 impl Modules {
-    /// The forward pass. Returns logits, or the residual entering `stop` when given.
+    /// The forward pass. Returns logits, or the residual entering `stop` when given. With
+    /// `keep`, the last block carries only those positions past its attention, and the logits
+    /// are `[batch, keep, d_vocab]`.
     pub(crate) fn run(
         &self,
         start: Start,
         mask: Option<&Tensor>,
         stop: Option<usize>,
         mut kv: Option<&mut KvCache>,
+        keep: Option<&Tensor>,
         s: &mut HookSession,
     ) -> Result<Tensor> {
         let past_len = kv.as_ref().map_or(0, |c| c.len);
@@ -97,7 +100,8 @@ impl Modules {
                 }
                 &mut c.layers[block.layer]
             });
-            x = block.forward(x, &ctx, layer_kv, s)?;
+            let keep = if block.layer + 1 == last { keep } else { None };
+            x = block.forward(x, &ctx, layer_kv, keep, s)?;
         }
         if let Some(cache) = kv {
             cache.len += p;

@@ -32,6 +32,8 @@ struct RunPlan<'p, 'h> {
     stop: Option<usize>,
     /// Keep the autograd graph (no `no_grad`; cached tensors stay attached).
     gradients: bool,
+    /// Positions the last block carries past its attention (see `Block::forward`).
+    keep: Option<&'p Tensor>,
 }
 
 /// Where a run's input comes from, once read.
@@ -78,12 +80,17 @@ impl HookedTransformer {
                 t.attention_mask.as_ref(),
                 plan.stop,
                 None,
+                plan.keep,
                 &mut s,
             )?,
-            Source::Residual(r, layer) => {
-                self.m
-                    .run(Start::Residual(r, *layer), None, plan.stop, None, &mut s)?
-            }
+            Source::Residual(r, layer) => self.m.run(
+                Start::Residual(r, *layer),
+                None,
+                plan.stop,
+                None,
+                plan.keep,
+                &mut s,
+            )?,
         };
         Ok((out, s.into_cache()))
     }
@@ -124,6 +131,52 @@ impl HookedTransformer {
             ..RunPlan::default()
         };
         let (logits, _) = self.session(|| self.tokens_of(&input), plan)?;
+        Ok(logits)
+    }
+
+    /// [`HookedTransformer::forward_with_grad`] when the loss reads only the positions
+    /// `keep`: every block runs in full except the last, which carries only those positions
+    /// past its attention, so its MLP, the final norm and the unembedding run only there.
+    /// The logits are those positions' (equal to the full run's at them). Hooks on the last
+    /// block after `hook_attn_out`, on `ln_final` and on the unembedding see only `keep`.
+    ///
+    /// # Shapes
+    /// - `input`: tokens `[batch, pos]`, `keep`: int64 `[k]` → `[batch, k, d_vocab]`
+    ///
+    /// # Errors
+    /// As [`HookedTransformer::forward_with_grad`]; [`Error::InvalidInput`] for an empty
+    /// `keep` or a position outside the input.
+    pub fn forward_with_grad_at(
+        &self,
+        input: impl ModelInput,
+        mut hooks: Hooks<'_>,
+        keep: &[i64],
+    ) -> Result<Tensor> {
+        let tokens = self.tokens_of(&input)?;
+        let len = match &tokens {
+            Source::Tokens(t) => t.tokens.size()[1],
+            Source::Residual(r, _) => r.size()[1],
+        };
+        if keep.is_empty() || keep.iter().any(|&p| p < 0 || p >= len) {
+            return Err(Error::invalid(
+                "kept positions",
+                format!(
+                    "must be non-empty and each in 0..{len} (the input's length), got {keep:?}"
+                ),
+            ));
+        }
+        let device = match &tokens {
+            Source::Tokens(t) => t.tokens.device(),
+            Source::Residual(r, _) => r.device(),
+        };
+        let keep = Tensor::from_slice(keep).f_to_device(device)?;
+        let plan = RunPlan {
+            hooks: Some(&mut hooks),
+            gradients: true,
+            keep: Some(&keep),
+            ..RunPlan::default()
+        };
+        let (logits, _) = self.session(|| Ok(tokens), plan)?;
         Ok(logits)
     }
 
