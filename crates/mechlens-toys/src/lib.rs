@@ -11,11 +11,13 @@
 //!   one batched model, with dimensions per feature and per-feature dimensionality.
 //! - [`ModularData`] and the Fourier analyses of modular addition (Nanda et al. 2023):
 //!   [`fourier_basis`], [`embedding_frequency_power`], [`key_frequencies`],
-//!   [`neuron_frequency_share`], [`key_frequency_logits`] (restricted and excluded logits).
+//!   [`neuron_frequency_share`], [`key_frequency_logits`] (restricted and excluded logits);
+//!   [`GrokkingOptions`], the paper's grokking run, and its [`progress_measures`].
 //! - [`InductionData`]: random tokens with a segment repeated at a random length and offset
 //!   (Olsson et al. 2022), training data for mechlens-train, and the positions only an
 //!   induction head can predict.
 
+mod grokking;
 mod induction;
 mod matching;
 mod modular;
@@ -24,6 +26,7 @@ mod sparse_features;
 mod superposition;
 mod sweep;
 
+pub use grokking::{GrokkingOptions, ProgressMeasures, grid_logits, progress_measures};
 pub use induction::{InductionBatch, InductionData, InductionOptions, masked_next_token_loss};
 pub use matching::{feature_uniqueness, mean_correlation_coefficient};
 pub use modular::{

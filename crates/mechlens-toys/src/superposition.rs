@@ -288,6 +288,76 @@ impl ToyModel {
         DataFrame::new_infer_height(columns).map_err(Error::from)
     }
 
+    /// Writes `w`, `b_final`, `importance`, `probability` and the seed to one safetensors
+    /// file (atomically), for [`ToyModel::load`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let seed = Tensor::from_slice(&[self.seed as i64]);
+        let tensors = [
+            ("w", self.w.detach()),
+            ("b_final", self.b_final.detach()),
+            ("importance", self.importance.shallow_clone()),
+            ("probability", self.probability.shallow_clone()),
+            ("seed", seed),
+        ];
+        mechlens_checkpoint::safetensors::write(&tensors, path)
+    }
+
+    /// A model written by [`ToyModel::save`], ready to analyse or train further.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for a missing file; [`Error::InvalidInput`] naming the tensor for a file
+    /// that lacks one or whose shapes disagree.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let tensors = mechlens_checkpoint::safetensors::read(path)?;
+        let get = |name: &str| -> Result<Tensor> {
+            tensors
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "toy model file",
+                        format!(
+                            "{} has no tensor `{name}`; it was not written by ToyModel::save",
+                            path.display()
+                        ),
+                    )
+                })
+        };
+        let w = get("w")?.f_to_kind(Kind::Float)?;
+        let (k, n) = (w.size()[0], w.size().get(2).copied().unwrap_or(0));
+        let [b_final, importance, probability] =
+            ["b_final", "importance", "probability"].map(|name| get(name));
+        let (b_final, importance, probability) = (b_final?, importance?, probability?);
+        for (name, t) in [
+            ("b_final", &b_final),
+            ("importance", &importance),
+            ("probability", &probability),
+        ] {
+            if w.dim() != 3 || t.size() != [k, n] {
+                return Err(Error::invalid(
+                    "toy model file",
+                    format!(
+                        "{}: `{name}` is {:?}, expected [{k}, {n}] to match `w` {:?}",
+                        path.display(),
+                        t.size(),
+                        w.size()
+                    ),
+                ));
+            }
+        }
+        Ok(Self {
+            w: w.f_set_requires_grad(true)?,
+            b_final: b_final.f_to_kind(Kind::Float)?.f_set_requires_grad(true)?,
+            importance: importance.f_to_kind(Kind::Float)?,
+            probability: probability.f_to_kind(Kind::Float)?,
+            seed: get("seed")?.f_int64_value(&[0])? as u64,
+        })
+    }
+
     /// Each feature's norm `‖W_i‖`.
     ///
     /// # Shapes
@@ -391,5 +461,22 @@ mod tests {
             "{angles:?}"
         );
         assert!(ToyModel::new(&ToyModelOptions::uniform(3, 2, 1, 1.0, 1.5)).is_err());
+    }
+
+    #[test]
+    fn a_saved_model_loads_back_equal_and_a_foreign_file_is_named() {
+        let model = ToyModel::new(&ToyModelOptions::uniform(4, 2, 3, 1.0, 0.1).seed(9)).unwrap();
+        let dir = std::env::temp_dir().join(format!("toy-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("toy.safetensors");
+        model.save(&path).unwrap();
+        let back = ToyModel::load(&path).unwrap();
+        assert!(back.w.equal(&model.w) && back.probability.equal(&model.probability));
+        assert_eq!(back.seed, 9);
+        let other = dir.join("other.safetensors");
+        mechlens_checkpoint::safetensors::write(&[("w", model.w.detach())], &other).unwrap();
+        let err = ToyModel::load(&other).err().unwrap().to_string();
+        assert!(err.contains("no tensor `b_final`"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -35,12 +35,15 @@ pub use mechlens_sae::{
     SpliceOptions,
 };
 pub use mechlens_tables::{
-    df_to_tensor, ndarray_to_df, ndarray_to_tensor, tensor_to_df, tensor_to_ndarray,
+    df_to_tensor, ndarray_to_df, ndarray_to_tensor, read_numeric_csv, tensor_to_df,
+    tensor_to_ndarray,
 };
 pub use mechlens_toys::{
-    InductionData, InductionOptions, SparseFeatures, SparseFeaturesOptions, ToyModel,
-    ToyModelOptions, ToyTrainOptions, feature_uniqueness, masked_next_token_loss, max_cosine,
-    mean_correlation_coefficient, mmcs, mmcs_sweep,
+    GrokkingOptions, InductionData, InductionOptions, ModularData, ProgressMeasures,
+    SparseFeatures, SparseFeaturesOptions, ToyModel, ToyModelOptions, ToyTrainOptions,
+    embedding_frequency_power, feature_uniqueness, fourier_basis, grid_logits, grid_loss,
+    grokking_config, key_frequencies, key_frequency_logits, masked_next_token_loss, max_cosine,
+    mean_correlation_coefficient, mmcs, mmcs_sweep, neuron_frequency_share, progress_measures,
 };
 pub use mechlens_train::{
     AdamWConfig, Batch, Decay, FullBatch, MiniBatches, ModelTrainConfig, ModelTrainer, Schedule,

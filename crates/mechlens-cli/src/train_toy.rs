@@ -1,0 +1,97 @@
+//! `mechlens train-toy TOY --out DIR [...]`: trains the toy model a reproduction notebook
+//! loads, too long to train in the notebook itself, and writes it with its logs. Each toy is
+//! its own file; this one parses the arguments and holds what they share.
+//!
+//! - `grokking --out DIR [--epochs N] [--work DIR]` (`grokking.rs`): Nanda et al. 2023.
+//! - `tms-sparsity --out DIR [--steps N]` (`tms_sparsity.rs`): Elhage et al. 2022's
+//!   dimensions-per-feature sweep.
+
+mod grokking;
+mod tms_sparsity;
+
+use std::path::{Path, PathBuf};
+
+use mechlens_core::{Error, Result};
+
+pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--work DIR]
+       mechlens train-toy tms-sparsity --out DIR [--steps N]";
+
+/// Parses the arguments after `train-toy` and runs.
+pub fn run(args: &[String]) -> Result<()> {
+    let bad = |reason: String| Error::invalid("arguments", format!("{reason}; usage: {USAGE}"));
+    let (toy, rest) = args
+        .split_first()
+        .ok_or_else(|| bad("name the toy to train".into()))?;
+    let (mut out, mut work, mut length) = (None, None, None);
+    let mut words = rest.iter();
+    while let Some(flag) = words.next() {
+        let value = words
+            .next()
+            .ok_or_else(|| bad(format!("{flag} needs a value")))?;
+        match (toy.as_str(), flag.as_str()) {
+            (_, "--out") => out = Some(PathBuf::from(value)),
+            ("grokking", "--work") => work = Some(PathBuf::from(value)),
+            ("grokking", "--epochs") | ("tms-sparsity", "--steps") => {
+                length = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|&n: &usize| n > 0)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "{flag} must be a positive whole number, got {value:?}"
+                            ))
+                        })?,
+                );
+            }
+            _ => return Err(bad(format!("{toy} has no option {flag}"))),
+        }
+    }
+    let out = out.ok_or_else(|| bad("--out DIR is required".into()))?;
+    match toy.as_str() {
+        "grokking" => grokking::run(
+            length.unwrap_or(grokking::EPOCHS),
+            &work.unwrap_or_else(|| PathBuf::from("target/train-toy/grokking")),
+            &out,
+        ),
+        "tms-sparsity" => tms_sparsity::run(length.unwrap_or(tms_sparsity::STEPS), &out),
+        _ => Err(bad(format!(
+            "unknown toy {toy:?} (known: grokking, tms-sparsity)"
+        ))),
+    }
+}
+
+/// An I/O error naming the action and the path.
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Writes `text` to `path` through a temporary file, so a reader never sees half of it.
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    mechlens_checkpoint::atomic::write(path, text.as_bytes())
+}
+
+/// The `step_NNNNNNNN` checkpoint folders under `dir`, oldest first.
+fn checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io("listing", dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("step_"))
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}

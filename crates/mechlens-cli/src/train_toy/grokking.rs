@@ -1,0 +1,157 @@
+//! `mechlens train-toy grokking --out DIR [--epochs N] [--work DIR]`.
+//!
+//! Trains the grokking model of Nanda et al. (2023) with the paper's settings
+//! ([`GrokkingOptions`]' defaults, 10,000 epochs), printing progress lines and writing a
+//! checkpoint every 100 epochs into `--work` (default `target/train-toy/grokking`); run again,
+//! it resumes from the newest one. At the end it reads every checkpoint with the final model's
+//! key frequencies (as the paper does) and writes into `--out`:
+//!
+//! - `config.json`, `model.safetensors`: the trained model (TransformerLens' layout);
+//! - `log.csv`: `epoch, train_loss, test_loss, test_accuracy` (train loss every 10 epochs, the
+//!   test columns every 100, empty between);
+//! - `progress.csv`: the progress measures of every checkpoint (`epoch, train_loss, test_loss,
+//!   train_accuracy, test_accuracy, restricted_loss, excluded_loss, key_power_share`);
+//! - `run.json`: the settings, the key frequencies and the wall time.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use mechlens_core::Result;
+use mechlens_models::{HookedTransformer, LoadOptions};
+use mechlens_toys::{
+    GrokkingOptions, embedding_frequency_power, key_frequencies, progress_measures,
+};
+use mechlens_train::{FullBatch, ModelTrainer};
+
+use super::{checkpoints, io, write_file};
+
+/// Share of the embedding's non-constant Fourier power the key frequencies hold together:
+/// the fewest frequencies reaching it are the key ones (the paper's five hold 93.9%).
+const KEY_SHARE: f64 = 0.9;
+
+/// The full run's length: grokking (test loss near 0) comes at ~5,000 epochs, and the
+/// clean-up that follows is what the excluded loss reads.
+pub const EPOCHS: usize = 10_000;
+
+/// Trains (or resumes) `epochs` epochs with checkpoints in `work`, then writes `out`.
+pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
+    let mut opts = GrokkingOptions {
+        epochs,
+        progress_every: 100,
+        ..GrokkingOptions::default()
+    };
+    let started = Instant::now();
+    let ckpt_dir = work.join("checkpoints");
+    opts.checkpoint_dir = Some(ckpt_dir.clone());
+    let data = opts.data()?;
+    let mut trainer: ModelTrainer = opts.trainer(&data)?;
+    if let Some(newest) = checkpoints(&ckpt_dir)?.last() {
+        trainer.resume_from(newest)?;
+        println!(
+            "resuming from {} (epoch {})",
+            newest.display(),
+            trainer.step()
+        );
+    }
+    println!(
+        "grokking: p = {}, {} training pairs, {} epochs; checkpoints in {}",
+        opts.p,
+        data.train.len(),
+        opts.epochs,
+        ckpt_dir.display()
+    );
+    trainer.run(&mut FullBatch(data.train.share()))?;
+    let trained = started.elapsed().as_secs_f64();
+
+    let power = embedding_frequency_power(&trainer.model().w_e(), opts.p)?;
+    let (keys, share) = key_frequencies(&power, KEY_SHARE)?;
+    println!(
+        "key frequencies {keys:?} hold {:.1}% of the embedding's Fourier power",
+        share * 100.0
+    );
+    let mut progress = String::from(
+        "epoch,train_loss,test_loss,train_accuracy,test_accuracy,restricted_loss,excluded_loss,key_power_share\n",
+    );
+    for dir in checkpoints(&ckpt_dir)? {
+        let epoch: usize = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map_or(0, |n| n[5..].parse().unwrap_or(0));
+        if epoch > opts.epochs {
+            continue;
+        }
+        let model =
+            HookedTransformer::from_pretrained(&dir.to_string_lossy(), LoadOptions::default())?;
+        let m = progress_measures(&model, &data, &keys)?;
+        writeln!(
+            progress,
+            "{epoch},{:.6e},{:.6e},{:.6},{:.6},{:.6e},{:.6e},{:.6}",
+            m.train_loss,
+            m.test_loss,
+            m.train_accuracy,
+            m.test_accuracy,
+            m.restricted_loss,
+            m.excluded_loss,
+            m.key_power_share
+        )
+        .ok();
+    }
+
+    std::fs::create_dir_all(out).map_err(io("creating", out))?;
+    trainer.model().save(out)?;
+    let frame = trainer.log_frame()?;
+    let column = |name: &str| -> Result<Vec<Option<f64>>> {
+        Ok(frame
+            .column(name)?
+            .cast(&polars::prelude::DataType::Float64)?
+            .f64()?
+            .iter()
+            .collect())
+    };
+    let (steps, loss) = (column("step")?, column("loss")?);
+    let (test_loss, test_accuracy) = (column("test_loss")?, column("test_accuracy")?);
+    let mut log = String::from("epoch,train_loss,test_loss,test_accuracy\n");
+    let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6e}"));
+    for i in 0..steps.len() {
+        writeln!(
+            log,
+            "{},{},{},{}",
+            steps[i].unwrap_or(0.0) as usize,
+            cell(loss[i]),
+            cell(test_loss[i]),
+            cell(test_accuracy[i])
+        )
+        .ok();
+    }
+    let write = |name: &str, text: &str| write_file(&out.join(name), text);
+    write("log.csv", &log)?;
+    write("progress.csv", &progress)?;
+    let run = serde_json::json!({
+        "command": format!("mechlens train-toy grokking --out {} --epochs {}", out.display(), opts.epochs),
+        "p": opts.p,
+        "train_fraction": opts.train_fraction,
+        "data_seed": opts.data_seed,
+        "model_seed": opts.model_seed,
+        "epochs": opts.epochs,
+        "lr": opts.lr,
+        "weight_decay": opts.weight_decay,
+        "betas": [0.9, 0.98],
+        "measure_every": opts.measure_every,
+        "key_frequencies": keys,
+        "key_power_share": share,
+        "key_share_threshold": KEY_SHARE,
+        "train_seconds_this_invocation": (trained * 10.0).round() / 10.0,
+        "threads": tch::get_num_threads(),
+    });
+    write(
+        "run.json",
+        &serde_json::to_string_pretty(&run).unwrap_or_default(),
+    )?;
+    println!(
+        "wrote {} in {:.0} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The toy runs committed in datasets/ are what `mechlens train-toy` writes.
+//!
+//! The full runs take 7–17 minutes, so each test reruns the command's first steps and checks
+//! them against the committed log. They cannot be compared bit for bit across machines: the
+//! same libtorch sums in another order on another CPU or thread count, which moves the last
+//! bits of each loss and grows slowly over training. Over these first steps the drift is far
+//! below the tolerance (relative 1e-3), while a change in the data, the model, its
+//! initialisation or the optimiser moves the losses by more than that within a step or two.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mechlens-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn mechlens(args: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_mechlens"))
+        .args(args)
+        .status()
+        .expect("mechlens runs");
+    assert!(status.success(), "mechlens {args:?} failed");
+}
+
+/// `column` of the CSV at `path`, by the value of its first column (rows with the cell empty
+/// are left out).
+fn column(path: &Path, name: &str) -> Vec<(usize, f64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == name).unwrap();
+    lines
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let value = cells.get(at)?.parse().ok()?;
+            Some((cells[0].parse().ok()?, value))
+        })
+        .collect()
+}
+
+fn assert_close(fresh: &[(usize, f64)], committed: &[(usize, f64)], what: &str) {
+    assert!(!fresh.is_empty(), "{what}: the rerun logged nothing");
+    for (step, value) in fresh {
+        let Some((_, expected)) = committed.iter().find(|(s, _)| s == step) else {
+            continue;
+        };
+        let rel = (value - expected).abs() / expected.abs().max(1e-12);
+        assert!(
+            rel < 1e-3,
+            "{what} at step {step}: rerun {value}, committed {expected} (relative {rel:.1e})"
+        );
+    }
+    let shared = fresh
+        .iter()
+        .filter(|(s, _)| committed.iter().any(|(c, _)| c == s))
+        .count();
+    assert!(shared >= 2, "{what}: only {shared} logged steps in common");
+}
+
+#[test]
+fn the_committed_grokking_run_starts_as_the_command_does() {
+    let dir = temp("grokking");
+    let out = dir.join("out");
+    mechlens(&[
+        "train-toy",
+        "grokking",
+        "--epochs",
+        "30",
+        "--out",
+        out.to_str().unwrap(),
+        "--work",
+        dir.join("work").to_str().unwrap(),
+    ]);
+    let committed = repo().join("datasets/grokking-p113/log.csv");
+    assert_close(
+        &column(&out.join("log.csv"), "train_loss"),
+        &column(&committed, "train_loss"),
+        "grokking train loss",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_committed_sparsity_sweep_starts_as_the_command_does() {
+    let dir = temp("tms");
+    mechlens(&[
+        "train-toy",
+        "tms-sparsity",
+        "--steps",
+        "101",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let committed = repo().join("datasets/tms-sparsity-sweep/log.csv");
+    for name in ["loss", "loss_0", "loss_29"] {
+        assert_close(
+            &column(&dir.join("log.csv"), name),
+            &column(&committed, name),
+            &format!("sweep {name}"),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mechlens"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(run(&["train-toy", "nope", "--out", "x"]).contains("unknown toy \"nope\""));
+    assert!(
+        run(&["train-toy", "grokking", "--epochs", "0", "--out", "x"])
+            .contains("--epochs must be a positive")
+    );
+    assert!(run(&["train-toy", "grokking"]).contains("--out DIR is required"));
+    assert!(
+        run(&["train-toy", "tms-sparsity", "--epochs", "3", "--out", "x"])
+            .contains("tms-sparsity has no option --epochs")
+    );
+}
