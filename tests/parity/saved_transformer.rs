@@ -2,7 +2,8 @@
 //! `HookedTransformer(HookedTransformerConfig(**config.json))` given our `model.safetensors`
 //! gives our logits within 1e-5 and records our hooks in our order
 //! (tests/fixtures/check_saved_transformer.py), for attention-only, no-norm, LayerNorm, RMSNorm
-//! and rotary variants.
+//! and rotary variants; and GPT-2-shaped ones exported with `save_hugging_face` load in
+//! transformers' `GPT2LMHeadModel` with our logits (tests/fixtures/check_hf_export.py).
 
 use mechlens_checkpoint::safetensors;
 use mechlens_models::{
@@ -99,4 +100,135 @@ fn saved_models_give_our_logits_and_hooks_in_transformer_lens() {
         5,
         "{report}"
     );
+}
+
+/// A GPT-2-shaped model built from a config, every weight (biases and norms included) moved
+/// off its initial value, exported with `save_hugging_face`: `transformers`'
+/// `GPT2LMHeadModel.from_pretrained` gives our logits within 1e-5
+/// (tests/fixtures/check_hf_export.py), and mechlens reads the folder back as a GPT-2.
+#[test]
+fn gpt2_shaped_models_exported_for_transformers_give_our_logits() {
+    let dir = temp_dir("saved-for-hf");
+    let base = HookedTransformerConfig {
+        n_layers: 2,
+        d_model: 24,
+        n_heads: 3,
+        d_vocab: 19,
+        n_ctx: 12,
+        d_mlp: Some(40),
+        act_fn: Activation::GeluTanh,
+        ..Default::default()
+    };
+    let tokens =
+        Tensor::from_slice(&[3i64, 7, 1, 18, 0, 5, 5, 9, 2, 11, 4, 6, 13, 8, 12, 1]).view([2, 8]);
+    std::fs::write(
+        dir.join("tokens.json"),
+        serde_json::to_string(&Vec::<Vec<i64>>::try_from(&tokens).unwrap()).unwrap(),
+    )
+    .unwrap();
+    for (name, act) in [
+        ("gelu_new", Activation::GeluTanh),
+        ("relu", Activation::Relu),
+    ] {
+        let cfg = HookedTransformerConfig {
+            act_fn: act,
+            ..base.clone()
+        };
+        let model = HookedTransformer::from_config(&cfg, 4).unwrap();
+        tch::manual_seed(4);
+        {
+            let _guard = tch::no_grad_guard();
+            for (param, t) in model.named_parameters() {
+                if param != "unembed.b_u" {
+                    let noise = t.randn_like() * 0.2;
+                    let _ = t.shallow_clone().f_add_(&noise).unwrap();
+                }
+            }
+        }
+        let folder = dir.join(name);
+        model.save_hugging_face(&folder).unwrap();
+        let logits = model.forward(&tokens).unwrap();
+        safetensors::write(
+            &[("logits", logits.shallow_clone())],
+            &folder.join("ours.safetensors"),
+        )
+        .unwrap();
+        let back = HookedTransformer::from_pretrained(
+            &folder.to_string_lossy(),
+            mechlens_models::LoadOptions::default(),
+        )
+        .unwrap();
+        let diff = (back.forward(&tokens).unwrap() - &logits)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(
+            diff < 1e-5,
+            "{name}: mechlens reads the export back {diff} off"
+        );
+    }
+    let report = run_check("check_hf_export.py", &dir);
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.contains("max |Δ logits|"))
+            .count(),
+        2,
+        "{report}"
+    );
+}
+
+/// What GPT-2 cannot hold is refused with the reason, and nothing is written.
+#[test]
+fn models_gpt2_cannot_hold_are_not_exported() {
+    let dir = temp_dir("refused-for-hf");
+    let base = HookedTransformerConfig {
+        n_layers: 1,
+        d_model: 16,
+        n_heads: 2,
+        d_vocab: 11,
+        n_ctx: 8,
+        ..Default::default()
+    };
+    let refused = |cfg: HookedTransformerConfig, bias: bool| -> String {
+        let model = HookedTransformer::from_config(&cfg, 0).unwrap();
+        if bias {
+            let _guard = tch::no_grad_guard();
+            for (name, t) in model.named_parameters() {
+                if name == "unembed.b_u" {
+                    let _ = t.shallow_clone().f_add_scalar_(0.5).unwrap();
+                }
+            }
+        }
+        let folder = dir.join("x");
+        let err = model.save_hugging_face(&folder).unwrap_err().to_string();
+        assert!(!folder.join("model.safetensors").exists(), "{err}");
+        err
+    };
+    let attn_only = refused(
+        HookedTransformerConfig {
+            attn_only: true,
+            ..base.clone()
+        },
+        false,
+    );
+    assert!(attn_only.contains("attention-only"), "{attn_only}");
+    let rms = refused(
+        HookedTransformerConfig {
+            normalization_type: Some(NormType::Rms),
+            ..base.clone()
+        },
+        false,
+    );
+    assert!(rms.contains("normalisation"), "{rms}");
+    let rotary = refused(
+        HookedTransformerConfig {
+            positional_embedding_type: PositionalType::Rotary,
+            ..base.clone()
+        },
+        false,
+    );
+    assert!(rotary.contains("positions"), "{rotary}");
+    let bias = refused(base, true);
+    assert!(bias.contains("b_U is non-zero"), "{bias}");
 }

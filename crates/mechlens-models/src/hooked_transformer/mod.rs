@@ -18,6 +18,7 @@ mod hook_registry;
 mod load;
 mod run;
 mod save;
+mod save_hf;
 
 use std::cell::RefCell;
 
