@@ -50,7 +50,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let out = out.ok_or_else(|| bad("--out DIR is required".into()))?;
     match toy.as_str() {
         "grokking" => grokking::run(
-            length.unwrap_or(grokking::EPOCHS),
+            length.unwrap_or(mechlens_toys::GrokkingOptions::default().epochs),
             &work.unwrap_or_else(|| PathBuf::from("target/train-toy/grokking")),
             &out,
         ),

@@ -10,7 +10,7 @@
 //! - `log.csv`: `step, loss, loss_0, ...` every 100 steps;
 //! - `run.json`: the settings and the wall time.
 //!
-//! It takes ~7 minutes on 2 cores, so it does not resume: a rerun starts over.
+//! It takes ~9 minutes on 2 cores, so it does not resume: a rerun starts over.
 
 use std::fmt::Write as _;
 use std::path::Path;
