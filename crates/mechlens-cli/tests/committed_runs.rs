@@ -7,6 +7,8 @@
 //! below the tolerance (relative 1e-3), while a change in the data, the model, its
 //! initialisation or the optimiser moves the losses by more than that within a step or two.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -329,8 +329,7 @@ impl ToyModel {
         };
         let w = get("w")?.f_to_kind(Kind::Float)?;
         let (k, n) = (w.size()[0], w.size().get(2).copied().unwrap_or(0));
-        let [b_final, importance, probability] =
-            ["b_final", "importance", "probability"].map(|name| get(name));
+        let [b_final, importance, probability] = ["b_final", "importance", "probability"].map(&get);
         let (b_final, importance, probability) = (b_final?, importance?, probability?);
         for (name, t) in [
             ("b_final", &b_final),
