@@ -13,17 +13,47 @@ use tch::Tensor;
 
 use mechlens_tests::{run_check, temp_dir};
 
-#[test]
-fn saved_models_give_our_logits_and_hooks_in_transformer_lens() {
-    let dir = temp_dir("saved-for-tl");
-    let base = HookedTransformerConfig {
+/// The small config both checks vary.
+fn small_base() -> HookedTransformerConfig {
+    HookedTransformerConfig {
         n_layers: 2,
         d_model: 24,
         n_heads: 3,
         d_vocab: 19,
         n_ctx: 12,
         ..Default::default()
-    };
+    }
+}
+
+/// Two sequences of 8 tokens, also written to `dir/tokens.json` for the Python check.
+fn tokens_for_check(dir: &std::path::Path) -> Tensor {
+    let tokens =
+        Tensor::from_slice(&[3i64, 7, 1, 18, 0, 5, 5, 9, 2, 11, 4, 6, 13, 8, 12, 1]).view([2, 8]);
+    std::fs::write(
+        dir.join("tokens.json"),
+        serde_json::to_string(&Vec::<Vec<i64>>::try_from(&tokens).unwrap()).unwrap(),
+    )
+    .unwrap();
+    tokens
+}
+
+/// Runs the Python check on `dir` and asserts it compared `models` models.
+fn check_in_python(script: &str, dir: &std::path::Path, models: usize) {
+    let report = run_check(script, dir);
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.contains("max |Δ logits|"))
+            .count(),
+        models,
+        "{report}"
+    );
+}
+
+#[test]
+fn saved_models_give_our_logits_and_hooks_in_transformer_lens() {
+    let dir = temp_dir("saved-for-tl");
+    let base = small_base();
     let variants = [
         (
             "attn_only_no_norm",
@@ -67,13 +97,7 @@ fn saved_models_give_our_logits_and_hooks_in_transformer_lens() {
             },
         ),
     ];
-    let tokens =
-        Tensor::from_slice(&[3i64, 7, 1, 18, 0, 5, 5, 9, 2, 11, 4, 6, 13, 8, 12, 1]).view([2, 8]);
-    std::fs::write(
-        dir.join("tokens.json"),
-        serde_json::to_string(&Vec::<Vec<i64>>::try_from(&tokens).unwrap()).unwrap(),
-    )
-    .unwrap();
+    let tokens = tokens_for_check(&dir);
     for (seed, (name, cfg)) in variants.into_iter().enumerate() {
         let model = HookedTransformer::from_config(&cfg, seed as u64).unwrap();
         let folder = dir.join(name);
@@ -91,15 +115,7 @@ fn saved_models_give_our_logits_and_hooks_in_transformer_lens() {
         )
         .unwrap();
     }
-    let report = run_check("check_saved_transformer.py", &dir);
-    assert_eq!(
-        report
-            .lines()
-            .filter(|l| l.contains("max |Δ logits|"))
-            .count(),
-        5,
-        "{report}"
-    );
+    check_in_python("check_saved_transformer.py", &dir, 5);
 }
 
 /// A GPT-2-shaped model built from a config, every weight (biases and norms included) moved
@@ -110,22 +126,10 @@ fn saved_models_give_our_logits_and_hooks_in_transformer_lens() {
 fn gpt2_shaped_models_exported_for_transformers_give_our_logits() {
     let dir = temp_dir("saved-for-hf");
     let base = HookedTransformerConfig {
-        n_layers: 2,
-        d_model: 24,
-        n_heads: 3,
-        d_vocab: 19,
-        n_ctx: 12,
         d_mlp: Some(40),
-        act_fn: Activation::GeluTanh,
-        ..Default::default()
+        ..small_base()
     };
-    let tokens =
-        Tensor::from_slice(&[3i64, 7, 1, 18, 0, 5, 5, 9, 2, 11, 4, 6, 13, 8, 12, 1]).view([2, 8]);
-    std::fs::write(
-        dir.join("tokens.json"),
-        serde_json::to_string(&Vec::<Vec<i64>>::try_from(&tokens).unwrap()).unwrap(),
-    )
-    .unwrap();
+    let tokens = tokens_for_check(&dir);
     for (name, act) in [
         ("gelu_new", Activation::GeluTanh),
         ("relu", Activation::Relu),
@@ -167,15 +171,7 @@ fn gpt2_shaped_models_exported_for_transformers_give_our_logits() {
             "{name}: mechlens reads the export back {diff} off"
         );
     }
-    let report = run_check("check_hf_export.py", &dir);
-    assert_eq!(
-        report
-            .lines()
-            .filter(|l| l.contains("max |Δ logits|"))
-            .count(),
-        2,
-        "{report}"
-    );
+    check_in_python("check_hf_export.py", &dir, 2);
 }
 
 /// What GPT-2 cannot hold is refused with the reason, and nothing is written.
