@@ -162,8 +162,17 @@ impl HookedTransformerConfig {
 
     /// One line: layers, widths, heads, vocabulary, what kind of blocks.
     pub fn summary(&self) -> String {
+        let norm = match self.normalization_type {
+            None => "no norm",
+            Some(NormType::LayerNorm) => "LayerNorm",
+            Some(NormType::Rms) => "RMSNorm",
+        };
+        let positions = match self.positional_embedding_type {
+            PositionalType::Standard => "learned positions",
+            PositionalType::Rotary => "rotary positions",
+        };
         format!(
-            "{} layers, d_model {}, {} heads of {}, d_mlp {}, vocab {}, n_ctx {}, {:?} norm, {:?} positions",
+            "{} layers, d_model {}, {} heads of {}, d_mlp {}, vocab {}, n_ctx {}, {norm}, {positions}",
             self.n_layers,
             self.d_model,
             self.n_heads,
@@ -172,8 +181,6 @@ impl HookedTransformerConfig {
                 .map_or("none (attention only)".to_string(), |d| d.to_string()),
             self.d_vocab,
             self.n_ctx,
-            self.normalization_type,
-            self.positional_embedding_type,
         )
     }
 
