@@ -297,12 +297,24 @@ fn a_run_kept_to_the_scored_positions_has_the_full_runs_logits_and_gradients() {
         assert_eq!(kept.size(), [3, 2, 12]);
         let diff = (&kept - &full_kept).abs().max().double_value(&[]);
         assert!(diff < 1e-6, "{cfg:?}: logits differ by {diff}");
-        for (a, b) in grads(full_kept).iter().zip(grads(kept)) {
+        for (a, b) in grads(full_kept.shallow_clone()).iter().zip(grads(kept)) {
             assert!(
                 a.allclose(&b, 1e-5, 1e-6, false),
                 "{cfg:?}: gradients differ"
             );
         }
+        // With a hook, the run is the full one: the hook sees every position.
+        let seen = std::cell::Cell::new(0);
+        let last = format!("blocks.{}.hook_resid_post", layers - 1);
+        let hooks = Hooks::new()
+            .read(last.as_str(), |act| {
+                seen.set(act.size()[1]);
+                Ok(())
+            })
+            .unwrap();
+        let hooked = model.forward_with_grad_at(&tokens, hooks, &keep).unwrap();
+        assert_eq!(seen.get(), 7, "{cfg:?}: the hook saw every position");
+        assert!((&hooked - &full_kept).abs().max().double_value(&[]) < 1e-6);
         let err = model
             .forward_with_grad_at(&tokens, Hooks::new(), &[7])
             .unwrap_err()

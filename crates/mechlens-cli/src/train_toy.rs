@@ -76,20 +76,23 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     mechlens_checkpoint::atomic::write(path, text.as_bytes())
 }
 
-/// The `step_NNNNNNNN` checkpoint folders under `dir`, oldest first.
-fn checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The `step_NNNNNNNN` checkpoint folders under `dir` with their steps, oldest first.
+fn checkpoints(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     if !dir.exists() {
         return Ok(Vec::new());
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
         .map_err(io("listing", dir))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_prefix("step_"))
-                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| p.is_dir())
+        .filter_map(|p| {
+            let step = p
+                .file_name()?
+                .to_str()?
+                .strip_prefix("step_")?
+                .parse()
+                .ok()?;
+            Some((step, p))
         })
         .collect();
     found.sort();

@@ -1,11 +1,11 @@
-//! Numeric CSV files as DataFrames: the logs `mechlens train-toy` writes (a header of column
-//! names, then numbers; an empty cell is a missing value). polars' own CSV reader is left out
+//! Numeric CSV files ↔ DataFrames: the logs `mechlens train-toy` writes (a header of column
+//! names, then numbers; an empty cell is a missing value). polars' own CSV support is left out
 //! of the build (it would lengthen every kernel's compile); these files need only this.
 
 use std::path::Path;
 
 use mechlens_core::{Error, Result};
-use polars::prelude::{Column, DataFrame};
+use polars::prelude::{AnyValue, Column, DataFrame};
 
 /// Reads a CSV of numbers into f64 columns (null where a cell is empty).
 ///
@@ -66,6 +66,43 @@ pub fn read_numeric_csv(path: impl AsRef<Path>) -> Result<DataFrame> {
     DataFrame::new_infer_height(columns).map_err(Error::from)
 }
 
+/// A DataFrame of numbers as CSV text: a header, then integers as they are, floats as
+/// `{:.6e}`, and a null as an empty cell ([`read_numeric_csv`] reads it back).
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming a column that holds something other than numbers.
+pub fn numeric_csv(df: &DataFrame) -> Result<String> {
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let mut text = names.join(",") + "\n";
+    for row in 0..df.height() {
+        let mut cells = Vec::with_capacity(names.len());
+        for column in df.columns() {
+            cells.push(match column.get(row)? {
+                AnyValue::Null => String::new(),
+                AnyValue::Float64(v) => format!("{v:.6e}"),
+                AnyValue::Float32(v) => format!("{v:.6e}"),
+                v @ (AnyValue::UInt64(_)
+                | AnyValue::UInt32(_)
+                | AnyValue::Int64(_)
+                | AnyValue::Int32(_)) => v.to_string(),
+                other => {
+                    return Err(Error::invalid(
+                        format!("column `{}`", column.name()),
+                        format!("holds {other}, expected numbers for a numeric CSV"),
+                    ));
+                }
+            });
+        }
+        text.push_str(&cells.join(","));
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +117,10 @@ mod tests {
         assert_eq!(df.shape(), (2, 3));
         let test = df.column("test").unwrap().f64().unwrap();
         assert_eq!((test.get(0), test.get(1)), (Some(1.0), None));
+        assert_eq!(
+            numeric_csv(&df).unwrap(),
+            "epoch,loss,test\n0.000000e0,4.500000e0,1.000000e0\n1.000000e1,2.250000e0,\n"
+        );
         let bad = dir.join("bad.csv");
         std::fs::write(&bad, "a,b\n1,x\n").unwrap();
         let err = read_numeric_csv(&bad).unwrap_err().to_string();

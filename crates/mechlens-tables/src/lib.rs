@@ -5,7 +5,7 @@
 //! - [`values`]: anything that reads as a list of numbers or labels (slices, 1-D tensors,
 //!   DataFrame columns), for charts and views.
 //! - [`histogram`]: numpy-style equal-width bins, as counts or as a table.
-//! - [`csv`]: numeric CSV files (training logs) as DataFrames.
+//! - [`csv`]: numeric CSV files (training logs) to and from DataFrames.
 //!
 //! A polars failure converts into [`mechlens_core::Error::Table`] with `?`.
 
@@ -17,5 +17,5 @@ pub mod values;
 pub use convert::{
     df_to_tensor, ndarray_to_df, ndarray_to_tensor, tensor_to_df, tensor_to_ndarray,
 };
-pub use csv::read_numeric_csv;
+pub use csv::{numeric_csv, read_numeric_csv};
 pub use histogram::{Bins, bin_counts, histogram};

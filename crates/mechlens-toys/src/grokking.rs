@@ -14,7 +14,8 @@ use mechlens_train::{ModelTrainConfig, ModelTrainer, Schedule};
 use tch::{Kind, Tensor};
 
 use crate::modular::{
-    ModularData, embedding_frequency_power, grid_loss, grokking_config, key_frequency_logits,
+    ModularData, embedding_frequency_power, grid_labels, grid_loss, grokking_config,
+    key_frequency_logits,
 };
 
 /// The run's settings; the defaults are the paper's (p = 113, 30% of pairs for training,
@@ -36,6 +37,8 @@ pub struct GrokkingOptions {
     pub lr: f64,
     /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
+    /// AdamW's β₁, β₂.
+    pub betas: (f64, f64),
     /// Test loss and accuracy are logged every this many epochs (and checkpoints written,
     /// when `checkpoint_dir` is set).
     pub measure_every: usize,
@@ -55,6 +58,7 @@ impl Default for GrokkingOptions {
             epochs: 20_000,
             lr: 1e-3,
             weight_decay: 1.0,
+            betas: (0.9, 0.98),
             measure_every: 100,
             checkpoint_dir: None,
             progress_every: 0,
@@ -79,7 +83,7 @@ impl GrokkingOptions {
     pub fn trainer(&self, data: &ModularData) -> Result<ModelTrainer> {
         let model = HookedTransformer::from_config(&grokking_config(self.p), self.model_seed)?;
         let mut cfg = ModelTrainConfig::new(self.epochs, Schedule::constant(self.lr))
-            .betas(0.9, 0.98)
+            .betas(self.betas.0, self.betas.1)
             .weight_decay(self.weight_decay)
             .log_every(10)
             .progress_every(self.progress_every);
@@ -184,38 +188,29 @@ pub fn progress_measures(
         let flat = answers
             .f_reshape([(p * p) as i64, -1])?
             .f_index_select(0, idx)?;
-        let labels = idx
-            .f_div_scalar_mode(p as i64, "floor")?
-            .f_add(&idx.f_remainder(p as i64)?)?
-            .f_remainder(p as i64)?;
         Ok(flat
             .f_argmax(-1, false)?
-            .f_eq_tensor(&labels)?
+            .f_eq_tensor(&grid_labels(idx, p)?)?
             .f_to_kind(Kind::Double)?
             .f_mean(Kind::Double)?
             .f_double_value(&[])?)
     };
+    // First, as it checks every key frequency is in 1..=(p−1)/2.
+    let restricted = key_frequency_logits(&grid, p, key_frequencies, true)?;
+    let excluded = key_frequency_logits(&grid, p, key_frequencies, false)?;
     let power = embedding_frequency_power(&model.w_e(), p)?;
     let total = power.f_sum(Kind::Double)?.f_double_value(&[])?;
-    let held: f64 = key_frequencies
-        .iter()
-        .map(|&k| power.double_value(&[k as i64 - 1]))
-        .sum();
+    let mut held = 0.0;
+    for &k in key_frequencies {
+        held += power.f_double_value(&[k as i64 - 1])?;
+    }
     Ok(ProgressMeasures {
         train_loss: grid_loss(&answers, p, &train)?,
         test_loss: grid_loss(&answers, p, &test)?,
         train_accuracy: accuracy_on(&train)?,
         test_accuracy: accuracy_on(&test)?,
-        restricted_loss: grid_loss(
-            &key_frequency_logits(&grid, p, key_frequencies, true)?,
-            p,
-            &all,
-        )?,
-        excluded_loss: grid_loss(
-            &key_frequency_logits(&grid, p, key_frequencies, false)?,
-            p,
-            &train,
-        )?,
+        restricted_loss: grid_loss(&restricted, p, &all)?,
+        excluded_loss: grid_loss(&excluded, p, &train)?,
         key_power_share: if total > 0.0 { held / total } else { 0.0 },
     })
 }

@@ -304,14 +304,20 @@ pub fn grid_loss(logits: &Tensor, p: usize, index: &Tensor) -> Result<f64> {
         .f_reshape([(p * p) as i64, -1])?
         .f_to_kind(Kind::Double)?;
     let idx = index.f_to_kind(Kind::Int64)?;
-    let labels = idx
-        .f_div_scalar_mode(p as i64, "floor")?
-        .f_add(&idx.f_remainder(p as i64)?)?
-        .f_remainder(p as i64)?;
+    let labels = grid_labels(&idx, p)?;
     let rows = flat.f_index_select(0, &idx)?;
     Ok(rows
         .f_cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)?
         .f_double_value(&[])?)
+}
+
+/// The answers `(a + b) mod p` of the grid's pairs `index` (`a·p + b`, int64).
+pub(crate) fn grid_labels(index: &Tensor, p: usize) -> Result<Tensor> {
+    let p = p as i64;
+    Ok(index
+        .f_div_scalar_mode(p, "floor")?
+        .f_add(&index.f_remainder(p)?)?
+        .f_remainder(p)?)
 }
 
 #[cfg(test)]

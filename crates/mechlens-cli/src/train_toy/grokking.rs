@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use mechlens_core::Result;
 use mechlens_models::{HookedTransformer, LoadOptions};
+use mechlens_tables::numeric_csv;
 use mechlens_toys::{
     GrokkingOptions, embedding_frequency_power, key_frequencies, progress_measures,
 };
@@ -42,7 +43,7 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
     opts.checkpoint_dir = Some(ckpt_dir.clone());
     let data = opts.data()?;
     let mut trainer: ModelTrainer = opts.trainer(&data)?;
-    if let Some(newest) = checkpoints(&ckpt_dir)?.last() {
+    if let Some((_, newest)) = checkpoints(&ckpt_dir)?.last() {
         trainer.resume_from(newest)?;
         println!(
             "resuming from {} (epoch {})",
@@ -69,11 +70,7 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
     let mut progress = String::from(
         "epoch,train_loss,test_loss,train_accuracy,test_accuracy,restricted_loss,excluded_loss,key_power_share\n",
     );
-    for dir in checkpoints(&ckpt_dir)? {
-        let epoch: usize = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map_or(0, |n| n[5..].parse().unwrap_or(0));
+    for (epoch, dir) in checkpoints(&ckpt_dir)? {
         if epoch > opts.epochs {
             continue;
         }
@@ -96,30 +93,13 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
 
     std::fs::create_dir_all(out).map_err(io("creating", out))?;
     trainer.model().save(out)?;
-    let frame = trainer.log_frame()?;
-    let column = |name: &str| -> Result<Vec<Option<f64>>> {
-        Ok(frame
-            .column(name)?
-            .cast(&polars::prelude::DataType::Float64)?
-            .f64()?
-            .iter()
-            .collect())
-    };
-    let (steps, loss) = (column("step")?, column("loss")?);
-    let (test_loss, test_accuracy) = (column("test_loss")?, column("test_accuracy")?);
-    let mut log = String::from("epoch,train_loss,test_loss,test_accuracy\n");
-    let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6e}"));
-    for i in 0..steps.len() {
-        writeln!(
-            log,
-            "{},{},{},{}",
-            steps[i].unwrap_or(0.0) as usize,
-            cell(loss[i]),
-            cell(test_loss[i]),
-            cell(test_accuracy[i])
-        )
-        .ok();
-    }
+    // The trainer's log as the committed file's columns: epoch, train loss, test metrics.
+    let mut log = trainer
+        .log_frame()?
+        .select(["step", "loss", "test_loss", "test_accuracy"])?;
+    log.rename("step", "epoch".into())?;
+    log.rename("loss", "train_loss".into())?;
+    let log = numeric_csv(&log)?;
     let write = |name: &str, text: &str| write_file(&out.join(name), text);
     write("log.csv", &log)?;
     write("progress.csv", &progress)?;
@@ -132,7 +112,7 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
         "epochs": opts.epochs,
         "lr": opts.lr,
         "weight_decay": opts.weight_decay,
-        "betas": [0.9, 0.98],
+        "betas": [opts.betas.0, opts.betas.1],
         "measure_every": opts.measure_every,
         "key_frequencies": keys,
         "key_power_share": share,

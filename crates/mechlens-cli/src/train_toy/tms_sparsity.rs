@@ -12,11 +12,11 @@
 //!
 //! It takes ~9 minutes on 2 cores, so it does not resume: a rerun starts over.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
 use mechlens_core::Result;
+use mechlens_tables::numeric_csv;
 use mechlens_toys::{ToyModel, ToyModelOptions, ToyTrainOptions};
 
 use super::{io, write_file};
@@ -54,26 +54,7 @@ pub fn run(steps: usize, out: &Path) -> Result<()> {
 
     std::fs::create_dir_all(out).map_err(io("creating", out))?;
     model.save(&out.join("model.safetensors"))?;
-    let names: Vec<String> = log
-        .get_column_names()
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
-    let mut csv = names.join(",") + "\n";
-    for row in 0..log.height() {
-        let cells: Vec<String> = log
-            .columns()
-            .iter()
-            .map(|c| match c.get(row) {
-                Ok(polars::prelude::AnyValue::UInt64(v)) => v.to_string(),
-                Ok(polars::prelude::AnyValue::Float64(v)) => format!("{v:.6e}"),
-                Ok(other) => other.to_string(),
-                Err(_) => String::new(),
-            })
-            .collect();
-        writeln!(csv, "{}", cells.join(",")).ok();
-    }
-    write_file(&out.join("log.csv"), &csv)?;
+    write_file(&out.join("log.csv"), &numeric_csv(&log)?)?;
     let run = serde_json::json!({
         "command": format!("mechlens train-toy tms-sparsity --out {} --steps {steps}", out.display()),
         "features": FEATURES,

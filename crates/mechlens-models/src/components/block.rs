@@ -32,8 +32,9 @@ pub struct Block {
 
 impl Block {
     /// `keep`: positions to carry past attention (the rest of the block, and so its hooks
-    /// after `hook_attn_out`, sees only those); `None` keeps all. Training uses it on the last
-    /// block when the loss reads only some positions, so the MLP runs only where it counts.
+    /// after `hook_attn_out`, sees only those); `None` keeps all. Training without hooks uses
+    /// it on the last block when the loss reads only some positions, so the MLP runs only
+    /// where it counts.
     ///
     /// # Shapes
     /// - `x`: `[batch, pos, d_model]` → `[batch, pos, d_model]` (`[batch, keep, d_model]`)

@@ -134,14 +134,14 @@ impl HookedTransformer {
         Ok(logits)
     }
 
-    /// [`HookedTransformer::forward_with_grad`] when the loss reads only the positions
-    /// `keep`: every block runs in full except the last, which carries only those positions
-    /// past its attention, so its MLP, the final norm and the unembedding run only there.
-    /// The logits are those positions' (equal to the full run's at them). Hooks on the last
-    /// block after `hook_attn_out`, on `ln_final` and on the unembedding see only `keep`.
+    /// [`HookedTransformer::forward_with_grad`]'s logits at the positions `keep` only, for a
+    /// loss that reads no others. With no hooks (persistent or given), every block runs in
+    /// full except the last, which carries only `keep` past its attention, so its MLP, the
+    /// final norm and the unembedding run only there. With hooks, the run is the full one
+    /// (every hook sees every position) and the logits are selected after it.
     ///
     /// # Shapes
-    /// - `input`: tokens `[batch, pos]`, `keep`: int64 `[k]` → `[batch, k, d_vocab]`
+    /// - `input`: tokens `[batch, pos]`, `keep`: `[k]` positions → `[batch, k, d_vocab]`
     ///
     /// # Errors
     /// As [`HookedTransformer::forward_with_grad`]; [`Error::InvalidInput`] for an empty
@@ -152,32 +152,36 @@ impl HookedTransformer {
         mut hooks: Hooks<'_>,
         keep: &[i64],
     ) -> Result<Tensor> {
-        let tokens = self.tokens_of(&input)?;
-        let len = match &tokens {
-            Source::Tokens(t) => t.tokens.size()[1],
-            Source::Residual(r, _) => r.size()[1],
-        };
-        if keep.is_empty() || keep.iter().any(|&p| p < 0 || p >= len) {
-            return Err(Error::invalid(
-                "kept positions",
-                format!(
-                    "must be non-empty and each in 0..{len} (the input's length), got {keep:?}"
-                ),
-            ));
-        }
-        let device = match &tokens {
-            Source::Tokens(t) => t.tokens.device(),
-            Source::Residual(r, _) => r.device(),
-        };
-        let keep = Tensor::from_slice(keep).f_to_device(device)?;
+        let index = Tensor::from_slice(keep).f_to_device(self.device())?;
+        let hooked = !hooks.is_empty() || !self.persistent()?.is_empty();
         let plan = RunPlan {
             hooks: Some(&mut hooks),
             gradients: true,
-            keep: Some(&keep),
+            keep: (!hooked).then_some(&index),
             ..RunPlan::default()
         };
-        let (logits, _) = self.session(|| Ok(tokens), plan)?;
-        Ok(logits)
+        let source = || -> Result<Source> {
+            let tokens = self.tokens_of(&input)?;
+            let len = match &tokens {
+                Source::Tokens(t) => t.tokens.size()[1],
+                Source::Residual(r, _) => r.size()[1],
+            };
+            if keep.is_empty() || keep.iter().any(|&p| p < 0 || p >= len) {
+                return Err(Error::invalid(
+                    "kept positions",
+                    format!(
+                        "must be non-empty and each in 0..{len} (the input's length), got {keep:?}"
+                    ),
+                ));
+            }
+            Ok(tokens)
+        };
+        let (logits, _) = self.session(source, plan)?;
+        if hooked {
+            Ok(logits.f_index_select(1, &index)?)
+        } else {
+            Ok(logits)
+        }
     }
 
     /// Runs with `hooks` active for this run only; returns the logits.
