@@ -14,6 +14,8 @@
 //!   `fused` (private) holds its one-pass CPU loops for a step's memory-bound work (bias +
 //!   ReLU + column sums, the ReLU's backward, MSE and its gradient, gradient norm, Adam) and
 //!   the list of entries that fired, for a sparse step.
+//! - [`absorption`]: how often a parent feature's latent stays silent when a child
+//!   feature is present (Chanin et al. 2024).
 //! - [`metrics`]: reconstruction and sparsity measures (L0, MSE, explained variance, ...);
 //!   [`eval`]: CE loss and KL scores with the SAE spliced in.
 //! - [`store`]: a model's activations at a hook over a text, with where each came from;
@@ -21,6 +23,7 @@
 //! - [`shards`]: activations on disk (safetensors shards, a manifest with checksums), read
 //!   back without the model through a mixing buffer.
 
+pub mod absorption;
 mod config;
 pub mod eval;
 pub mod features;

@@ -13,10 +13,15 @@
 //!   [`fourier_basis`], [`embedding_frequency_power`], [`key_frequencies`],
 //!   [`neuron_frequency_share`], [`key_frequency_logits`] (restricted and excluded logits);
 //!   [`GrokkingOptions`], the paper's grokking run, and its [`progress_measures`].
+//! - [`FeatureTree`]: orthogonal features where a child fires only with its parent
+//!   (Chanin et al. 2024), a toy SAE trained on it ([`train_toy_sae`], tied or untied) and
+//!   the parent's absorption by the child ([`feature_absorption`]).
 //! - [`InductionData`]: random tokens with a segment repeated at a random length and offset
 //!   (Olsson et al. 2022), training data for mechlens-train, and the positions only an
 //!   induction head can predict.
 
+mod absorption;
+mod feature_tree;
 mod grokking;
 mod induction;
 mod matching;
@@ -26,9 +31,13 @@ mod sparse_features;
 mod superposition;
 mod sweep;
 
+pub use absorption::{
+    ToySaeOptions, ToySaeRun, feature_absorption, feature_latents, train_toy_sae,
+};
+pub use feature_tree::{FeatureTree, TreeBatch, TreeFeature};
 pub use grokking::{GrokkingOptions, ProgressMeasures, grid_logits, progress_measures};
 pub use induction::{InductionBatch, InductionData, InductionOptions, masked_next_token_loss};
-pub use matching::{feature_uniqueness, mean_correlation_coefficient};
+pub use matching::{feature_uniqueness, matched_rows, mean_correlation_coefficient};
 pub use modular::{
     ModularData, embedding_frequency_power, fourier_basis, grid_loss, grokking_config, is_prime,
     key_frequencies, key_frequency_logits, neuron_frequency_share,

@@ -2,7 +2,7 @@
 //! `sae_lens.synthetic.evals` does: the Mean Correlation Coefficient (optimal assignment of
 //! |cosine similarity|, Hungarian algorithm) and feature uniqueness.
 
-use mechlens_core::Result;
+use mechlens_core::{Error, Result};
 use tch::{Kind, Tensor};
 
 /// |cos| between every row of `a` `[n, d]` and of `b` `[m, d]`, as a row-major `Vec` `[n][m]`.
@@ -104,6 +104,26 @@ pub fn mean_correlation_coefficient(learned: &Tensor, truth: &Tensor) -> Result<
         / rows as f64)
 }
 
+/// For each row of `truth`, the row of `learned` matched to it one to one (the assignment
+/// with the largest summed |cosine similarity|, as in [`mean_correlation_coefficient`]).
+///
+/// # Shapes
+/// `learned`: `[n, d]`, `truth`: `[m, d]` with `m <= n` → `m` indices into `learned`.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when the widths differ or `learned` has fewer rows than `truth`.
+pub fn matched_rows(learned: &Tensor, truth: &Tensor) -> Result<Vec<usize>> {
+    let (m, n, cos) = abs_cosines(truth, learned)?;
+    if n < m {
+        return Err(Error::ShapeMismatch {
+            what: "learned rows to match to the true features".into(),
+            expected: format!("at least {m} rows, one per true feature"),
+            got: learned.size(),
+        });
+    }
+    Ok(assign(m, n, |i, j| 1.0 - cos[i * n + j]))
+}
+
 /// The fraction of learned latents whose best-matching true feature no other latent also
 /// matches best: distinct best matches / latents. SAELens' `feature_uniqueness`.
 ///
@@ -138,6 +158,17 @@ mod tests {
         let best = (c[0] + c[3]).max(c[1] + c[2]) / 2.0;
         let mcc = mean_correlation_coefficient(&learned, &truth).unwrap();
         assert!((mcc - best).abs() < 1e-12, "{mcc} vs {best}");
+    }
+
+    #[test]
+    fn matched_rows_undo_a_permutation_and_need_enough_rows() {
+        let eye = Tensor::eye(3, (Kind::Float, tch::Device::Cpu));
+        let learned = eye
+            .index_select(0, &Tensor::from_slice(&[2i64, 0, 1]))
+            .neg();
+        assert_eq!(matched_rows(&learned, &eye).unwrap(), [1, 2, 0]);
+        let e = matched_rows(&eye.narrow(0, 0, 2), &eye).unwrap_err();
+        assert!(e.to_string().contains("at least 3"), "{e}");
     }
 
     #[test]
