@@ -3,7 +3,8 @@
 //! This is the facade a notebook loads (the "Rust · mechlens" kernel does it for you). It
 //! re-exports the hooked transformers of `mechlens-models` (as [`models`] and through the
 //! prelude), the weight analyses of `mechlens-weights`, the run analyses of
-//! `mechlens-analysis`, the sparse autoencoders of `mechlens-sae` and the charts and views
+//! `mechlens-analysis`, the sparse autoencoders of `mechlens-sae`, the parameter
+//! decompositions of `mechlens-spd` (as [`spd`]) and the charts and views
 //! of `mechlens-viz` (as [`weights`], [`analysis`], [`sae`] and [`viz`], and through the
 //! prelude), the tensor ↔ table conversions of `mechlens-tables` (as [`tables`]), and the crates a notebook needs —
 //! `tch` for tensors, `polars` for tables,
@@ -29,6 +30,7 @@ pub use mechlens_core::{
 pub use mechlens_models as models;
 pub use mechlens_models::datasets;
 pub use mechlens_sae as sae;
+pub use mechlens_spd as spd;
 pub use mechlens_tables as tables;
 pub use mechlens_toys as toys;
 pub use mechlens_train as train;

@@ -21,6 +21,7 @@ pub use mechlens_models::{
     Activation, GenerateOptions, HookedEncoder, HookedTransformer, HookedTransformerConfig,
     LoadOptions, NormType, PaddingSide, PositionalType, Processing, TokenBatch, Tokenizer, Tokens,
 };
+pub use mechlens_sae::absorption::{Absorption, absorption};
 pub use mechlens_sae::eval::{SaeReport, SpliceReport};
 pub use mechlens_sae::features::{
     TopActivationOptions, activation_histogram, latent_activations, logit_effects, top_activations,
@@ -34,9 +35,14 @@ pub use mechlens_sae::{
     ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing, ShardWriter, ShardedActivations,
     SpliceOptions,
 };
+pub use mechlens_spd::{Decomposable, Spd, SpdConfig, TmsTarget, ground_truth_scores};
 pub use mechlens_tables::{
     df_to_tensor, ndarray_to_df, ndarray_to_tensor, read_numeric_csv, tensor_to_df,
     tensor_to_ndarray,
+};
+pub use mechlens_toys::{
+    FeatureTree, ToySaeOptions, ToySaeRun, TreeBatch, TreeFeature, feature_absorption,
+    feature_latents, matched_rows, train_toy_sae,
 };
 pub use mechlens_toys::{
     GrokkingOptions, InductionData, InductionOptions, ModularData, ProgressMeasures,

@@ -1,0 +1,30 @@
+//! Stochastic Parameter Decomposition (Bushnaq et al. 2025): each chosen weight matrix of a
+//! trained model is split into `C` rank-one subcomponents, `W ≈ Σ_c V_c U_cᵀ`, and a small
+//! function per subcomponent predicts from the input how much that subcomponent matters
+//! (its causal importance). Training asks that the model's output survive any random
+//! ablation of the unimportant subcomponents while as few as possible are important:
+//! subcomponents become the mechanisms the model uses, input by input.
+//!
+//! - [`Decomposable`]: a model that names its linear maps and lets SPD compute them. The
+//!   toy model of superposition is one ([`TmsTarget`], with the paper's identity variant).
+//! - [`Spd`]: the decomposition and its training ([`SpdConfig`], the paper's TMS defaults):
+//!   faithfulness warm-up, stochastic reconstruction (all layers and layer-wise),
+//!   importance minimality, the delta component, a cosine learning rate, a log.
+//! - Scores: [`ground_truth_scores`] (MMCS, ML2R), [`Spd::alive_components`],
+//!   [`Spd::causal_importances`] on probe inputs, [`Spd::run_masked`].
+
+mod components;
+mod config;
+mod decomposition;
+mod metrics;
+mod target;
+mod tms;
+
+pub use components::{
+    CausalImportanceMlps, LinearComponents, lower_hard_sigmoid, upper_leaky_hard_sigmoid,
+};
+pub use config::SpdConfig;
+pub use decomposition::Spd;
+pub use metrics::{GroundTruthScores, ground_truth_scores};
+pub use target::{Decomposable, LinearFn};
+pub use tms::TmsTarget;
