@@ -26,7 +26,7 @@ use crate::components::{
     CausalImportanceMlps, LinearComponents, lower_hard_sigmoid, upper_leaky_hard_sigmoid,
 };
 use crate::config::SpdConfig;
-use crate::target::Decomposable;
+use crate::target::{Decomposable, weight_named};
 
 /// Names of the loss columns of [`Spd::log_frame`], after `step` and `lr`.
 const LOSS_NAMES: [&str; 5] = [
@@ -179,17 +179,7 @@ impl Spd {
             if let Some(i) = self.names.iter().position(|n| n == name) {
                 inputs[i] = Some(input.shallow_clone());
             }
-            let w = linears
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, w)| w)
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "linear map",
-                        format!("the model ran {name:?} it does not list"),
-                    )
-                })?;
-            Ok(input.f_matmul(w)?)
+            Ok(input.f_matmul(weight_named(&linears, name)?)?)
         })?;
         let inputs = inputs
             .into_iter()
@@ -227,17 +217,7 @@ impl Spd {
                 }
                 return Ok(out);
             }
-            let w = linears
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, w)| w)
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "linear map",
-                        format!("the model ran {name:?} it does not list"),
-                    )
-                })?;
-            Ok(input.f_matmul(w)?)
+            Ok(input.f_matmul(weight_named(&linears, name)?)?)
         })
     }
 

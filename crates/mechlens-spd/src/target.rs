@@ -6,7 +6,7 @@
 //! runs with its own weights, with rank-one subcomponents under masks, or with one layer
 //! decomposed and the rest as they were.
 
-use mechlens_core::Result;
+use mechlens_core::{Error, Result};
 use tch::Tensor;
 
 /// How a model's decomposable linear map is computed during one forward pass: given the
@@ -33,17 +33,24 @@ pub trait Decomposable {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let weights = self.linears();
         self.run(x, &mut |name, input| {
-            let w = weights
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, w)| w)
-                .ok_or_else(|| {
-                    mechlens_core::Error::invalid(
-                        "linear map",
-                        format!("the model ran a map {name:?} it does not list"),
-                    )
-                })?;
-            Ok(input.f_matmul(w)?)
+            Ok(input.f_matmul(weight_named(&weights, name)?)?)
         })
     }
+}
+
+/// The weight of map `name` among a model's [`Decomposable::linears`].
+///
+/// # Errors
+/// [`Error::InvalidInput`] when the model ran a map it does not list.
+pub(crate) fn weight_named<'a>(linears: &'a [(String, Tensor)], name: &str) -> Result<&'a Tensor> {
+    linears
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, w)| w)
+        .ok_or_else(|| {
+            Error::invalid(
+                "linear map",
+                format!("the model ran a map {name:?} it does not list"),
+            )
+        })
 }
