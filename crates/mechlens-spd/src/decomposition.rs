@@ -114,8 +114,15 @@ impl Spd {
             )?);
         }
         tch::manual_seed(seed.wrapping_add(7));
-        let mut spd = Self {
-            adam: AdamW::new(AdamWConfig::default(), &[])?,
+        let adam = AdamW::new(
+            AdamWConfig {
+                weight_decay: 0.0,
+                ..AdamWConfig::default()
+            },
+            &parameters_of(&components, &importance_fns),
+        )?;
+        Ok(Self {
+            adam,
             config,
             names,
             components,
@@ -124,25 +131,12 @@ impl Spd {
             step: 0,
             warmed_up: false,
             log: Vec::new(),
-        };
-        spd.adam = AdamW::new(
-            AdamWConfig {
-                weight_decay: 0.0,
-                ..AdamWConfig::default()
-            },
-            &spd.parameters(),
-        )?;
-        Ok(spd)
+        })
     }
 
     /// Every trained tensor: each layer's `V`, `U`, then its importance MLP's.
     pub fn parameters(&self) -> Vec<Tensor> {
-        let mut out = Vec::new();
-        for (c, g) in self.components.iter().zip(&self.importance_fns) {
-            out.extend(c.parameters());
-            out.extend(g.parameters());
-        }
-        out
+        parameters_of(&self.components, &self.importance_fns)
     }
 
     fn component_parameters(&self) -> Vec<Tensor> {
@@ -438,6 +432,19 @@ impl Spd {
     pub fn target_weight(&self, l: usize) -> &Tensor {
         &self.targets[l]
     }
+}
+
+/// Each layer's `V`, `U`, then its importance MLP's tensors, in layer order.
+fn parameters_of(
+    components: &[LinearComponents],
+    importance_fns: &[CausalImportanceMlps],
+) -> Vec<Tensor> {
+    let mut out = Vec::new();
+    for (c, g) in components.iter().zip(importance_fns) {
+        out.extend(c.parameters());
+        out.extend(g.parameters());
+    }
+    out
 }
 
 fn check_finite(loss: &Tensor, step: usize, what: &str) -> Result<()> {
