@@ -167,6 +167,16 @@ pub enum Error {
     /// Text was not valid UTF-8, or a number or other value did not parse.
     #[error("parse: {0}")]
     Parse(String),
+
+    /// An exercise's check did not pass where it must (a solution notebook, after
+    /// `mechlens::exercises::check::strict(true)`).
+    #[error("exercise {exercise} is not solved: {problem}")]
+    Exercise {
+        /// The exercise (its check's name, `layer_norm`).
+        exercise: String,
+        /// The check's verdict: "not done yet", or the failing case and the likely mistake.
+        problem: String,
+    },
 }
 
 impl From<std::num::ParseIntError> for Error {

@@ -53,6 +53,41 @@ fn rng(seed: Option<i64>) -> SplitMix64 {
     ))
 }
 
+/// Top-k filtering: every logit below the row's `k`-th largest becomes -inf (ties at the
+/// threshold stay). `k` is at least 1 and at most the vocabulary.
+///
+/// # Shapes
+/// - `logits`: `[batch, d_vocab]` → the same
+///
+/// # Errors
+/// libtorch's errors only.
+pub fn top_k_logits(logits: &Tensor, k: usize) -> Result<Tensor> {
+    let k = (k.max(1) as i64).min(logits.size()[1]);
+    let (top, _) = logits.f_topk(k, -1, true, true)?;
+    let threshold = top.f_narrow(1, k - 1, 1)?;
+    Ok(logits.f_masked_fill(&logits.f_lt_tensor(&threshold)?, f64::NEG_INFINITY)?)
+}
+
+/// Top-p (nucleus) filtering: keeps, per row, the most likely tokens until their probability
+/// reaches `p` (the token that reaches it included, the most likely always); the rest
+/// become -inf.
+///
+/// # Shapes
+/// - `logits`: `[batch, d_vocab]` → the same
+///
+/// # Errors
+/// libtorch's errors only.
+pub fn top_p_logits(logits: &Tensor, p: f64) -> Result<Tensor> {
+    let (sorted, order) = logits.f_sort(-1, true)?;
+    let probs = sorted.f_softmax(-1, Kind::Float)?;
+    let cumulative = probs.f_cumsum(-1, Kind::Float)?;
+    // Drop a token when the tokens before it already reach p (the first always stays).
+    let before = cumulative.f_sub(&probs)?;
+    let drop_sorted = before.f_ge(p)?;
+    let drop = drop_sorted.f_scatter(-1, &order, &drop_sorted)?;
+    Ok(logits.f_masked_fill(&drop, f64::NEG_INFINITY)?)
+}
+
 /// Picks the next token of each row of `logits` (`[batch, d_vocab]`).
 fn sample(logits: &Tensor, o: &GenerateOptions, rng: &mut SplitMix64) -> Result<Tensor> {
     if o.temperature <= 0.0 {
@@ -60,21 +95,10 @@ fn sample(logits: &Tensor, o: &GenerateOptions, rng: &mut SplitMix64) -> Result<
     }
     let mut logits = logits.f_to_kind(Kind::Float)?.f_div_scalar(o.temperature)?;
     if let Some(k) = o.top_k {
-        let k = (k.max(1) as i64).min(logits.size()[1]);
-        let (top, _) = logits.f_topk(k, -1, true, true)?;
-        let threshold = top.f_narrow(1, k - 1, 1)?;
-        logits = logits.f_masked_fill(&logits.f_lt_tensor(&threshold)?, f64::NEG_INFINITY)?;
+        logits = top_k_logits(&logits, k)?;
     }
     if let Some(p) = o.top_p {
-        let (sorted, order) = logits.f_sort(-1, true)?;
-        let cumulative = sorted
-            .f_softmax(-1, Kind::Float)?
-            .f_cumsum(-1, Kind::Float)?;
-        // Drop a token when the tokens before it already reach p (the first always stays).
-        let before = cumulative.f_sub(&sorted.f_softmax(-1, Kind::Float)?)?;
-        let drop_sorted = before.f_ge(p)?;
-        let drop = drop_sorted.f_scatter(-1, &order, &drop_sorted)?;
-        logits = logits.f_masked_fill(&drop, f64::NEG_INFINITY)?;
+        logits = top_p_logits(&logits, p)?;
     }
     // Inverse-CDF sampling: the first token whose cumulative probability exceeds u.
     let cdf = logits

@@ -27,7 +27,7 @@ mod tokenizer;
 pub mod transformer_config;
 
 pub use config::{Activation, ModelConfig, Normalization, Positional, RopeScaling, RotaryConfig};
-pub use generate::GenerateOptions;
+pub use generate::{GenerateOptions, top_k_logits, top_p_logits};
 pub use hooked_encoder::{EncoderOutput, HookedEncoder};
 pub use hooked_transformer::{GradientRun, HookedTransformer, LoadOptions};
 pub use input::{ModelInput, Tokens};

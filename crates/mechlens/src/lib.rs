@@ -27,6 +27,7 @@ pub use mechlens_core::{
     ActivationCache, CacheFilter, Error, Hook, HookPoint, Hooks, Intervention, Result, device,
     shape,
 };
+pub use mechlens_exercises as exercises;
 pub use mechlens_models as models;
 pub use mechlens_models::datasets;
 pub use mechlens_sae as sae;
