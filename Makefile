@@ -22,13 +22,14 @@ lab: setup
 	@echo "JupyterLab on notebooks/; open the URL with the login token printed below"
 	@$(PY) -m jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 $(ALLOW_ROOT)
 
-TEST_STEPS := rust-tests notebook-sources notebooks browser kernel setup-checks
+TEST_STEPS := rust-tests notebook-sources exercise-sources notebooks browser kernel setup-checks
 
 test: setup
 	@echo "mechlens tests"
 	@rm -f $(TEST_STEPS:%=.cache/step-logs/%.count)
 	@$(STEP) rust-tests cargo test --workspace
 	@$(STEP) notebook-sources $(PY) tests/notebook_sources.py
+	@$(STEP) exercise-sources $(PY) scripts/exercises.py --check
 	@$(STEP) notebooks $(PY) tests/run_notebooks.py
 	@$(STEP) browser $(PY) tests/browser_check.py
 	@$(STEP) kernel $(PY) tests/kernel_checks.py

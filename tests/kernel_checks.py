@@ -47,6 +47,15 @@ def expect(condition, message):
 
 
 @check
+def first_cell_ending_in_question_mark_uses_its_display(k):
+    # Must be the session's first cell with `?`: evcxr learns that `?` is wanted from a
+    # failed build, which also sent such a cell's value to Debug (the prelude prevents it).
+    reply = k.run('df!("first" => &[1i64, 2])?')
+    expect(reply.status == "ok", f"cell failed: {reply.error}")
+    expect("<table" in reply.outputs.get("text/html", ""), f"not displayed as a table: {reply.outputs}")
+
+
+@check
 def tch_polars_plotters_in_one_cell(k):
     reply = k.run(textwrap.dedent("""
         let t = Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([2, 3]);

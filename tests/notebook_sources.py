@@ -1,5 +1,7 @@
 """The committed notebooks are their own source: edited in JupyterLab (or as JSON), never
-generated. This checks what a reviewer reads in them:
+generated, except the exercise sets' (notebooks/exercises/), which scripts/exercises.py
+builds from notebooks/exercises/sources/ and checks for drift. This checks what a reviewer
+reads in all of them:
 
 - no outputs and no execution counts are committed (the executed copies live in
   target/notebooks/, written by run_notebooks.py);
