@@ -3,4 +3,5 @@
 //! overview for what a check does).
 
 pub use crate::report::strict;
+pub use crate::grokking::checks::*;
 pub use crate::transformer::checks::*;

@@ -23,10 +23,12 @@
 //! notebook calls [`check::strict`] first, after which anything but a pass is
 //! [`mechlens_core::Error::Exercise`].
 //!
-//! The sets: [`transformer`] (E1, a GPT-2-style transformer from scratch).
+//! The sets: [`transformer`] (E1, a GPT-2-style transformer from scratch) and [`grokking`]
+//! (E5, the Fourier analysis of a model that grokked modular addition).
 
 mod catch;
 pub mod check;
+pub mod grokking;
 mod harness;
 mod random;
 mod report;

@@ -11,7 +11,7 @@ mod norm;
 mod params;
 mod sampling;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use params::{AttnParams, BlockParams, GptParams, MlpParams};
 

@@ -12,7 +12,7 @@ use crate::harness::{Case, Spec};
 use crate::report::Outcome;
 
 /// The reference passes; each mutant fails at some case with its own mistake named.
-fn proves<C: Case>(spec: Spec<C>) {
+pub(crate) fn proves<C: Case>(spec: Spec<C>) {
     assert!(!spec.mutants.is_empty(), "{} has no mutants", spec.exercise);
     let report = spec.report(&*spec.reference).unwrap();
     assert!(report.passed(), "{}: the reference fails:\n{report}", spec.exercise);
