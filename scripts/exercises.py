@@ -26,6 +26,8 @@ Usage: scripts/exercises.py             write every set's notebooks
        scripts/exercises.py --check     exit 1 if a committed notebook is not what its source
                                         gives (`make test` runs this)
        scripts/exercises.py --expected  copy the expected charts out of target/notebooks/
+       scripts/exercises.py --format    lay out every source's code blocks as rustfmt does
+                                        (what tests/notebook_sources.py then requires)
 """
 
 import hashlib
@@ -236,9 +238,41 @@ def copy_expected() -> int:
     return 0
 
 
+def format_sources() -> int:
+    """Rewrites each source's code blocks as rustfmt lays them out (markers are comments, so
+    they stay where they are)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from notebook_sources import rustfmt_cell
+
+    for source in sorted(SOURCES.glob("*.md")):
+        out, block, kind = [], [], None
+
+        def flush():
+            if kind == "code" and block:
+                text = "\n".join(block).strip("\n")
+                tail = len(block) - len("\n".join(block).rstrip("\n").split("\n"))
+                out.extend(rustfmt_cell(text).split("\n") + [""] * tail)
+            else:
+                out.extend(block)
+
+        for line in source.read_text().splitlines():
+            if line.startswith("%% "):
+                flush()
+                block, kind = [], shlex.split(line[3:])[0]
+                out.append(line)
+            else:
+                block.append(line)
+        flush()
+        source.write_text("\n".join(out) + "\n")
+        print(f"formatted {source.relative_to(ROOT)}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if "--expected" in argv:
         return copy_expected()
+    if "--format" in argv:
+        return format_sources()
     check = "--check" in argv
     sources = sorted(SOURCES.glob("*.md"))
     if not sources:

@@ -4,4 +4,5 @@
 
 pub use crate::report::strict;
 pub use crate::grokking::checks::*;
+pub use crate::superposition::checks::*;
 pub use crate::transformer::checks::*;

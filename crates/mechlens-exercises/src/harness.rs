@@ -119,7 +119,7 @@ impl<C: Case> Spec<C> {
                 Difference::None { max } => lines.push(format!("{prefix} ok (max diff {max:.1e})")),
                 Difference::Some(problem) => {
                     lines.push(format!("{prefix} wrong"));
-                    let likely = self.matching_mutant(case, &got)?;
+                    let likely = self.matching_mutant(learner)?;
                     return Ok(fail(lines, problem, likely));
                 }
             }
@@ -131,15 +131,29 @@ impl<C: Case> Spec<C> {
         })
     }
 
-    /// The first mutant whose answer on `case` the learner's matches.
-    fn matching_mutant(&self, case: &C, got: &Tensor) -> Result<Option<String>> {
-        for mutant in &self.mutants {
-            let Ok(wrong) = (mutant.run)(case) else {
-                continue;
-            };
-            if let Difference::None { .. } = difference(got, &wrong, self.compare)? {
-                return Ok(Some(mutant.mistake.to_string()));
+    /// The first mutant whose answers the learner's match on every case where the learner
+    /// returns one. Two mistakes can agree on one case (a bias added after a ReLU that
+    /// never clipped, and no ReLU at all): all the cases tell them apart.
+    fn matching_mutant(&self, learner: &dyn Fn(&C) -> Result<Tensor>) -> Result<Option<String>> {
+        let answers: Vec<Option<Tensor>> = self
+            .cases
+            .iter()
+            .map(|case| match call(|| learner(case)) {
+                Caught::Returned(Ok(t)) => Some(t),
+                _ => None,
+            })
+            .collect();
+        'mutants: for mutant in &self.mutants {
+            for (case, got) in self.cases.iter().zip(&answers) {
+                let Some(got) = got else { continue };
+                let Ok(wrong) = (mutant.run)(case) else {
+                    continue 'mutants;
+                };
+                if let Difference::Some(_) = difference(got, &wrong, self.compare)? {
+                    continue 'mutants;
+                }
             }
+            return Ok(Some(mutant.mistake.to_string()));
         }
         Ok(None)
     }

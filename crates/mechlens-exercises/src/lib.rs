@@ -23,8 +23,9 @@
 //! notebook calls [`check::strict`] first, after which anything but a pass is
 //! [`mechlens_core::Error::Exercise`].
 //!
-//! The sets: [`transformer`] (E1, a GPT-2-style transformer from scratch) and [`grokking`]
-//! (E5, the Fourier analysis of a model that grokked modular addition).
+//! The sets: [`transformer`] (E1, a GPT-2-style transformer from scratch), [`superposition`]
+//! (E4, toy models of superposition and sparse autoencoders) and [`grokking`] (E5, the Fourier
+//! analysis of a model that grokked modular addition).
 
 mod catch;
 pub mod check;
@@ -32,6 +33,7 @@ pub mod grokking;
 mod harness;
 mod random;
 mod report;
+pub mod superposition;
 pub mod transformer;
 
 pub use report::{Outcome, Report};
