@@ -14,9 +14,10 @@ opened by a line `%% <kind> [key=value ...]`:
     %% hint        a collapsed "Hint" block
     %% stuck       a collapsed "I'm stuck" block
     %% expected file=E1-loss.svg
-                   the solution's chart, shown to the learner: the svg output of the
-                   solution's cell tagged `expected=E1-loss.svg`, kept in
-                   notebooks/exercises/expected/ by `--expected` (after `make test` ran it)
+                   the solution's chart, shown to the learner (attached to the cell, so it
+                   travels with the notebook): the svg output of the solution's cell tagged
+                   `expected=E1-loss.svg`, kept in notebooks/exercises/expected/ by
+                   `--expected` (after `make test` ran it), which then rebuilds the notebooks
 
 It writes notebooks/exercises/<SET>.ipynb (the learner's) and
 notebooks/exercises/solutions/<SET>.ipynb. The solution's first code cell also turns on the
@@ -30,6 +31,7 @@ Usage: scripts/exercises.py             write every set's notebooks
                                         (what tests/notebook_sources.py then requires)
 """
 
+import base64
 import hashlib
 import json
 import re
@@ -166,7 +168,17 @@ def build(path: Path) -> dict[str, dict]:
             if not re.fullmatch(r"[\w.-]+\.svg", name):
                 raise SourceError(f"{where}: `%% expected` needs file=<name>.svg")
             caption = text or "What the solution draws:"
-            add(cells["learner"], "markdown", details("📈 Expected output", f"{caption}\n\n![expected output](expected/{name})"))
+            chart = EXPECTED / name
+            if chart.exists():
+                # Attached, not linked: the notebook shows it wherever it is copied to.
+                body = f"{caption}\n\n![expected output](attachment:{name})"
+                add(cells["learner"], "markdown", details("📈 Expected output", body))
+                cells["learner"][-1]["attachments"] = {
+                    name: {"image/svg+xml": base64.b64encode(chart.read_bytes()).decode()}
+                }
+            else:
+                body = f"{caption}\n\n(The chart appears here once `scripts/exercises.py --expected` has saved it.)"
+                add(cells["learner"], "markdown", details("📈 Expected output", body))
         elif kind == "code":
             learner, solution, had = split_solution(text, where)
             answered += had
@@ -235,7 +247,7 @@ def copy_expected() -> int:
                 (EXPECTED / tag.split("=", 1)[1]).write_text(text)
                 saved += 1
     print(f"saved {saved} expected chart(s) in {EXPECTED.relative_to(ROOT)}")
-    return 0
+    return main([])  # the learner notebooks carry the charts: build them again
 
 
 def format_sources() -> int:
