@@ -5,8 +5,11 @@
 //! - `grokking --out DIR [--epochs N] [--work DIR]` (`grokking.rs`): Nanda et al. 2023.
 //! - `tms-sparsity --out DIR [--steps N]` (`tms_sparsity.rs`): Elhage et al. 2022's
 //!   dimensions-per-feature sweep.
+//! - `induction --out DIR [--steps N]` (`induction.rs`): Olsson et al. 2022's two- and
+//!   one-layer attention-only models.
 
 mod grokking;
+mod induction;
 mod tms_sparsity;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +17,8 @@ use std::path::{Path, PathBuf};
 use mechlens_core::{Error, Result};
 
 pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--work DIR]
-       mechlens train-toy tms-sparsity --out DIR [--steps N]";
+       mechlens train-toy tms-sparsity --out DIR [--steps N]
+       mechlens train-toy induction --out DIR [--steps N]";
 
 /// Parses the arguments after `train-toy` and runs.
 pub fn run(args: &[String]) -> Result<()> {
@@ -31,7 +35,7 @@ pub fn run(args: &[String]) -> Result<()> {
         match (toy.as_str(), flag.as_str()) {
             (_, "--out") => out = Some(PathBuf::from(value)),
             ("grokking", "--work") => work = Some(PathBuf::from(value)),
-            ("grokking", "--epochs") | ("tms-sparsity", "--steps") => {
+            ("grokking", "--epochs") | ("tms-sparsity" | "induction", "--steps") => {
                 length = Some(
                     value
                         .parse()
@@ -55,8 +59,12 @@ pub fn run(args: &[String]) -> Result<()> {
             &out,
         ),
         "tms-sparsity" => tms_sparsity::run(length.unwrap_or(tms_sparsity::STEPS), &out),
+        "induction" => induction::run(
+            length.unwrap_or(mechlens_toys::INDUCTION_STEPS),
+            &out,
+        ),
         _ => Err(bad(format!(
-            "unknown toy {toy:?} (known: grokking, tms-sparsity)"
+            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction)"
         ))),
     }
 }

@@ -24,6 +24,7 @@ mod absorption;
 mod feature_tree;
 mod grokking;
 mod induction;
+mod induction_run;
 mod matching;
 mod modular;
 mod sae_source;
@@ -37,6 +38,7 @@ pub use absorption::{
 pub use feature_tree::{FeatureTree, TreeBatch, TreeFeature};
 pub use grokking::{GrokkingOptions, ProgressMeasures, grid_logits, progress_measures};
 pub use induction::{InductionBatch, InductionData, InductionOptions, masked_next_token_loss};
+pub use induction_run::{INDUCTION_LOG_EVERY, INDUCTION_STEPS, induction_model, train_induction};
 pub use matching::{feature_uniqueness, matched_rows, mean_correlation_coefficient};
 pub use modular::{
     ModularData, embedding_frequency_power, fourier_basis, grid_loss, grokking_config, is_prime,

@@ -1,0 +1,66 @@
+//! Reproduction 02's runs (Olsson et al. 2022): the attention-only model and how it is
+//! trained on [`InductionData`], shared by `mechlens train-toy induction` (which writes the
+//! committed runs in datasets/induction-attn-only) and anyone who wants to train it again.
+
+use mechlens_core::Result;
+use mechlens_models::{HookedTransformer, HookedTransformerConfig};
+use mechlens_train::{ModelTrainConfig, ModelTrainer, Schedule};
+
+use crate::induction::{InductionData, InductionOptions, masked_next_token_loss};
+
+/// Steps of the committed runs.
+pub const INDUCTION_STEPS: usize = 4_000;
+/// How often the committed runs log the loss on the repeated tokens.
+pub const INDUCTION_LOG_EVERY: usize = 250;
+/// The constant learning rate of the committed runs.
+const LR: f64 = 2e-3;
+
+/// The attention-only model: `n_layers` layers, d_model 64, 4 heads, vocabulary and context
+/// 64, no norms, TransformerLens' initialisation (seed 0) with the embeddings scaled to
+/// N(0, 1), nn.Embedding's default (TransformerLens draws N(0, (0.8/√64)²) = N(0, 0.1²)).
+///
+/// # Errors
+/// Only libtorch's.
+pub fn induction_model(n_layers: usize) -> Result<HookedTransformer> {
+    let cfg = HookedTransformerConfig {
+        n_layers,
+        d_model: 64,
+        n_heads: 4,
+        d_vocab: 64,
+        n_ctx: 64,
+        attn_only: true,
+        normalization_type: None,
+        ..Default::default()
+    };
+    let model = HookedTransformer::from_config(&cfg, 0)?;
+    let _guard = tch::no_grad_guard();
+    for (name, t) in model.named_parameters() {
+        if name.starts_with("embed.") {
+            let _ = t.shallow_clone().f_mul_scalar_(10.0)?;
+        }
+    }
+    Ok(model)
+}
+
+/// Trains [`induction_model`]`(n_layers)` for `steps` steps on [`InductionData`]'s default
+/// stream (AdamW, constant lr 2e-3), logging `repeated_loss` (the loss on the repeated
+/// tokens of a fixed probe batch of 64, seed 999) every [`INDUCTION_LOG_EVERY`] steps.
+///
+/// # Errors
+/// The trainer's ([`mechlens_core::Error::Training`] for a non-finite loss).
+pub fn train_induction(n_layers: usize, steps: usize) -> Result<ModelTrainer> {
+    let probe = InductionData::new(InductionOptions {
+        batch: 64,
+        seed: 999,
+        ..Default::default()
+    })?
+    .sample(0)?;
+    let cfg = ModelTrainConfig::new(steps, Schedule::constant(LR)).log_every(INDUCTION_LOG_EVERY);
+    let mut trainer = ModelTrainer::new(induction_model(n_layers)?, cfg)?.with_metric(
+        "repeated_loss",
+        INDUCTION_LOG_EVERY,
+        move |m| masked_next_token_loss(&m.forward(&probe.tokens)?, &probe.tokens, &probe.induction),
+    );
+    trainer.run(&mut InductionData::new(InductionOptions::default())?)?;
+    Ok(trainer)
+}
