@@ -59,10 +59,7 @@ pub fn run(args: &[String]) -> Result<()> {
             &out,
         ),
         "tms-sparsity" => tms_sparsity::run(length.unwrap_or(tms_sparsity::STEPS), &out),
-        "induction" => induction::run(
-            length.unwrap_or(mechlens_toys::INDUCTION_STEPS),
-            &out,
-        ),
+        "induction" => induction::run(length.unwrap_or(mechlens_toys::INDUCTION_STEPS), &out),
         _ => Err(bad(format!(
             "unknown toy {toy:?} (known: grokking, tms-sparsity, induction)"
         ))),
@@ -82,6 +79,20 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error
 /// Writes `text` to `path` through a temporary file, so a reader never sees half of it.
 fn write_file(path: &Path, text: &str) -> Result<()> {
     mechlens_checkpoint::atomic::write(path, text.as_bytes())
+}
+
+/// Ends a run: its settings as `out/run.json`, and a line saying how long it all took.
+fn finish_run(out: &Path, run: &serde_json::Value, started: std::time::Instant) -> Result<()> {
+    write_file(
+        &out.join("run.json"),
+        &serde_json::to_string_pretty(run).unwrap_or_default(),
+    )?;
+    println!(
+        "wrote {} in {:.0} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The `step_NNNNNNNN` checkpoint folders under `dir` with their steps, oldest first.

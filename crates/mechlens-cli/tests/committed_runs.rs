@@ -113,9 +113,19 @@ fn the_committed_sparsity_sweep_starts_as_the_command_does() {
 #[test]
 fn the_committed_induction_runs_start_as_the_command_does() {
     let dir = temp("induction");
-    mechlens(&["train-toy", "induction", "--steps", "501", "--out", dir.to_str().unwrap()]);
+    mechlens(&[
+        "train-toy",
+        "induction",
+        "--steps",
+        "501",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     for run in ["two-layer", "one-layer"] {
-        let committed = repo().join("datasets/induction-attn-only").join(run).join("log.csv");
+        let committed = repo()
+            .join("datasets/induction-attn-only")
+            .join(run)
+            .join("log.csv");
         let fresh = dir.join(run).join("log.csv");
         for name in ["loss", "repeated_loss"] {
             assert_close(

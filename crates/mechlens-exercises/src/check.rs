@@ -2,7 +2,7 @@
 //! Each takes the learner's function and returns a [`crate::Report`] (see the crate's
 //! overview for what a check does).
 
-pub use crate::report::strict;
 pub use crate::grokking::checks::*;
+pub use crate::report::strict;
 pub use crate::superposition::checks::*;
 pub use crate::transformer::checks::*;

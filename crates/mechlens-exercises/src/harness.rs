@@ -27,10 +27,7 @@ pub(crate) struct Mutant<C> {
 }
 
 impl<C> Mutant<C> {
-    pub(crate) fn new(
-        mistake: &'static str,
-        run: impl Fn(&C) -> Result<Tensor> + 'static,
-    ) -> Self {
+    pub(crate) fn new(mistake: &'static str, run: impl Fn(&C) -> Result<Tensor> + 'static) -> Self {
         Self {
             mistake,
             run: Box::new(run),
@@ -73,8 +70,11 @@ impl<C: Case> Spec<C> {
         let mut lines = Vec::new();
         for (i, case) in self.cases.iter().enumerate() {
             let expected = (self.reference)(case)?;
-            let before: Vec<(&str, Tensor)> =
-                case.inputs().into_iter().map(|(name, t)| (name, t.copy())).collect();
+            let before: Vec<(&str, Tensor)> = case
+                .inputs()
+                .into_iter()
+                .map(|(name, t)| (name, t.copy()))
+                .collect();
             let prefix = format!("case {}/{n}  {}:", i + 1, case.label());
             let fail = |lines: Vec<String>, problem: String, likely: Option<String>| Report {
                 exercise: self.exercise.into(),
@@ -95,11 +95,19 @@ impl<C: Case> Spec<C> {
                 }
                 Caught::Panicked(message) => {
                     lines.push(format!("{prefix} panicked"));
-                    return Ok(fail(lines, format!("your function panicked: {message}"), None));
+                    return Ok(fail(
+                        lines,
+                        format!("your function panicked: {message}"),
+                        None,
+                    ));
                 }
                 Caught::Returned(Err(e)) => {
                     lines.push(format!("{prefix} returned an error"));
-                    return Ok(fail(lines, format!("your function returned an error: {e}"), None));
+                    return Ok(fail(
+                        lines,
+                        format!("your function returned an error: {e}"),
+                        None,
+                    ));
                 }
                 Caught::Returned(Ok(t)) => t,
             };
@@ -216,7 +224,9 @@ pub(crate) fn difference(got: &Tensor, expected: &Tensor, compare: Compare) -> R
         ),
         Compare::SoftmaxLastDim { atol } => (
             got.f_to_kind(Kind::Double)?.f_softmax(-1, Kind::Double)?,
-            expected.f_to_kind(Kind::Double)?.f_softmax(-1, Kind::Double)?,
+            expected
+                .f_to_kind(Kind::Double)?
+                .f_softmax(-1, Kind::Double)?,
             atol,
             0.0,
         ),
@@ -241,17 +251,24 @@ pub(crate) fn difference(got: &Tensor, expected: &Tensor, compare: Compare) -> R
     let both_nan = g.f_isnan()?.f_logical_and(&e.f_isnan()?)?;
     let agree = same_inf.f_logical_or(&both_nan)?;
     let diff = g.f_sub(&e)?.f_abs()?.f_masked_fill(&agree, 0.0)?;
-    let allowed = e.f_abs()?.f_mul_scalar(rtol)?.f_add_scalar(atol)?.f_masked_fill(&agree, 1.0)?;
-    let excess = diff.f_sub(&allowed)?.f_nan_to_num(f64::INFINITY, None, None)?;
-    let max = diff.f_nan_to_num(f64::INFINITY, None, None)?.f_max()?.f_double_value(&[])?;
+    let allowed = e
+        .f_abs()?
+        .f_mul_scalar(rtol)?
+        .f_add_scalar(atol)?
+        .f_masked_fill(&agree, 1.0)?;
+    let excess = diff
+        .f_sub(&allowed)?
+        .f_nan_to_num(f64::INFINITY, None, None)?;
+    let max = diff
+        .f_nan_to_num(f64::INFINITY, None, None)?
+        .f_max()?
+        .f_double_value(&[])?;
     if excess.f_max()?.f_double_value(&[])? <= 0.0 {
         return Ok(Difference::None { max });
     }
     let flat = excess.f_argmax(None, false)?.f_int64_value(&[])?;
     let at = unravel(flat, &g.size());
-    let value = |t: &Tensor| -> Result<f64> {
-        Ok(t.f_reshape([-1])?.f_double_value(&[flat])?)
-    };
+    let value = |t: &Tensor| -> Result<f64> { Ok(t.f_reshape([-1])?.f_double_value(&[flat])?) };
     let what = if matches!(compare, Compare::SoftmaxLastDim { .. }) {
         "after a softmax over the last dim, the result"
     } else {
@@ -271,7 +288,10 @@ pub(crate) fn difference(got: &Tensor, expected: &Tensor, compare: Compare) -> R
 
 /// The index of the first true element of a bool tensor.
 fn first_true(mask: &Tensor) -> Result<Vec<i64>> {
-    let flat = mask.f_reshape([-1])?.f_to_kind(Kind::Int64)?.f_argmax(None, false)?;
+    let flat = mask
+        .f_reshape([-1])?
+        .f_to_kind(Kind::Int64)?
+        .f_argmax(None, false)?;
     Ok(unravel(flat.f_int64_value(&[])?, &mask.size()))
 }
 

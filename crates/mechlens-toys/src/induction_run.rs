@@ -59,7 +59,9 @@ pub fn train_induction(n_layers: usize, steps: usize) -> Result<ModelTrainer> {
     let mut trainer = ModelTrainer::new(induction_model(n_layers)?, cfg)?.with_metric(
         "repeated_loss",
         INDUCTION_LOG_EVERY,
-        move |m| masked_next_token_loss(&m.forward(&probe.tokens)?, &probe.tokens, &probe.induction),
+        move |m| {
+            masked_next_token_loss(&m.forward(&probe.tokens)?, &probe.tokens, &probe.induction)
+        },
     );
     trainer.run(&mut InductionData::new(InductionOptions::default())?)?;
     Ok(trainer)

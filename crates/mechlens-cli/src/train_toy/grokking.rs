@@ -25,7 +25,7 @@ use mechlens_toys::{
 };
 use mechlens_train::{FullBatch, ModelTrainer};
 
-use super::{checkpoints, io, write_file};
+use super::{checkpoints, finish_run, io, write_file};
 
 /// Share of the embedding's non-constant Fourier power the key frequencies hold together:
 /// the fewest frequencies reaching it are the key ones (the paper's five hold 93.9%).
@@ -120,14 +120,5 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
         "train_seconds_this_invocation": (trained * 10.0).round() / 10.0,
         "threads": tch::get_num_threads(),
     });
-    write(
-        "run.json",
-        &serde_json::to_string_pretty(&run).unwrap_or_default(),
-    )?;
-    println!(
-        "wrote {} in {:.0} s",
-        out.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    finish_run(out, &run, started)
 }

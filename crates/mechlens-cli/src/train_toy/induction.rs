@@ -16,7 +16,7 @@ use mechlens_core::Result;
 use mechlens_tables::numeric_csv;
 use mechlens_toys::{INDUCTION_LOG_EVERY, train_induction};
 
-use super::{io, write_file};
+use super::{finish_run, io, write_file};
 
 /// Trains both models for `steps` steps and writes `out`.
 pub fn run(steps: usize, out: &Path) -> Result<()> {
@@ -39,14 +39,5 @@ pub fn run(steps: usize, out: &Path) -> Result<()> {
         "train_seconds": {"two-layer": seconds[0], "one-layer": seconds[1]},
         "threads": tch::get_num_threads(),
     });
-    write_file(
-        &out.join("run.json"),
-        &serde_json::to_string_pretty(&run).unwrap_or_default(),
-    )?;
-    println!(
-        "wrote {} in {:.0} s",
-        out.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    finish_run(out, &run, started)
 }

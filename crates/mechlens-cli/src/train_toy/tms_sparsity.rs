@@ -19,7 +19,7 @@ use mechlens_core::Result;
 use mechlens_tables::numeric_csv;
 use mechlens_toys::{ToyModel, ToyModelOptions, ToyTrainOptions};
 
-use super::{io, write_file};
+use super::{finish_run, io, write_file};
 
 /// Steps of the full run (the calibration: 10,000).
 pub const STEPS: usize = 10_000;
@@ -68,10 +68,5 @@ pub fn run(steps: usize, out: &Path) -> Result<()> {
         "train_seconds": (seconds * 10.0).round() / 10.0,
         "threads": tch::get_num_threads(),
     });
-    write_file(
-        &out.join("run.json"),
-        &serde_json::to_string_pretty(&run).unwrap_or_default(),
-    )?;
-    println!("wrote {} in {seconds:.0} s", out.display());
-    Ok(())
+    finish_run(out, &run, started)
 }

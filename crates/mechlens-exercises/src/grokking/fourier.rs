@@ -47,7 +47,9 @@ fn basis(p: usize, normalise: bool, sin_first: bool, offset: usize) -> Result<Te
             r.iter().map(move |v| v / norm)
         })
         .collect();
-    Ok(Tensor::from_slice(&flat).f_view([p as i64, p as i64])?.f_to_kind(Kind::Float)?)
+    Ok(Tensor::from_slice(&flat)
+        .f_view([p as i64, p as i64])?
+        .f_to_kind(Kind::Float)?)
 }
 
 const CLOSE: Compare = Compare::Values {
@@ -61,15 +63,18 @@ pub(crate) fn fourier_basis_spec() -> Spec<PrimeCase> {
         cases: PRIMES.iter().map(|&p| PrimeCase { p }).collect(),
         reference: Box::new(|c: &PrimeCase| mechlens_toys::fourier_basis(c.p)),
         mutants: vec![
-            Mutant::new("the rows are not normalised: divide each by its norm (the constant row by √p)", |c: &PrimeCase| {
-                basis(c.p, false, false, 0)
-            }),
-            Mutant::new("sin comes before cos: for each k the cos row is first (rows 2k − 1 and 2k)", |c: &PrimeCase| {
-                basis(c.p, true, true, 0)
-            }),
-            Mutant::new("the frequencies are off by one: row 1 is cos(2π·1·x/p), k runs from 1", |c: &PrimeCase| {
-                basis(c.p, true, false, 1)
-            }),
+            Mutant::new(
+                "the rows are not normalised: divide each by its norm (the constant row by √p)",
+                |c: &PrimeCase| basis(c.p, false, false, 0),
+            ),
+            Mutant::new(
+                "sin comes before cos: for each k the cos row is first (rows 2k − 1 and 2k)",
+                |c: &PrimeCase| basis(c.p, true, true, 0),
+            ),
+            Mutant::new(
+                "the frequencies are off by one: row 1 is cos(2π·1·x/p), k runs from 1",
+                |c: &PrimeCase| basis(c.p, true, false, 1),
+            ),
         ],
         compare: CLOSE,
     }
@@ -116,39 +121,41 @@ fn power(c: &EmbedCase, square: bool, first: i64, cos_only: bool) -> Result<Tens
     })
 }
 
-pub(crate) fn frequency_power_spec() -> Spec<EmbedCase> {
+pub(crate) fn frequency_power_spec() -> Result<Spec<EmbedCase>> {
     let mut draw = Draw::new(81);
     let cases = PRIMES
         .iter()
         .take(5)
         .map(|&p| {
             let d_model = draw.int(3, 16);
-            EmbedCase {
+            Ok(EmbedCase {
                 // One row more than p, as the model's vocabulary has (`=`).
                 w_e: draw.normal(&[p as i64 + 1, d_model], 0.0, 1.0),
-                basis: mechlens_toys::fourier_basis(p).unwrap_or_default(),
+                basis: mechlens_toys::fourier_basis(p)?,
                 p,
-            }
+            })
         })
-        .collect();
-    Spec {
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Spec {
         exercise: "frequency_power",
         cases,
         reference: Box::new(|c: &EmbedCase| embedding_frequency_power(&c.w_e, c.p)),
         mutants: vec![
-            Mutant::new("the norms are not squared: power is the squared norm", |c: &EmbedCase| {
-                power(c, false, 1, false)
-            }),
-            Mutant::new("only the cos row of each frequency is counted; add its sin row", |c: &EmbedCase| {
-                power(c, true, 1, true)
-            }),
+            Mutant::new(
+                "the norms are not squared: power is the squared norm",
+                |c: &EmbedCase| power(c, false, 1, false),
+            ),
+            Mutant::new(
+                "only the cos row of each frequency is counted; add its sin row",
+                |c: &EmbedCase| power(c, true, 1, true),
+            ),
             Mutant::new(
                 "the rows are paired from the constant (0 with 1, 2 with 3, ...); frequency k is rows 2k − 1 and 2k",
                 |c: &EmbedCase| power(c, true, 0, false),
             ),
         ],
         compare: CLOSE,
-    }
+    })
 }
 
 /// Checks `frequency_power(w_e, basis)`: for each frequency `k = 1..=(p − 1)/2`, the squared
@@ -161,7 +168,7 @@ pub(crate) fn frequency_power_spec() -> Spec<EmbedCase> {
 /// # Errors
 /// In strict mode, a check that does not pass.
 pub fn frequency_power(f: impl Fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Report> {
-    frequency_power_spec().check(&|c| f(&c.w_e, &c.basis))
+    frequency_power_spec()?.check(&|c| f(&c.w_e, &c.basis))
 }
 
 pub(crate) struct PowerCase {
@@ -209,24 +216,30 @@ pub(crate) fn key_frequencies_spec() -> Spec<PowerCase> {
         .map(|share| {
             let n = draw.int(5, 20);
             // A few strong frequencies over a weak floor, as in a grokked embedding.
-            let power = draw.normal(&[n], 0.0, 1.0).f_square().unwrap_or_default();
+            let power = draw.normal(&[n], 0.0, 1.0).square();
             PowerCase { power, share }
         })
         .collect();
     Spec {
         exercise: "key_frequencies",
         cases,
-        reference: Box::new(|c: &PowerCase| Ok(as_tensor(library_key_frequencies(&c.power, c.share)?.0))),
+        reference: Box::new(|c: &PowerCase| {
+            Ok(as_tensor(library_key_frequencies(&c.power, c.share)?.0))
+        }),
         mutants: vec![
-            Mutant::new("the weakest frequencies are taken first; sort by power, strongest first", |c: &PowerCase| {
-                pick(c, false, false)
-            }),
+            Mutant::new(
+                "the weakest frequencies are taken first; sort by power, strongest first",
+                |c: &PowerCase| pick(c, false, false),
+            ),
             Mutant::new(
                 "one frequency too few: keep adding until the share is reached (the last one takes it past)",
                 |c: &PowerCase| pick(c, true, true),
             ),
         ],
-        compare: Compare::Values { atol: 0.0, rtol: 0.0 },
+        compare: Compare::Values {
+            atol: 0.0,
+            rtol: 0.0,
+        },
     }
 }
 

@@ -28,7 +28,11 @@ impl Case for ActsCase {
 /// counts only the components along `a` (pure `a` terms).
 fn share(c: &ActsCase, keep_constant: bool, only_a: bool) -> Result<Tensor> {
     let p = c.basis.size()[0];
-    let coef = Tensor::f_einsum("ia,jb,abn->ijn", &[&c.basis, &c.basis, &c.acts], None::<&[i64]>)?;
+    let coef = Tensor::f_einsum(
+        "ia,jb,abn->ijn",
+        &[&c.basis, &c.basis, &c.acts],
+        None::<&[i64]>,
+    )?;
     let sq = coef.f_square()?;
     let constant = sq.f_get(0)?.f_get(0)?;
     let mut total = sq.f_sum_dim_intlist(&[0i64, 1][..], false, Kind::Float)?;
@@ -39,7 +43,9 @@ fn share(c: &ActsCase, keep_constant: bool, only_a: bool) -> Result<Tensor> {
     for k in 1..=(p - 1) / 2 {
         let idx = Tensor::from_slice(&[0i64, 2 * k - 1, 2 * k]);
         let held = if only_a {
-            sq.f_index_select(0, &idx.f_narrow(0, 1, 2)?)?.f_select(1, 0)?.f_sum_dim_intlist(0, false, Kind::Float)?
+            sq.f_index_select(0, &idx.f_narrow(0, 1, 2)?)?
+                .f_select(1, 0)?
+                .f_sum_dim_intlist(0, false, Kind::Float)?
         } else {
             sq.f_index_select(0, &idx)?
                 .f_index_select(1, &idx)?
@@ -51,7 +57,7 @@ fn share(c: &ActsCase, keep_constant: bool, only_a: bool) -> Result<Tensor> {
     Ok(Tensor::f_stack(&shares, 0)?.f_max_dim(0, false)?.0)
 }
 
-pub(crate) fn neuron_share_spec() -> Spec<ActsCase> {
+pub(crate) fn neuron_share_spec() -> Result<Spec<ActsCase>> {
     let mut draw = Draw::new(91);
     let cases = PRIMES
         .iter()
@@ -59,23 +65,29 @@ pub(crate) fn neuron_share_spec() -> Spec<ActsCase> {
         .take(4)
         .map(|&p| {
             let n = draw.int(2, 10);
-            let basis = mechlens_toys::fourier_basis(p).unwrap_or_default();
+            let basis = mechlens_toys::fourier_basis(p)?;
             // Neurons built from a few Fourier components plus noise, then a ReLU, as an
             // MLP's would be: each has a best frequency, and the other components matter.
             let coef = draw.normal(&[p as i64, p as i64, n], 0.0, 0.3);
             let strong = draw.normal(&[3, 3, n], 0.0, 3.0);
             let k = draw.int(1, (p as i64 - 1) / 2);
             let idx = Tensor::from_slice(&[0i64, 2 * k - 1, 2 * k]);
-            let coef = coef
-                .index_put(&[Some(idx.view([3, 1])), Some(idx.view([1, 3]))], &strong, true);
-            let acts = Tensor::einsum("ia,jb,ijn->abn", &[&basis, &basis, &coef], None::<&[i64]>).relu();
-            ActsCase { acts, basis }
+            let coef = coef.index_put(
+                &[Some(idx.view([3, 1])), Some(idx.view([1, 3]))],
+                &strong,
+                true,
+            );
+            let acts =
+                Tensor::einsum("ia,jb,ijn->abn", &[&basis, &basis, &coef], None::<&[i64]>).relu();
+            Ok(ActsCase { acts, basis })
         })
-        .collect();
-    Spec {
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Spec {
         exercise: "neuron_frequency_share",
         cases,
-        reference: Box::new(|c: &ActsCase| Ok(library_share(&c.acts, c.basis.size()[0] as usize)?.1)),
+        reference: Box::new(|c: &ActsCase| {
+            Ok(library_share(&c.acts, c.basis.size()[0] as usize)?.1)
+        }),
         mutants: vec![
             Mutant::new(
                 "the constant component is left in: it is the neuron's mean, not its variance; take it out of the total and of each frequency's part",
@@ -90,7 +102,7 @@ pub(crate) fn neuron_share_spec() -> Spec<ActsCase> {
             atol: 1e-5,
             rtol: 1e-4,
         },
-    }
+    })
 }
 
 /// Checks `neuron_frequency_share(acts, basis)`: for each neuron, the largest share of its
@@ -104,7 +116,7 @@ pub(crate) fn neuron_share_spec() -> Spec<ActsCase> {
 /// # Errors
 /// In strict mode, a check that does not pass.
 pub fn neuron_frequency_share(f: impl Fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Report> {
-    neuron_share_spec().check(&|c| f(&c.acts, &c.basis))
+    neuron_share_spec()?.check(&|c| f(&c.acts, &c.basis))
 }
 
 pub(crate) struct LogitsCase {
@@ -114,7 +126,11 @@ pub(crate) struct LogitsCase {
 
 impl Case for LogitsCase {
     fn label(&self) -> String {
-        format!("logits {:?}, frequencies {:?}", self.logits.size(), self.frequencies)
+        format!(
+            "logits {:?}, frequencies {:?}",
+            self.logits.size(),
+            self.frequencies
+        )
     }
     fn inputs(&self) -> Vec<(&'static str, &Tensor)> {
         vec![("logits", &self.logits)]

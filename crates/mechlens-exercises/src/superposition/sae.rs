@@ -92,7 +92,11 @@ const CLOSE: Compare = Compare::Values {
 };
 
 fn encode(c: &SaeCase, subtract_b_dec: bool, relu: bool) -> Result<Tensor> {
-    let input = if subtract_b_dec { c.x.f_sub(&c.b_dec)? } else { c.x.shallow_clone() };
+    let input = if subtract_b_dec {
+        c.x.f_sub(&c.b_dec)?
+    } else {
+        c.x.shallow_clone()
+    };
     let pre = input.f_matmul(&c.w_enc)?.f_add(&c.b_enc)?;
     Ok(if relu { pre.f_relu()? } else { pre })
 }
@@ -107,7 +111,10 @@ pub(crate) fn encode_spec() -> Spec<SaeCase> {
                 "b_dec is not subtracted from the input first (SAELens' apply_b_dec_to_input: the encoder reads x - b_dec)",
                 |c: &SaeCase| encode(c, false, true),
             ),
-            Mutant::new("no ReLU: latent activations are never negative", |c: &SaeCase| encode(c, true, false)),
+            Mutant::new(
+                "no ReLU: latent activations are never negative",
+                |c: &SaeCase| encode(c, true, false),
+            ),
         ],
         compare: CLOSE,
     }
@@ -121,7 +128,9 @@ pub(crate) fn encode_spec() -> Spec<SaeCase> {
 ///
 /// # Errors
 /// In strict mode, a check that does not pass.
-pub fn sae_encode(f: impl Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<Tensor>) -> Result<Report> {
+pub fn sae_encode(
+    f: impl Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Report> {
     encode_spec().check(&|c| f(&c.x, &c.w_enc, &c.b_enc, &c.b_dec))
 }
 
@@ -130,7 +139,9 @@ pub(crate) fn decode_spec() -> Spec<SaeCase> {
         exercise: "sae_decode",
         cases: cases(112),
         reference: Box::new(|c: &SaeCase| library_sae(c)?.decode(&c.acts)),
-        mutants: vec![Mutant::new("b_dec is not added back", |c: &SaeCase| Ok(c.acts.f_matmul(&c.w_dec)?))],
+        mutants: vec![Mutant::new("b_dec is not added back", |c: &SaeCase| {
+            Ok(c.acts.f_matmul(&c.w_dec)?)
+        })],
         compare: CLOSE,
     }
 }
@@ -156,7 +167,9 @@ fn loss(c: &SaeCase, sum_d_in: bool, l1_weight: f64) -> Result<Tensor> {
         sq.f_mean_dim(-1, false, Kind::Float)?
     };
     let l1 = c.acts.f_abs()?.f_sum_dim_intlist(-1, false, Kind::Float)?;
-    Ok(mse.f_add(&l1.f_mul_scalar(l1_weight)?)?.f_mean(Kind::Float)?)
+    Ok(mse
+        .f_add(&l1.f_mul_scalar(l1_weight)?)?
+        .f_mean(Kind::Float)?)
 }
 
 pub(crate) fn loss_spec() -> Spec<SaeCase> {
@@ -169,8 +182,14 @@ pub(crate) fn loss_spec() -> Spec<SaeCase> {
                 "the squared error is averaged over d_in; it is summed over d_in (the squared distance), then averaged over the batch",
                 |c: &SaeCase| loss(c, false, c.l1),
             ),
-            Mutant::new("the L1 penalty is missing: add l1_coefficient · Σ|acts|", |c: &SaeCase| loss(c, true, 0.0)),
-            Mutant::new("the L1 term is not multiplied by the coefficient", |c: &SaeCase| loss(c, true, 1.0)),
+            Mutant::new(
+                "the L1 penalty is missing: add l1_coefficient · Σ|acts|",
+                |c: &SaeCase| loss(c, true, 0.0),
+            ),
+            Mutant::new(
+                "the L1 term is not multiplied by the coefficient",
+                |c: &SaeCase| loss(c, true, 1.0),
+            ),
         ],
         compare: CLOSE,
     }
@@ -199,11 +218,21 @@ pub(crate) fn normalize_spec() -> Spec<SaeCase> {
         mutants: vec![
             Mutant::new(
                 "the columns are normalised; each latent's direction is a row of W_dec ([d_sae, d_in])",
-                |c: &SaeCase| Ok(c.w_dec.f_div(&c.w_dec.f_norm_scalaropt_dim(2, [0], true)?)?),
+                |c: &SaeCase| {
+                    Ok(c.w_dec
+                        .f_div(&c.w_dec.f_norm_scalaropt_dim(2, [0], true)?)?)
+                },
             ),
-            Mutant::new("each row is divided by its squared norm; divide by the norm", |c: &SaeCase| {
-                Ok(c.w_dec.f_div(&c.w_dec.f_square()?.f_sum_dim_intlist(1, true, Kind::Float)?)?)
-            }),
+            Mutant::new(
+                "each row is divided by its squared norm; divide by the norm",
+                |c: &SaeCase| {
+                    Ok(c.w_dec.f_div(&c.w_dec.f_square()?.f_sum_dim_intlist(
+                        1,
+                        true,
+                        Kind::Float,
+                    )?)?)
+                },
+            ),
         ],
         compare: CLOSE,
     }
@@ -225,17 +254,23 @@ pub(crate) fn dead_spec() -> Spec<SaeCase> {
     Spec {
         exercise: "dead_latents",
         cases: cases(115),
-        reference: Box::new(|c: &SaeCase| Ok(c.acts.f_gt(0.0)?.f_any_dim(0, false)?.f_logical_not()?)),
+        reference: Box::new(|c: &SaeCase| {
+            Ok(c.acts.f_gt(0.0)?.f_any_dim(0, false)?.f_logical_not()?)
+        }),
         mutants: vec![
-            Mutant::new("these are the latents that fired; dead ones never fire", |c: &SaeCase| {
-                Ok(c.acts.f_gt(0.0)?.f_any_dim(0, false)?)
-            }),
+            Mutant::new(
+                "these are the latents that fired; dead ones never fire",
+                |c: &SaeCase| Ok(c.acts.f_gt(0.0)?.f_any_dim(0, false)?),
+            ),
             Mutant::new(
                 "a latent is marked dead when it is silent on some input; dead means silent on every input",
                 |c: &SaeCase| Ok(c.acts.f_gt(0.0)?.f_all_dim(0, false)?.f_logical_not()?),
             ),
         ],
-        compare: Compare::Values { atol: 0.0, rtol: 0.0 },
+        compare: Compare::Values {
+            atol: 0.0,
+            rtol: 0.0,
+        },
     }
 }
 
@@ -252,7 +287,8 @@ pub fn dead_latents(f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Report> {
 
 fn resample(c: &SaeCase, normalise: bool, only_dead: bool) -> Result<Tensor> {
     let new = if normalise {
-        c.directions.f_div(&c.directions.f_norm_scalaropt_dim(2, [1], true)?)?
+        c.directions
+            .f_div(&c.directions.f_norm_scalaropt_dim(2, [1], true)?)?
     } else {
         c.directions.shallow_clone()
     };
@@ -268,12 +304,14 @@ pub(crate) fn resample_spec() -> Spec<SaeCase> {
         cases: cases(116),
         reference: Box::new(|c: &SaeCase| resample(c, true, true)),
         mutants: vec![
-            Mutant::new("the new directions are not normalised to unit norm", |c: &SaeCase| {
-                resample(c, false, true)
-            }),
-            Mutant::new("every row is replaced; only the dead latents' rows are", |c: &SaeCase| {
-                resample(c, true, false)
-            }),
+            Mutant::new(
+                "the new directions are not normalised to unit norm",
+                |c: &SaeCase| resample(c, false, true),
+            ),
+            Mutant::new(
+                "every row is replaced; only the dead latents' rows are",
+                |c: &SaeCase| resample(c, true, false),
+            ),
         ],
         compare: CLOSE,
     }

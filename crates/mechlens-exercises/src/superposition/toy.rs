@@ -46,7 +46,12 @@ fn cases(seed: u64) -> Vec<ToyCase> {
     let mut draw = Draw::new(seed);
     (0..5)
         .map(|_| {
-            let (batch, k, m, n) = (draw.int(2, 8), draw.int(1, 4), draw.int(1, 5), draw.int(2, 8));
+            let (batch, k, m, n) = (
+                draw.int(2, 8),
+                draw.int(1, 4),
+                draw.int(1, 5),
+                draw.int(2, 8),
+            );
             let shape = [batch, k, n];
             ToyCase {
                 x: draw.normal(&shape, 0.5, 0.3).relu(),
@@ -83,7 +88,9 @@ pub(crate) fn sparse_features_spec() -> Spec<ToyCase> {
         exercise: "sparse_features",
         cases: cases(101),
         // ToyModel::generate_batch's rule, on the case's draws.
-        reference: Box::new(|c: &ToyCase| Ok(c.x.f_mul(&c.uniform.f_lt_tensor(&c.probability)?)?)),
+        reference: Box::new(|c: &ToyCase| {
+            Ok(c.x.f_mul(&c.uniform.f_lt_tensor(&c.probability)?)?)
+        }),
         mutants: vec![
             Mutant::new(
                 "a feature is present when the uniform draw is at least its probability, so with probability 1 − p; it is present when the draw is below p",
@@ -91,7 +98,11 @@ pub(crate) fn sparse_features_spec() -> Spec<ToyCase> {
             ),
             Mutant::new(
                 "present features are set to 1; a present feature takes its value from `values`",
-                |c: &ToyCase| Ok(c.uniform.f_lt_tensor(&c.probability)?.f_to_kind(Kind::Float)?),
+                |c: &ToyCase| {
+                    Ok(c.uniform
+                        .f_lt_tensor(&c.probability)?
+                        .f_to_kind(Kind::Float)?)
+                },
             ),
         ],
         compare: CLOSE,
@@ -134,13 +145,17 @@ pub(crate) fn toy_forward_spec() -> Spec<ToyCase> {
         cases: cases(102),
         reference: Box::new(|c: &ToyCase| library_model(c)?.forward(&c.x)),
         mutants: vec![
-            Mutant::new("no ReLU at the end: it is what lets the model filter interference", |c: &ToyCase| {
-                forward(c, false, true, false)
+            Mutant::new(
+                "no ReLU at the end: it is what lets the model filter interference",
+                |c: &ToyCase| forward(c, false, true, false),
+            ),
+            Mutant::new(
+                "the bias is added after the ReLU; it goes before",
+                |c: &ToyCase| forward(c, true, true, true),
+            ),
+            Mutant::new("the bias b is not added", |c: &ToyCase| {
+                forward(c, true, false, false)
             }),
-            Mutant::new("the bias is added after the ReLU; it goes before", |c: &ToyCase| {
-                forward(c, true, true, true)
-            }),
-            Mutant::new("the bias b is not added", |c: &ToyCase| forward(c, true, false, false)),
         ],
         compare: CLOSE,
     }
@@ -161,7 +176,11 @@ pub fn toy_forward(f: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>) -> R
 
 fn loss(c: &ToyCase, importance: bool, square: bool, dims: &[i64]) -> Result<Tensor> {
     let diff = c.out.f_sub(&c.x)?;
-    let mut err = if square { diff.f_square()? } else { diff.f_abs()? };
+    let mut err = if square {
+        diff.f_square()?
+    } else {
+        diff.f_abs()?
+    };
     if importance {
         err = err.f_mul(&c.importance)?;
     }
@@ -174,10 +193,13 @@ pub(crate) fn toy_loss_spec() -> Spec<ToyCase> {
         cases: cases(103),
         reference: Box::new(|c: &ToyCase| library_model(c)?.loss(&c.x, &c.out)),
         mutants: vec![
-            Mutant::new("the importance is not applied: each feature's error is weighted by it", |c: &ToyCase| {
-                loss(c, false, true, &[0, 2])
+            Mutant::new(
+                "the importance is not applied: each feature's error is weighted by it",
+                |c: &ToyCase| loss(c, false, true, &[0, 2]),
+            ),
+            Mutant::new("the error is not squared", |c: &ToyCase| {
+                loss(c, true, false, &[0, 2])
             }),
-            Mutant::new("the error is not squared", |c: &ToyCase| loss(c, true, false, &[0, 2])),
             Mutant::new(
                 "features are summed; ARENA's loss takes the mean over batch and features",
                 |c: &ToyCase| {
@@ -209,16 +231,24 @@ pub(crate) fn dimensions_spec() -> Spec<ToyCase> {
         cases: cases(104),
         reference: Box::new(|c: &ToyCase| library_model(c)?.dimensions_per_feature()),
         mutants: vec![
-            Mutant::new("‖W‖_F is not squared: D* = d_hidden / ‖W‖_F²", |c: &ToyCase| {
-                let m = c.w.size()[1] as f64;
-                let frob = c.w.f_square()?.f_sum_dim_intlist(&[1i64, 2][..], false, Kind::Float)?.f_sqrt()?;
-                Ok(frob.f_reciprocal()?.f_mul_scalar(m)?)
-            }),
+            Mutant::new(
+                "‖W‖_F is not squared: D* = d_hidden / ‖W‖_F²",
+                |c: &ToyCase| {
+                    let m = c.w.size()[1] as f64;
+                    let frob =
+                        c.w.f_square()?
+                            .f_sum_dim_intlist(&[1i64, 2][..], false, Kind::Float)?
+                            .f_sqrt()?;
+                    Ok(frob.f_reciprocal()?.f_mul_scalar(m)?)
+                },
+            ),
             Mutant::new(
                 "the numerator is n_features; it is d_hidden, the dimensions there are to share",
                 |c: &ToyCase| {
                     let n = c.w.size()[2] as f64;
-                    let frob = c.w.f_square()?.f_sum_dim_intlist(&[1i64, 2][..], false, Kind::Float)?;
+                    let frob =
+                        c.w.f_square()?
+                            .f_sum_dim_intlist(&[1i64, 2][..], false, Kind::Float)?;
                     Ok(frob.f_reciprocal()?.f_mul_scalar(n)?)
                 },
             ),
@@ -243,14 +273,21 @@ pub fn dimensions_per_feature(f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<R
 fn dimensionality(c: &ToyCase, normalise: bool, self_term: bool) -> Result<Tensor> {
     let w = &c.w;
     let norms = w.f_norm_scalaropt_dim(2, [1], true)?;
-    let left = if normalise { w.f_div(&norms)? } else { w.shallow_clone() };
+    let left = if normalise {
+        w.f_div(&norms)?
+    } else {
+        w.shallow_clone()
+    };
     let mut overlaps = Tensor::f_einsum("kmi,kmj->kij", &[&left, w], None::<&[i64]>)?.f_square()?;
     if !self_term {
         let n = w.size()[2];
         let eye = Tensor::f_eye(n, (Kind::Float, w.device()))?;
         overlaps = overlaps.f_mul(&eye.f_neg()?.f_add_scalar(1.0)?)?;
     }
-    Ok(norms.f_squeeze_dim(1)?.f_square()?.f_div(&overlaps.f_sum_dim_intlist(-1, false, Kind::Float)?)?)
+    Ok(norms
+        .f_squeeze_dim(1)?
+        .f_square()?
+        .f_div(&overlaps.f_sum_dim_intlist(-1, false, Kind::Float)?)?)
 }
 
 pub(crate) fn dimensionality_spec() -> Spec<ToyCase> {

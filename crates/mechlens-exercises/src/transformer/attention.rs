@@ -137,7 +137,11 @@ fn attn_cases(seed: u64) -> Result<Vec<AttnCase>> {
     let mut draw = Draw::new(seed);
     (0..4)
         .map(|i| {
-            let points = vec![HookPoint::ResidPre(0), HookPoint::Pattern(0), HookPoint::AttnOut(0)];
+            let points = vec![
+                HookPoint::ResidPre(0),
+                HookPoint::Pattern(0),
+                HookPoint::AttnOut(0),
+            ];
             let m = model_case(&mut draw, seed * 100 + i, 1, true, points)?;
             let x = m.cache.get(HookPoint::ResidPre(0))?.detach().copy();
             let p = AttnParams::from_model(&m.model, 0)?;
@@ -190,18 +194,51 @@ const NO_SCALE: &str = "the scores are not divided by sqrt(d_head)";
 const D_HEAD_SCALE: &str = "the scores are divided by d_head; the scale is sqrt(d_head)";
 const QUERY_SOFTMAX: &str = "the softmax is over queries (dim -2); each query's weights over keys (the last dim) must sum to 1";
 const NO_MASK: &str = "no causal mask: a query attends to later positions";
-const STRICT_MASK: &str = "the mask hides the diagonal too (off by one): a query may attend to itself";
+const STRICT_MASK: &str =
+    "the mask hides the diagonal too (off by one): a query may attend to itself";
 
-fn attention_mutants(out: fn(&Tensor, &AttnParams, Variant) -> Result<Tensor>) -> Vec<Mutant<AttnCase>> {
+fn attention_mutants(
+    out: fn(&Tensor, &AttnParams, Variant) -> Result<Tensor>,
+) -> Vec<Mutant<AttnCase>> {
     let m = move |mistake: &'static str, v: Variant| {
         Mutant::new(mistake, move |c: &AttnCase| out(&c.x, c.p(), v))
     };
     vec![
-        m(NO_SCALE, Variant { scale_power: 0.0, ..RIGHT }),
-        m(D_HEAD_SCALE, Variant { scale_power: 1.0, ..RIGHT }),
-        m(QUERY_SOFTMAX, Variant { softmax_dim: -2, ..RIGHT }),
-        m(NO_MASK, Variant { mask: Mask::None, ..RIGHT }),
-        m(STRICT_MASK, Variant { mask: Mask::Strict, ..RIGHT }),
+        m(
+            NO_SCALE,
+            Variant {
+                scale_power: 0.0,
+                ..RIGHT
+            },
+        ),
+        m(
+            D_HEAD_SCALE,
+            Variant {
+                scale_power: 1.0,
+                ..RIGHT
+            },
+        ),
+        m(
+            QUERY_SOFTMAX,
+            Variant {
+                softmax_dim: -2,
+                ..RIGHT
+            },
+        ),
+        m(
+            NO_MASK,
+            Variant {
+                mask: Mask::None,
+                ..RIGHT
+            },
+        ),
+        m(
+            STRICT_MASK,
+            Variant {
+                mask: Mask::Strict,
+                ..RIGHT
+            },
+        ),
     ]
 }
 
@@ -222,9 +259,19 @@ pub(crate) fn attention_pattern_spec() -> Result<Spec<AttnCase>> {
 
 pub(crate) fn attention_spec() -> Result<Spec<AttnCase>> {
     let mut mutants = attention_mutants(attention_out);
-    mutants.push(Mutant::new("the output bias b_O is not added", |c: &AttnCase| {
-        attention_out(&c.x, c.p(), Variant { b_o: false, ..RIGHT })
-    }));
+    mutants.push(Mutant::new(
+        "the output bias b_O is not added",
+        |c: &AttnCase| {
+            attention_out(
+                &c.x,
+                c.p(),
+                Variant {
+                    b_o: false,
+                    ..RIGHT
+                },
+            )
+        },
+    ));
     Ok(Spec {
         exercise: "attention",
         cases: attn_cases(33)?,
@@ -257,4 +304,3 @@ pub fn attention_pattern(f: impl Fn(&Tensor, &AttnParams) -> Result<Tensor>) -> 
 pub fn attention(f: impl Fn(&Tensor, &AttnParams) -> Result<Tensor>) -> Result<Report> {
     attention_spec()?.check(&|c: &AttnCase| f(&c.x, c.p()))
 }
-

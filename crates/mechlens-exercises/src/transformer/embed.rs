@@ -18,7 +18,12 @@ pub(crate) struct TableCase {
 
 impl Case for TableCase {
     fn label(&self) -> String {
-        format!("tokens {:?}, {} {:?}", self.tokens.size(), self.name, self.table.size())
+        format!(
+            "tokens {:?}, {} {:?}",
+            self.tokens.size(),
+            self.name,
+            self.table.size()
+        )
     }
     fn inputs(&self) -> Vec<(&'static str, &Tensor)> {
         vec![("tokens", &self.tokens), (self.name, &self.table)]
@@ -100,9 +105,10 @@ pub(crate) fn pos_embed_spec() -> Spec<TableCase> {
                 "rows picked by token id; the position embedding is indexed by position",
                 |c: &TableCase| rows(&c.table, &c.tokens),
             ),
-            Mutant::new("positions counted from 1; the first position is row 0 of W_pos", |c: &TableCase| {
-                rows(&c.table, &positions(&c.tokens)?.f_add_scalar(1)?)
-            }),
+            Mutant::new(
+                "positions counted from 1; the first position is row 0 of W_pos",
+                |c: &TableCase| rows(&c.table, &positions(&c.tokens)?.f_add_scalar(1)?),
+            ),
         ],
         compare: EXACT,
     }
@@ -151,8 +157,12 @@ pub(crate) fn unembed_spec() -> Spec<UnembedCase> {
     let mut draw = Draw::new(23);
     let cases = (0..5)
         .map(|_| {
-            let (batch, pos, d_model, vocab) =
-                (draw.int(1, 3), draw.int(1, 6), draw.int(2, 12), draw.int(3, 20));
+            let (batch, pos, d_model, vocab) = (
+                draw.int(1, 3),
+                draw.int(1, 6),
+                draw.int(2, 12),
+                draw.int(3, 20),
+            );
             UnembedCase {
                 x: draw.normal(&[batch, pos, d_model], 0.0, 1.0),
                 w_u: draw.normal(&[d_model, vocab], 0.0, 0.5),
@@ -166,9 +176,10 @@ pub(crate) fn unembed_spec() -> Spec<UnembedCase> {
         reference: Box::new(|c: &UnembedCase| {
             Ok(Tensor::f_einsum("bpd,dv->bpv", &[&c.x, &c.w_u], None::<&[i64]>)?.f_add(&c.b_u)?)
         }),
-        mutants: vec![Mutant::new("the bias b_U is not added", |c: &UnembedCase| {
-            Ok(c.x.f_matmul(&c.w_u)?)
-        })],
+        mutants: vec![Mutant::new(
+            "the bias b_U is not added",
+            |c: &UnembedCase| Ok(c.x.f_matmul(&c.w_u)?),
+        )],
         compare: Compare::Values {
             atol: 1e-5,
             rtol: 1e-4,

@@ -66,8 +66,17 @@ fn forward(tokens: &Tensor, p: &GptParams, v: Variant) -> Result<Tensor> {
             x.shallow_clone()
         };
         let attn = attention_out(&attn_in, &b.attn, RIGHT)?;
-        let mid = if v.attn_residual { x.f_add(&attn)? } else { attn };
-        let mlp_in = layer_norm(if v.parallel { &x } else { &mid }, &b.ln2_w, &b.ln2_b, p.eps)?;
+        let mid = if v.attn_residual {
+            x.f_add(&attn)?
+        } else {
+            attn
+        };
+        let mlp_in = layer_norm(
+            if v.parallel { &x } else { &mid },
+            &b.ln2_w,
+            &b.ln2_b,
+            p.eps,
+        )?;
         let mlp = mlp_in
             .f_matmul(&b.mlp.w_in)?
             .f_add(&b.mlp.b_in)?
@@ -92,23 +101,43 @@ pub(crate) fn transformer_spec() -> Result<Spec<ForwardCase>> {
         })
         .collect::<Result<Vec<_>>>()?;
     let m = |mistake: &'static str, v: Variant| {
-        Mutant::new(mistake, move |c: &ForwardCase| forward(&c.m.tokens, &c.params, v))
+        Mutant::new(mistake, move |c: &ForwardCase| {
+            forward(&c.m.tokens, &c.params, v)
+        })
     };
     Ok(Spec {
         exercise: "transformer",
         cases,
         reference: Box::new(|c| Ok(c.m.logits.detach())),
         mutants: vec![
-            m("the final LayerNorm (ln_final) is not applied before the unembedding", Variant { ln_final: false, ..RIGHT_FORWARD }),
+            m(
+                "the final LayerNorm (ln_final) is not applied before the unembedding",
+                Variant {
+                    ln_final: false,
+                    ..RIGHT_FORWARD
+                },
+            ),
             m(
                 "no residual connection around attention: the stream is x + attn(ln1(x)), not attn(ln1(x))",
-                Variant { attn_residual: false, ..RIGHT_FORWARD },
+                Variant {
+                    attn_residual: false,
+                    ..RIGHT_FORWARD
+                },
             ),
             m(
                 "the MLP reads the block's input; it reads the stream after attention has been added (x + attn)",
-                Variant { parallel: true, ..RIGHT_FORWARD },
+                Variant {
+                    parallel: true,
+                    ..RIGHT_FORWARD
+                },
             ),
-            m("attention reads the stream without ln1 before it", Variant { ln_before_attn: false, ..RIGHT_FORWARD }),
+            m(
+                "attention reads the stream without ln1 before it",
+                Variant {
+                    ln_before_attn: false,
+                    ..RIGHT_FORWARD
+                },
+            ),
         ],
         compare: Compare::Values {
             atol: 1e-4,

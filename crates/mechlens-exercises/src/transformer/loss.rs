@@ -27,9 +27,14 @@ impl Case for LossCase {
 fn variant(c: &LossCase, shift: i64, sign: f64, dim: i64) -> Result<Tensor> {
     let (logits, tokens) = (&c.m.logits, &c.m.tokens);
     let p = tokens.size()[1];
-    let logp = logits.f_log_softmax(dim, Kind::Float)?.f_narrow(1, 0, p - 1)?;
+    let logp = logits
+        .f_log_softmax(dim, Kind::Float)?
+        .f_narrow(1, 0, p - 1)?;
     let targets = tokens.f_narrow(1, shift, p - 1)?.f_unsqueeze(-1)?;
-    Ok(logp.f_gather(-1, &targets, false)?.f_squeeze_dim(-1)?.f_mul_scalar(-sign)?)
+    Ok(logp
+        .f_gather(-1, &targets, false)?
+        .f_squeeze_dim(-1)?
+        .f_mul_scalar(-sign)?)
 }
 
 pub(crate) fn cross_entropy_spec() -> Result<Spec<LossCase>> {
@@ -54,12 +59,14 @@ pub(crate) fn cross_entropy_spec() -> Result<Spec<LossCase>> {
                 "the targets are not shifted: position i predicts token i + 1, so compare logits[:, :-1] with tokens[:, 1:]",
                 |c: &LossCase| variant(c, 0, 1.0, -1),
             ),
-            Mutant::new("the sign: the loss is minus the log-probability of the target", |c: &LossCase| {
-                variant(c, 1, -1.0, -1)
-            }),
-            Mutant::new("log_softmax over positions; it is over the vocabulary (the last dim)", |c: &LossCase| {
-                variant(c, 1, 1.0, 1)
-            }),
+            Mutant::new(
+                "the sign: the loss is minus the log-probability of the target",
+                |c: &LossCase| variant(c, 1, -1.0, -1),
+            ),
+            Mutant::new(
+                "log_softmax over positions; it is over the vocabulary (the last dim)",
+                |c: &LossCase| variant(c, 1, 1.0, 1),
+            ),
         ],
         compare: Compare::Values {
             atol: 1e-4,
@@ -109,7 +116,10 @@ fn entropy(c: &UnigramCase, base: f64) -> Result<Tensor> {
     let f = frequencies(c)?;
     // 0 · log 0 = 0: ids that never occur add nothing.
     let terms = f.f_mul(&f.f_clamp_min(f64::MIN_POSITIVE)?.f_log()?)?;
-    Ok(terms.f_sum(Kind::Double)?.f_neg()?.f_div_scalar(base.ln())?)
+    Ok(terms
+        .f_sum(Kind::Double)?
+        .f_neg()?
+        .f_div_scalar(base.ln())?)
 }
 
 pub(crate) fn unigram_spec() -> Spec<UnigramCase> {
@@ -133,9 +143,10 @@ pub(crate) fn unigram_spec() -> Spec<UnigramCase> {
         cases,
         reference: Box::new(|c: &UnigramCase| entropy(c, std::f64::consts::E)),
         mutants: vec![
-            Mutant::new("the entropy is in bits (log base 2); losses are in nats (natural log)", |c: &UnigramCase| {
-                entropy(c, 2.0)
-            }),
+            Mutant::new(
+                "the entropy is in bits (log base 2); losses are in nats (natural log)",
+                |c: &UnigramCase| entropy(c, 2.0),
+            ),
             Mutant::new(
                 "every token is given probability 1 / d_vocab: that is the uniform baseline, log(d_vocab); the unigram model uses each token's frequency",
                 |c: &UnigramCase| Ok(Tensor::from((c.d_vocab as f64).ln())),

@@ -84,15 +84,20 @@ pub(crate) fn mlp_spec() -> Spec<MlpCase> {
             mlp.forward(0, &c.x, &mut HookSession::none())
         }),
         mutants: vec![
-            Mutant::new("ReLU where GPT-2 uses GELU", |c: &MlpCase| variant(c, Act::Relu, true, true)),
+            Mutant::new("ReLU where GPT-2 uses GELU", |c: &MlpCase| {
+                variant(c, Act::Relu, true, true)
+            }),
             Mutant::new(
                 "the exact (erf) GELU; GPT-2 uses its tanh approximation, `gelu(\"tanh\")` (TransformerLens' gelu_new)",
                 |c: &MlpCase| variant(c, Act::GeluErf, true, true),
             ),
-            Mutant::new("the bias b_in is not added before the GELU", |c: &MlpCase| {
-                variant(c, Act::GeluTanh, false, true)
+            Mutant::new(
+                "the bias b_in is not added before the GELU",
+                |c: &MlpCase| variant(c, Act::GeluTanh, false, true),
+            ),
+            Mutant::new("the bias b_out is not added", |c: &MlpCase| {
+                variant(c, Act::GeluTanh, true, false)
             }),
-            Mutant::new("the bias b_out is not added", |c: &MlpCase| variant(c, Act::GeluTanh, true, false)),
         ],
         compare: Compare::Values {
             atol: 1e-5,

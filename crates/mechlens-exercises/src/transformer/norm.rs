@@ -91,7 +91,8 @@ fn variant(case: &NormCase, v: &Variant) -> Result<Tensor> {
     let var = if v.centre {
         x.f_var_dim(v.dim, v.unbiased, true)?
     } else {
-        x.f_pow_tensor_scalar(2)?.f_mean_dim(v.dim, true, Kind::Float)?
+        x.f_pow_tensor_scalar(2)?
+            .f_mean_dim(v.dim, true, Kind::Float)?
     };
     let scale = if v.eps_outside {
         var.f_sqrt()?.f_add_scalar(case.eps)?
@@ -125,22 +126,46 @@ pub(crate) fn layer_norm_spec() -> Spec<NormCase> {
         mutants: vec![
             mutant(
                 "the mean is not subtracted: x / sqrt(mean(x²) + eps) is RMSNorm, not LayerNorm",
-                Variant { centre: false, ..LAYER_NORM },
+                Variant {
+                    centre: false,
+                    ..LAYER_NORM
+                },
             ),
             mutant(
                 "the unbiased variance (dividing by d_model - 1); LayerNorm divides by d_model (`var_dim(-1, false, true)`)",
-                Variant { unbiased: true, ..LAYER_NORM },
+                Variant {
+                    unbiased: true,
+                    ..LAYER_NORM
+                },
             ),
             mutant(
                 "eps is added after the square root, sqrt(var) + eps; it belongs inside, sqrt(var + eps)",
-                Variant { eps_outside: true, ..LAYER_NORM },
+                Variant {
+                    eps_outside: true,
+                    ..LAYER_NORM
+                },
             ),
             mutant(
                 "normalised over the position dim (1); LayerNorm normalises each vector over d_model, the last dim",
-                Variant { dim: 1, ..LAYER_NORM },
+                Variant {
+                    dim: 1,
+                    ..LAYER_NORM
+                },
             ),
-            mutant("the weight w is not applied", Variant { weight: false, ..LAYER_NORM }),
-            mutant("the bias b is not added", Variant { bias: false, ..LAYER_NORM }),
+            mutant(
+                "the weight w is not applied",
+                Variant {
+                    weight: false,
+                    ..LAYER_NORM
+                },
+            ),
+            mutant(
+                "the bias b is not added",
+                Variant {
+                    bias: false,
+                    ..LAYER_NORM
+                },
+            ),
         ],
         compare: VALUES,
     }
@@ -160,13 +185,26 @@ pub(crate) fn rms_norm_spec() -> Spec<NormCase> {
         mutants: vec![
             mutant(
                 "the mean is subtracted: that is LayerNorm; RMSNorm divides x itself by its root mean square",
-                Variant { centre: true, bias: false, ..LAYER_NORM },
+                Variant {
+                    centre: true,
+                    bias: false,
+                    ..LAYER_NORM
+                },
             ),
             mutant(
                 "eps is added after the square root, sqrt(mean(x²)) + eps; it belongs inside",
-                Variant { eps_outside: true, ..rms },
+                Variant {
+                    eps_outside: true,
+                    ..rms
+                },
             ),
-            mutant("the weight w is not applied", Variant { weight: false, ..rms }),
+            mutant(
+                "the weight w is not applied",
+                Variant {
+                    weight: false,
+                    ..rms
+                },
+            ),
         ],
         compare: VALUES,
     }

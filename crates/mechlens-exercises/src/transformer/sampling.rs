@@ -18,7 +18,12 @@ pub(crate) struct LogitsCase {
 
 impl Case for LogitsCase {
     fn label(&self) -> String {
-        format!("logits {:?}, {} {}", self.logits.size(), self.knob_name, self.knob)
+        format!(
+            "logits {:?}, {} {}",
+            self.logits.size(),
+            self.knob_name,
+            self.knob
+        )
     }
     fn inputs(&self) -> Vec<(&'static str, &Tensor)> {
         vec![("logits", &self.logits)]
@@ -60,7 +65,10 @@ pub(crate) fn temperature_spec() -> Spec<LogitsCase> {
 fn keep_k(logits: &Tensor, k: i64, largest: bool) -> Result<Tensor> {
     let k = k.clamp(1, logits.size()[1]);
     let (_, idx) = logits.f_topk(k, -1, largest, true)?;
-    let keep = logits.f_zeros_like()?.f_to_kind(Kind::Bool)?.f_scatter_value(-1, &idx, 1)?;
+    let keep = logits
+        .f_zeros_like()?
+        .f_to_kind(Kind::Bool)?
+        .f_scatter_value(-1, &idx, 1)?;
     Ok(logits.f_masked_fill(&keep.f_logical_not()?, f64::NEG_INFINITY)?)
 }
 
@@ -76,9 +84,10 @@ pub(crate) fn top_k_spec() -> Spec<LogitsCase> {
             Mutant::new("k - 1 tokens kept (off by one)", |c: &LogitsCase| {
                 keep_k(&c.logits, c.knob as i64 - 1, true)
             }),
-            Mutant::new("the k smallest logits kept; top-k keeps the largest", |c: &LogitsCase| {
-                keep_k(&c.logits, c.knob as i64, false)
-            }),
+            Mutant::new(
+                "the k smallest logits kept; top-k keeps the largest",
+                |c: &LogitsCase| keep_k(&c.logits, c.knob as i64, false),
+            ),
         ],
         compare: Compare::SoftmaxLastDim { atol: 1e-6 },
     }
@@ -90,7 +99,11 @@ fn nucleus(logits: &Tensor, p: f64, inclusive: bool, descending: bool) -> Result
     let (sorted, order) = logits.f_sort(-1, descending)?;
     let probs = sorted.f_softmax(-1, Kind::Float)?;
     let cumulative = probs.f_cumsum(-1, Kind::Float)?;
-    let reference = if inclusive { cumulative.f_sub(&probs)? } else { cumulative };
+    let reference = if inclusive {
+        cumulative.f_sub(&probs)?
+    } else {
+        cumulative
+    };
     let drop_sorted = reference.f_ge(p)?;
     let drop = drop_sorted.f_scatter(-1, &order, &drop_sorted)?;
     Ok(logits.f_masked_fill(&drop, f64::NEG_INFINITY)?)

@@ -15,7 +15,11 @@ use crate::report::Outcome;
 pub(crate) fn proves<C: Case>(spec: Spec<C>) {
     assert!(!spec.mutants.is_empty(), "{} has no mutants", spec.exercise);
     let report = spec.report(&*spec.reference).unwrap();
-    assert!(report.passed(), "{}: the reference fails:\n{report}", spec.exercise);
+    assert!(
+        report.passed(),
+        "{}: the reference fails:\n{report}",
+        spec.exercise
+    );
     for mutant in &spec.mutants {
         let report = spec.report(&*mutant.run).unwrap();
         match &report.outcome {
@@ -95,7 +99,10 @@ fn todo_is_not_done_yet() {
 #[test]
 fn a_panic_is_a_message() {
     let v = verdict(|c| Ok(c.x.narrow(2, 0, 100)));
-    assert!(v.starts_with("FAIL layer_norm at case 1: your function panicked:"), "{v}");
+    assert!(
+        v.starts_with("FAIL layer_norm at case 1: your function panicked:"),
+        "{v}"
+    );
     let v = verdict(|_| panic!("my own message"));
     assert!(v.contains("your function panicked: my own message"), "{v}");
 }
@@ -103,15 +110,24 @@ fn a_panic_is_a_message() {
 #[test]
 fn an_error_is_named() {
     let v = verdict(|_| Err(Error::invalid("x", "I gave up")));
-    assert!(v.contains("your function returned an error: invalid x: I gave up"), "{v}");
+    assert!(
+        v.contains("your function returned an error: invalid x: I gave up"),
+        "{v}"
+    );
 }
 
 #[test]
 fn wrong_shape_dtype_nan_undefined() {
     let v = verdict(|c| Ok(right(c)?.f_sum_dim_intlist(-1, false, Kind::Float)?));
-    assert!(v.contains("the result has shape [") && v.contains("expected ["), "{v}");
+    assert!(
+        v.contains("the result has shape [") && v.contains("expected ["),
+        "{v}"
+    );
     let v = verdict(|c| Ok(right(c)?.f_to_kind(Kind::Double)?));
-    assert!(v.contains("the result has dtype Double, expected Float"), "{v}");
+    assert!(
+        v.contains("the result has dtype Double, expected Float"),
+        "{v}"
+    );
     let v = verdict(|c| Ok(right(c)?.f_div_scalar(0.0)?.f_mul_scalar(0.0)?));
     assert!(v.contains("the result has NaN at [0, 0, 0]"), "{v}");
     let v = verdict(|_| Ok(Tensor::new()));
@@ -132,7 +148,10 @@ fn changing_an_input_is_caught() {
 #[test]
 fn an_unknown_mistake_shows_where() {
     let v = verdict(|c| Ok(right(c)?.f_add_scalar(0.01)?));
-    assert!(v.contains("differs from the library's by up to 1.000e-2"), "{v}");
+    assert!(
+        v.contains("differs from the library's by up to 1.000e-2"),
+        "{v}"
+    );
     assert!(!v.contains("likely mistake"), "{v}");
 }
 
