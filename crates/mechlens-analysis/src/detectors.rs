@@ -116,6 +116,77 @@ pub fn detection_pattern(kind: &HeadPattern, tokens: &Tensor) -> Result<Tensor> 
     }
 }
 
+/// How closely each head's attention matches `detection`, `[n_heads]`: [`detect_head`]'s
+/// score for one layer's pattern (TransformerLens' `detect_head` with `Mul`: the share of the
+/// head's attention that falls on the detection pattern, `Σ A⊙D / Σ A`; or with `Abs`).
+///
+/// # Shapes
+/// - `pattern`: `[n_heads, q, k]` (one sequence); `detection`: `[q, k]` → `[n_heads]`
+///
+/// # Errors
+/// A pattern that is not `[n_heads, pos, pos]` with `detection`'s `pos`.
+pub fn pattern_scores(pattern: &Tensor, detection: &Tensor, opts: DetectOptions) -> Result<Tensor> {
+    let n = detection.size()[0];
+    let size = pattern.size();
+    if size.len() != 3 || size[1] != n || size[2] != n || detection.size() != [n, n] {
+        return Err(Error::ShapeMismatch {
+            what: "attention pattern".into(),
+            expected: format!(
+                "[n_heads, {n}, {n}] (one sequence; the detection pattern is {:?})",
+                detection.size()
+            ),
+            got: size,
+        });
+    }
+    let detection = detection.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?;
+    let mut a = pattern.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?; // [head, q, k]
+    Ok(match opts.error_measure {
+        ErrorMeasure::Mul => {
+            let mut keep = Tensor::f_ones([n, n], (Kind::Float, Device::Cpu))?;
+            if opts.exclude_bos {
+                let _ = keep.f_narrow(1, 0, 1)?.f_zero_()?;
+            }
+            if opts.exclude_current_token {
+                keep = keep.f_mul(
+                    &Tensor::f_eye(n, (Kind::Float, Device::Cpu))?
+                        .f_neg()?
+                        .f_add_scalar(1.0)?,
+                )?;
+            }
+            a = a.f_mul(&keep)?;
+            let on = a.f_mul(&detection)?.f_sum_dim_intlist(
+                [-2i64, -1].as_slice(),
+                false,
+                Kind::Float,
+            )?;
+            on.f_div(&a.f_sum_dim_intlist([-2i64, -1].as_slice(), false, Kind::Float)?)?
+        }
+        ErrorMeasure::Abs => {
+            let mut diff = a.f_sub(&detection)?.f_abs()?;
+            if opts.exclude_bos {
+                let _ = diff.f_narrow(2, 0, 1)?.f_zero_()?;
+            }
+            if opts.exclude_current_token {
+                diff = diff.f_mul(
+                    &Tensor::f_eye(n, (Kind::Float, Device::Cpu))?
+                        .f_neg()?
+                        .f_add_scalar(1.0)?,
+                )?;
+            }
+            let err = diff
+                .f_mean_dim([-2i64, -1].as_slice(), false, Kind::Double)?
+                .f_mul_scalar(n as f64)?;
+            // TL rounds the error to 3 decimals.
+            err.f_mul_scalar(1000.0)?
+                .f_round()?
+                .f_div_scalar(1000.0)?
+                .f_neg()?
+                .f_add_scalar(1.0)?
+                .f_to_kind(Kind::Float)?
+        }
+    })
+}
+
 /// Scores every head, `[n_layers, n_heads]`, on how closely its attention on `tokens` matches
 /// `pattern` (TL's `detect_head` with all heads).
 ///
@@ -129,7 +200,6 @@ pub fn detect_head(
 ) -> Result<Scores> {
     let tokens = check_tokens(model, tokens)?;
     let detection = detection_pattern(&pattern, &tokens)?;
-    let n = tokens.size()[0];
     let layers = model.cfg().n_layers;
     let names: Vec<HookPoint> = (0..layers).map(HookPoint::Pattern).collect();
     let device = model.w_e().device();
@@ -139,63 +209,17 @@ pub fn detect_head(
     )?;
     let mut rows = Vec::with_capacity(layers);
     for layer in 0..layers {
-        let mut a = cache
-            .get(HookPoint::Pattern(layer))?
-            .f_get(0)?
-            .f_to_device(Device::Cpu)?
-            .f_to_kind(Kind::Float)?; // [head, q, k]
-        let scores = match opts.error_measure {
-            ErrorMeasure::Mul => {
-                let mut keep = Tensor::f_ones([n, n], (Kind::Float, Device::Cpu))?;
-                if opts.exclude_bos {
-                    let _ = keep.f_narrow(1, 0, 1)?.f_zero_()?;
-                }
-                if opts.exclude_current_token {
-                    keep = keep.f_mul(
-                        &Tensor::f_eye(n, (Kind::Float, Device::Cpu))?
-                            .f_neg()?
-                            .f_add_scalar(1.0)?,
-                    )?;
-                }
-                a = a.f_mul(&keep)?;
-                let on = a.f_mul(&detection)?.f_sum_dim_intlist(
-                    [-2i64, -1].as_slice(),
-                    false,
-                    Kind::Float,
-                )?;
-                on.f_div(&a.f_sum_dim_intlist([-2i64, -1].as_slice(), false, Kind::Float)?)?
-            }
-            ErrorMeasure::Abs => {
-                let mut diff = a.f_sub(&detection)?.f_abs()?;
-                if opts.exclude_bos {
-                    let _ = diff.f_narrow(2, 0, 1)?.f_zero_()?;
-                }
-                if opts.exclude_current_token {
-                    diff = diff.f_mul(
-                        &Tensor::f_eye(n, (Kind::Float, Device::Cpu))?
-                            .f_neg()?
-                            .f_add_scalar(1.0)?,
-                    )?;
-                }
-                let err = diff
-                    .f_mean_dim([-2i64, -1].as_slice(), false, Kind::Double)?
-                    .f_mul_scalar(n as f64)?;
-                // TL rounds the error to 3 decimals.
-                err.f_mul_scalar(1000.0)?
-                    .f_round()?
-                    .f_div_scalar(1000.0)?
-                    .f_neg()?
-                    .f_add_scalar(1.0)?
-                    .f_to_kind(Kind::Float)?
-            }
-        };
-        rows.push(scores);
+        let a = cache.get(HookPoint::Pattern(layer))?.f_get(0)?;
+        rows.push(pattern_scores(&a, &detection, opts)?);
     }
     Scores::new(Tensor::f_stack(&rows, 0)?, &["layer", "head"], "score")
 }
 
 /// `[batch, 1 + 2·seq_len]`: BOS (when the model has one in its vocabulary, else token 0), then `seq_len` random
 /// tokens, then the same tokens again; deterministic for a `seed`.
+///
+/// # Errors
+/// A `seq_len` or `batch` of 0.
 pub fn repeated_random_tokens(
     model: &HookedTransformer,
     seq_len: usize,
@@ -215,14 +239,34 @@ pub fn repeated_random_tokens(
         .filter(|&b| b >= 0 && (b as u64) < vocab)
         .unwrap_or(0);
     let mut rng = SplitMix64::new(seed);
-    let mut ids = Vec::with_capacity(batch * (1 + 2 * seq_len));
-    for _ in 0..batch {
-        let half: Vec<i64> = (0..seq_len).map(|_| rng.below(vocab) as i64).collect();
-        ids.push(bos);
-        ids.extend(&half);
-        ids.extend(&half);
+    let ids: Vec<i64> = (0..batch * seq_len)
+        .map(|_| rng.below(vocab) as i64)
+        .collect();
+    repeat_tokens(
+        &Tensor::from_slice(&ids).view([batch as i64, seq_len as i64]),
+        bos,
+    )
+}
+
+/// `bos`, then `prefix`, then `prefix` again, for each row: the repeated sequences on which
+/// an induction head predicts the second half.
+///
+/// # Shapes
+/// - `prefix`: `[batch, seq_len]` token ids → `[batch, 1 + 2·seq_len]`
+///
+/// # Errors
+/// A `prefix` that is not two-dimensional.
+pub fn repeat_tokens(prefix: &Tensor, bos: i64) -> Result<Tensor> {
+    if prefix.dim() != 2 {
+        return Err(Error::ShapeMismatch {
+            what: "prefix tokens".into(),
+            expected: "[batch, seq_len]".into(),
+            got: prefix.size(),
+        });
     }
-    Ok(Tensor::from_slice(&ids).view([batch as i64, 1 + 2 * seq_len as i64]))
+    let prefix = prefix.f_to_kind(Kind::Int64)?;
+    let first = prefix.f_narrow(1, 0, 1)?.f_full_like(bos)?;
+    Ok(Tensor::f_cat(&[&first, &prefix, &prefix], 1)?)
 }
 
 /// ARENA's induction score: on `tokens` = BOS + a random sequence of `seq_len` + the same
@@ -251,10 +295,35 @@ pub fn induction_scores(
     let (_, cache) = model.run_with_cache(tokens, CacheFilter::Names(names))?;
     let mut rows = Vec::with_capacity(layers);
     for layer in 0..layers {
-        let pattern = cache.get(HookPoint::Pattern(layer))?; // [b, h, q, k]
-        let stripe = pattern.f_diagonal(1 - seq_len as i64, -2, -1)?; // [b, h, seq_len]
-        rows.push(stripe.f_mean_dim([0i64, 2].as_slice(), false, Kind::Float)?);
+        rows.push(induction_stripe(
+            cache.get(HookPoint::Pattern(layer))?,
+            seq_len,
+        )?);
     }
     let scores = Tensor::f_stack(&rows, 0)?;
     Scores::new(scores, &["layer", "head"], "induction_score")
+}
+
+/// One layer's induction score per head, `[n_heads]`: on repeated tokens (BOS + `seq_len`
+/// tokens + the same again), the mean attention from each second-half token to the token
+/// after its first occurrence, which is the pattern's diagonal at offset `1 − seq_len`
+/// (ARENA's induction score; [`induction_scores`] for every layer).
+///
+/// # Shapes
+/// - `pattern`: `[batch, n_heads, 1 + 2·seq_len, 1 + 2·seq_len]` → `[n_heads]`
+///
+/// # Errors
+/// A pattern of another shape.
+pub fn induction_stripe(pattern: &Tensor, seq_len: usize) -> Result<Tensor> {
+    let n = 1 + 2 * seq_len as i64;
+    let size = pattern.size();
+    if size.len() != 4 || size[2] != n || size[3] != n {
+        return Err(Error::ShapeMismatch {
+            what: "attention pattern".into(),
+            expected: format!("[batch, n_heads, {n}, {n}] (BOS + 2 × seq_len {seq_len})"),
+            got: size,
+        });
+    }
+    let stripe = pattern.f_diagonal(1 - seq_len as i64, -2, -1)?; // [b, h, seq_len]
+    Ok(stripe.f_mean_dim([0i64, 2].as_slice(), false, Kind::Float)?)
 }

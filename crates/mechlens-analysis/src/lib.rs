@@ -30,7 +30,7 @@ pub use ablation::{Ablation, Component, ablate, ablate_each_head, ablation_hooks
 pub use attribution::{attribution_patch, generic_attribution_patch, patching_correlation};
 pub use detectors::{
     DetectOptions, ErrorMeasure, HeadPattern, detect_head, detection_pattern, induction_scores,
-    repeated_random_tokens,
+    induction_stripe, pattern_scores, repeat_tokens, repeated_random_tokens,
 };
 pub use lens::{DlaBy, LensOptions, LogitLens, direct_logit_attribution, logit_lens};
 pub use patching::{PatchAxis, PatchSpec, PatchTarget, activation_patch, generic_activation_patch};

@@ -3,6 +3,7 @@
 //! overview for what a check does).
 
 pub use crate::grokking::checks::*;
+pub use crate::induction::checks::*;
 pub use crate::report::strict;
 pub use crate::superposition::checks::*;
 pub use crate::transformer::checks::*;

@@ -23,7 +23,8 @@
 //! notebook calls [`check::strict`] first, after which anything but a pass is
 //! [`mechlens_core::Error::Exercise`].
 //!
-//! The sets: [`transformer`] (E1, a GPT-2-style transformer from scratch), [`superposition`]
+//! The sets: [`transformer`] (E1, a GPT-2-style transformer from scratch), [`induction`] (E2,
+//! finding and reading the induction heads of a two-layer attention-only model), [`superposition`]
 //! (E4, toy models of superposition and sparse autoencoders) and [`grokking`] (E5, the Fourier
 //! analysis of a model that grokked modular addition).
 
@@ -31,6 +32,7 @@ mod catch;
 pub mod check;
 pub mod grokking;
 mod harness;
+pub mod induction;
 mod random;
 mod report;
 pub mod superposition;

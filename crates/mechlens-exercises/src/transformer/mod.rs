@@ -6,7 +6,7 @@ mod embed;
 mod forward;
 mod loss;
 mod mlp;
-mod model_case;
+pub(crate) mod model_case;
 mod norm;
 mod params;
 mod sampling;
