@@ -139,21 +139,22 @@ pub fn pattern_scores(pattern: &Tensor, detection: &Tensor, opts: DetectOptions)
         });
     }
     let detection = detection.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?;
-    let mut a = pattern.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?; // [head, q, k]
+    let a = pattern.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?; // [head, q, k]
+    // The (q, k) entries that count: all but the first key and/or the diagonal, as asked.
+    let mut keep = Tensor::f_ones([n, n], (Kind::Float, Device::Cpu))?;
+    if opts.exclude_bos {
+        let _ = keep.f_narrow(1, 0, 1)?.f_zero_()?;
+    }
+    if opts.exclude_current_token {
+        keep = keep.f_mul(
+            &Tensor::f_eye(n, (Kind::Float, Device::Cpu))?
+                .f_neg()?
+                .f_add_scalar(1.0)?,
+        )?;
+    }
     Ok(match opts.error_measure {
         ErrorMeasure::Mul => {
-            let mut keep = Tensor::f_ones([n, n], (Kind::Float, Device::Cpu))?;
-            if opts.exclude_bos {
-                let _ = keep.f_narrow(1, 0, 1)?.f_zero_()?;
-            }
-            if opts.exclude_current_token {
-                keep = keep.f_mul(
-                    &Tensor::f_eye(n, (Kind::Float, Device::Cpu))?
-                        .f_neg()?
-                        .f_add_scalar(1.0)?,
-                )?;
-            }
-            a = a.f_mul(&keep)?;
+            let a = a.f_mul(&keep)?;
             let on = a.f_mul(&detection)?.f_sum_dim_intlist(
                 [-2i64, -1].as_slice(),
                 false,
@@ -162,17 +163,7 @@ pub fn pattern_scores(pattern: &Tensor, detection: &Tensor, opts: DetectOptions)
             on.f_div(&a.f_sum_dim_intlist([-2i64, -1].as_slice(), false, Kind::Float)?)?
         }
         ErrorMeasure::Abs => {
-            let mut diff = a.f_sub(&detection)?.f_abs()?;
-            if opts.exclude_bos {
-                let _ = diff.f_narrow(2, 0, 1)?.f_zero_()?;
-            }
-            if opts.exclude_current_token {
-                diff = diff.f_mul(
-                    &Tensor::f_eye(n, (Kind::Float, Device::Cpu))?
-                        .f_neg()?
-                        .f_add_scalar(1.0)?,
-                )?;
-            }
+            let diff = a.f_sub(&detection)?.f_abs()?.f_mul(&keep)?;
             let err = diff
                 .f_mean_dim([-2i64, -1].as_slice(), false, Kind::Double)?
                 .f_mul_scalar(n as f64)?;
