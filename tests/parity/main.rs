@@ -13,6 +13,7 @@ mod errors;
 mod hook_lists;
 mod hooks;
 mod hub;
+mod path_patching;
 mod sae;
 mod sae_converted;
 mod sae_hub;

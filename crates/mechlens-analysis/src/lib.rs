@@ -16,12 +16,16 @@
 //!   ([`PatchTarget`]) and [`generic_activation_patch`] for any hook point and axes;
 //!   [`attribution_patch`] estimates them all from one forward and one backward pass, and
 //!   [`patching_correlation`] says how well.
+//! - Path patching: [`path_patch`] measures a head's effect along chosen paths only (into
+//!   later heads' query, key or value inputs, [`Receiver`], or straight to the logits);
+//!   [`path_patch_senders`] sweeps every earlier head.
 
 mod ablation;
 mod attribution;
 mod detectors;
 mod lens;
 mod patching;
+mod path_patching;
 mod resid;
 mod scores;
 mod stack;
@@ -34,6 +38,7 @@ pub use detectors::{
 };
 pub use lens::{DlaBy, LensOptions, LogitLens, direct_logit_attribution, logit_lens};
 pub use patching::{PatchAxis, PatchSpec, PatchTarget, activation_patch, generic_activation_patch};
+pub use path_patching::{HeadInput, Receiver, path_patch, path_patch_senders};
 pub use resid::{CacheAnalysis, Decompose, ResidOptions};
 pub use scores::Scores;
 pub use stack::{Pos, Stack};

@@ -6,11 +6,12 @@
 //! `tch::...`, `polars::...` and `plotters::...`.
 
 pub use mechlens_analysis::{
-    Ablation, CacheAnalysis, Component, Decompose, DetectOptions, DlaBy, ErrorMeasure, HeadPattern,
-    LensOptions, LogitLens, PatchSpec, PatchTarget, Pos, ResidOptions, Scores, Stack, ablate,
-    ablate_each_head, ablation_hooks, activation_patch, attribution_patch, detect_head,
-    direct_logit_attribution, generic_activation_patch, generic_attribution_patch,
-    induction_scores, logit_lens, patching_correlation, repeated_random_tokens,
+    Ablation, CacheAnalysis, Component, Decompose, DetectOptions, DlaBy, ErrorMeasure, HeadInput,
+    HeadPattern, LensOptions, LogitLens, PatchSpec, PatchTarget, Pos, Receiver, ResidOptions,
+    Scores, Stack, ablate, ablate_each_head, ablation_hooks, activation_patch, attribution_patch,
+    detect_head, direct_logit_attribution, generic_activation_patch, generic_attribution_patch,
+    induction_scores, logit_lens, patching_correlation, path_patch, path_patch_senders,
+    repeated_random_tokens,
 };
 pub use mechlens_core::device::best_device;
 pub use mechlens_core::progress::Progress;
