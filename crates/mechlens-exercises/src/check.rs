@@ -4,6 +4,7 @@
 
 pub use crate::grokking::checks::*;
 pub use crate::induction::checks::*;
+pub use crate::patching::checks::*;
 pub use crate::report::strict;
 pub use crate::superposition::checks::*;
 pub use crate::transformer::checks::*;

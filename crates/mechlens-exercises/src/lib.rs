@@ -24,7 +24,8 @@
 //! [`mechlens_core::Error::Exercise`].
 //!
 //! The sets: [`transformer`] (E1, a GPT-2-style transformer from scratch), [`induction`] (E2,
-//! finding and reading the induction heads of a two-layer attention-only model), [`superposition`]
+//! finding and reading the induction heads of a two-layer attention-only model), [`patching`] (E3,
+//! logit differences, activation patching and path patching on that model), [`superposition`]
 //! (E4, toy models of superposition and sparse autoencoders) and [`grokking`] (E5, the Fourier
 //! analysis of a model that grokked modular addition).
 
@@ -33,6 +34,7 @@ pub mod check;
 pub mod grokking;
 mod harness;
 pub mod induction;
+pub mod patching;
 mod random;
 mod report;
 pub mod superposition;

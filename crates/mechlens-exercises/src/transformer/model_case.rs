@@ -42,6 +42,19 @@ pub(crate) fn model_case(
     points: Vec<HookPoint>,
 ) -> Result<ModelCase> {
     let n_heads = draw.int(1, 4) as usize;
+    model_case_with_heads(draw, seed, n_layers, attn_only, points, n_heads)
+}
+
+/// [`model_case`] with `n_heads` heads per layer (checks whose mistakes only show with
+/// several heads).
+pub(crate) fn model_case_with_heads(
+    draw: &mut Draw,
+    seed: u64,
+    n_layers: usize,
+    attn_only: bool,
+    points: Vec<HookPoint>,
+    n_heads: usize,
+) -> Result<ModelCase> {
     let d_head = draw.int(2, 6) as usize;
     let d_model = draw.int(4, 16) as usize;
     let cfg = HookedTransformerConfig {
