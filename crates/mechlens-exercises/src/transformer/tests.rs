@@ -134,6 +134,16 @@ fn wrong_shape_dtype_nan_undefined() {
     assert!(v.contains("undefined tensor"), "{v}");
 }
 
+/// A result left on the GPU (a learner who moved their tensors there) is named, not a crash
+/// inside the comparison. Run where a GPU is: `cargo test -p mechlens-exercises -- --ignored`.
+#[test]
+#[ignore = "needs a GPU"]
+fn a_result_on_another_device_is_named() {
+    assert!(tch::Cuda::is_available(), "this test needs a CUDA device");
+    let v = verdict(|c| Ok(right(c)?.f_to_device(tch::Device::Cuda(0))?));
+    assert!(v.contains("the result is on Cuda(0), expected Cpu"), "{v}");
+}
+
 #[test]
 fn changing_an_input_is_caught() {
     let v = verdict(|c| {
