@@ -9,6 +9,7 @@ mod mlp;
 pub(crate) mod model_case;
 mod norm;
 mod params;
+mod rotary;
 mod sampling;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -23,5 +24,6 @@ pub mod checks {
     pub use super::loss::{cross_entropy, unigram_loss};
     pub use super::mlp::mlp;
     pub use super::norm::{layer_norm, rms_norm};
+    pub use super::rotary::rotary;
     pub use super::sampling::{apply_temperature, top_k_filter, top_p_filter};
 }

@@ -7,7 +7,7 @@
 use mechlens_core::{Error, Result};
 use tch::{Kind, Tensor};
 
-use super::{attention, embed, forward, loss, mlp, norm, sampling};
+use super::{attention, embed, forward, loss, mlp, norm, rotary, sampling};
 use crate::harness::{Case, Spec};
 use crate::report::Outcome;
 
@@ -39,6 +39,21 @@ pub(crate) fn proves<C: Case>(spec: Spec<C>) {
 fn layer_norm_and_rms_norm() {
     proves(norm::layer_norm_spec());
     proves(norm::rms_norm_spec());
+}
+
+#[test]
+fn rotary_in_llama2cs_convention() {
+    let spec = rotary::rotary_spec();
+    // The written-out rotation the mutants vary is the library's when nothing is varied.
+    for case in &spec.cases {
+        let diff = (rotary::pairs_rotated(case, 1.0, 2.0).unwrap()
+            - (spec.reference)(case).unwrap())
+        .abs()
+        .max()
+        .double_value(&[]);
+        assert!(diff < 1e-5, "{diff}");
+    }
+    proves(spec);
 }
 
 #[test]
