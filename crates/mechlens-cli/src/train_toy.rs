@@ -7,9 +7,12 @@
 //!   dimensions-per-feature sweep.
 //! - `induction --out DIR [--steps N]` (`induction.rs`): Olsson et al. 2022's two- and
 //!   one-layer attention-only models.
+//! - `spd-tms --out DIR [--steps N]` (`spd_tms.rs`): Bushnaq et al. 2025's stochastic
+//!   parameter decomposition of TMS 5-2.
 
 mod grokking;
 mod induction;
+mod spd_tms;
 mod tms_sparsity;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +21,8 @@ use mechlens_core::{Error, Result};
 
 pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--work DIR]
        mechlens train-toy tms-sparsity --out DIR [--steps N]
-       mechlens train-toy induction --out DIR [--steps N]";
+       mechlens train-toy induction --out DIR [--steps N]
+       mechlens train-toy spd-tms --out DIR [--steps N]";
 
 /// Parses the arguments after `train-toy` and runs.
 pub fn run(args: &[String]) -> Result<()> {
@@ -35,7 +39,7 @@ pub fn run(args: &[String]) -> Result<()> {
         match (toy.as_str(), flag.as_str()) {
             (_, "--out") => out = Some(PathBuf::from(value)),
             ("grokking", "--work") => work = Some(PathBuf::from(value)),
-            ("grokking", "--epochs") | ("tms-sparsity" | "induction", "--steps") => {
+            ("grokking", "--epochs") | ("tms-sparsity" | "induction" | "spd-tms", "--steps") => {
                 length = Some(
                     value
                         .parse()
@@ -60,8 +64,9 @@ pub fn run(args: &[String]) -> Result<()> {
         ),
         "tms-sparsity" => tms_sparsity::run(length.unwrap_or(tms_sparsity::STEPS), &out),
         "induction" => induction::run(length.unwrap_or(mechlens_toys::INDUCTION_STEPS), &out),
+        "spd-tms" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), &out),
         _ => Err(bad(format!(
-            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction)"
+            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms)"
         ))),
     }
 }

@@ -12,13 +12,17 @@
 //!   importance minimality, the delta component, a cosine learning rate, a log.
 //! - Scores: [`ground_truth_scores`] (MMCS, ML2R), [`Spd::alive_components`],
 //!   [`Spd::causal_importances`] on probe inputs, [`Spd::run_masked`].
+//! - Reproduction 06's run: [`tms_5_2_toy`], [`tms_instance`], [`spd_tms`].
+//! - [`Spd::save`] and [`Spd::load_parameters`]: a trained decomposition in one file.
 
 mod components;
 mod config;
 mod decomposition;
 mod metrics;
+mod save;
 mod target;
 mod tms;
+mod tms_run;
 
 pub use components::{
     CausalImportanceMlps, LinearComponents, lower_hard_sigmoid, upper_leaky_hard_sigmoid,
@@ -28,3 +32,4 @@ pub use decomposition::Spd;
 pub use metrics::{GroundTruthScores, ground_truth_scores};
 pub use target::{Decomposable, LinearFn};
 pub use tms::TmsTarget;
+pub use tms_run::{TMS_FEATURE_PROBABILITY, TMS_LAYERS, spd_tms, tms_5_2_toy, tms_instance};

@@ -133,3 +133,57 @@ fn a_batch_of_the_wrong_width_is_a_shape_error() {
         .unwrap_err();
     assert!(!matches!(e, Error::Training { .. }), "{e}");
 }
+
+#[test]
+fn a_saved_decomposition_loads_into_a_fresh_one_and_a_mismatched_one_is_refused() {
+    let (model, _) = five_pieces();
+    let mut spd = Spd::new(&model, &["map"], small(30)).unwrap();
+    spd.train(&model, &mut |_| Ok(sparse_batch(256))).unwrap();
+    let dir = std::env::temp_dir().join(format!("mechlens-spd-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("spd.safetensors");
+    spd.save(&path).unwrap();
+
+    // A fresh decomposition (other initial weights) becomes the saved one.
+    let mut fresh = Spd::new(
+        &model,
+        &["map"],
+        SpdConfig {
+            seed: 5,
+            ..small(30)
+        },
+    )
+    .unwrap();
+    assert!(!fresh.components[0].v.equal(&spd.components[0].v));
+    fresh.load_parameters(&path).unwrap();
+    assert_eq!(fresh.step(), 30);
+    for (a, b) in fresh.parameters().iter().zip(spd.parameters()) {
+        assert!(a.equal(&b));
+    }
+    let probes = Tensor::eye(5, (Kind::Float, Device::Cpu)) * 0.75;
+    let (mine, theirs) = (
+        fresh.causal_importances(&model, &probes).unwrap(),
+        spd.causal_importances(&model, &probes).unwrap(),
+    );
+    assert!(mine[0].equal(&theirs[0]));
+    // Training on from the loaded step is a no-op at the end.
+    fresh
+        .train(&model, &mut |_| panic!("no batch should be drawn"))
+        .unwrap();
+
+    // Another C: refused, naming the tensor and both shapes, and nothing changed.
+    let mut other = Spd::new(&model, &["map"], SpdConfig { c: 7, ..small(30) }).unwrap();
+    let before = other.components[0].v.copy();
+    let e = other.load_parameters(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("`map.V` is [5, 10]") && e.contains("[5, 7] here"),
+        "{e}"
+    );
+    assert!(other.components[0].v.equal(&before));
+    assert_eq!(other.step(), 0);
+    let e = other
+        .load_parameters(&dir.join("missing.safetensors"))
+        .unwrap_err();
+    assert!(e.to_string().contains("missing.safetensors"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

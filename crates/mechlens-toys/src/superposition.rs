@@ -133,6 +133,9 @@ impl ToyModel {
     /// [`Error::InvalidInput`] for zero sizes, importance or probability lists of another
     /// shape, or a probability outside [0, 1].
     pub fn new(opts: &ToyModelOptions) -> Result<Self> {
+        // A batch of 10 instances × 1024 × 5 features is past glibc's mmap threshold: without
+        // this each step maps and unmaps its tensors anew (see mechlens_core::allocator).
+        mechlens_core::allocator::keep_freed_memory();
         let (n, m) = (opts.n_features, opts.d_hidden);
         let k = opts.importance.len();
         if n == 0 || m == 0 || k == 0 {

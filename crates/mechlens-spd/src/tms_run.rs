@@ -1,0 +1,72 @@
+//! Reproduction 06's run (the SPD paper's TMS 5-2): the toy model it decomposes and the
+//! decomposition, shared by `mechlens train-toy spd-tms` (which writes the committed run in
+//! datasets/spd-tms-5-2) and anyone who wants to train it again.
+
+use mechlens_core::Result;
+use mechlens_toys::{ToyModel, ToyModelOptions, ToyTrainOptions};
+
+use crate::{Spd, SpdConfig, TmsTarget};
+
+/// The decomposed maps, in the paper's names.
+pub const TMS_LAYERS: [&str; 2] = ["linear1", "linear2"];
+/// Feature probability of the toy's data and of SPD's.
+pub const TMS_FEATURE_PROBABILITY: f64 = 0.05;
+
+/// The paper's target: 5 features in 2 dimensions, uniform importance, each feature present
+/// with probability 0.05, ReLU output with a bias; 8 instances trained at once (10,000 steps,
+/// batch 1024, AdamW 1e-3, seed 0), of which [`tms_instance`] picks one.
+///
+/// # Errors
+/// Only the toy's training errors.
+pub fn tms_5_2_toy() -> Result<ToyModel> {
+    let mut toy = ToyModel::new(&ToyModelOptions::uniform(
+        5,
+        2,
+        8,
+        1.0,
+        TMS_FEATURE_PROBABILITY,
+    ))?;
+    toy.train(&ToyTrainOptions {
+        steps: 10_000,
+        batch: 1024,
+        lr: 1e-3,
+        log_every: 1_000,
+        progress_every: 0,
+    })?;
+    Ok(toy)
+}
+
+/// The instance that represents every feature best (the largest smallest column norm of `W`):
+/// a pentagon, where an unlucky instance may have left a feature out.
+///
+/// # Errors
+/// Only libtorch's.
+pub fn tms_instance(toy: &ToyModel) -> Result<usize> {
+    let norms = toy
+        .w
+        .f_detach()?
+        .f_norm_scalaropt_dim(2, [1i64].as_slice(), false)?; // [instance, feature]
+    let (smallest, _) = norms.f_min_dim(1, false)?;
+    Ok(smallest.f_argmax(0, false)?.f_int64_value(&[])? as usize)
+}
+
+/// SPD of `target`'s `linear1` and `linear2` with the paper's settings ([`SpdConfig`]'s
+/// defaults) but `steps` steps, on fresh batches of 4,096 drawn from libtorch's generator
+/// seeded with `config.seed + 1`.
+///
+/// # Errors
+/// The decomposition's ([`mechlens_core::Error::Training`] for a loss that stops being
+/// finite).
+pub fn spd_tms(target: &TmsTarget, steps: usize) -> Result<Spd> {
+    let config = SpdConfig {
+        steps,
+        ..SpdConfig::default()
+    };
+    let batch = config.batch_size;
+    let mut spd = Spd::new(target, &TMS_LAYERS, config.clone())?;
+    tch::manual_seed(config.seed as i64 + 1);
+    spd.train(target, &mut |_| {
+        target.batch(batch, TMS_FEATURE_PROBABILITY)
+    })?;
+    Ok(spd)
+}
