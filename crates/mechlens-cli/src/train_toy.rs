@@ -8,7 +8,7 @@
 //! - `induction --out DIR [--steps N]` (`induction.rs`): Olsson et al. 2022's two- and
 //!   one-layer attention-only models.
 //! - `spd-tms --out DIR [--steps N]` (`spd_tms.rs`): Bushnaq et al. 2025's stochastic
-//!   parameter decomposition of TMS 5-2.
+//!   parameter decomposition of TMS 5-2 (`spd-tms-identity`: with an identity layer).
 
 mod grokking;
 mod induction;
@@ -22,7 +22,8 @@ use mechlens_core::{Error, Result};
 pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--work DIR]
        mechlens train-toy tms-sparsity --out DIR [--steps N]
        mechlens train-toy induction --out DIR [--steps N]
-       mechlens train-toy spd-tms --out DIR [--steps N]";
+       mechlens train-toy spd-tms --out DIR [--steps N]
+       mechlens train-toy spd-tms-identity --out DIR [--steps N]";
 
 /// Parses the arguments after `train-toy` and runs.
 pub fn run(args: &[String]) -> Result<()> {
@@ -39,7 +40,8 @@ pub fn run(args: &[String]) -> Result<()> {
         match (toy.as_str(), flag.as_str()) {
             (_, "--out") => out = Some(PathBuf::from(value)),
             ("grokking", "--work") => work = Some(PathBuf::from(value)),
-            ("grokking", "--epochs") | ("tms-sparsity" | "induction" | "spd-tms", "--steps") => {
+            ("grokking", "--epochs")
+            | ("tms-sparsity" | "induction" | "spd-tms" | "spd-tms-identity", "--steps") => {
                 length = Some(
                     value
                         .parse()
@@ -64,9 +66,10 @@ pub fn run(args: &[String]) -> Result<()> {
         ),
         "tms-sparsity" => tms_sparsity::run(length.unwrap_or(tms_sparsity::STEPS), &out),
         "induction" => induction::run(length.unwrap_or(mechlens_toys::INDUCTION_STEPS), &out),
-        "spd-tms" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), &out),
+        "spd-tms" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), 0, &out),
+        "spd-tms-identity" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), 1, &out),
         _ => Err(bad(format!(
-            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms)"
+            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms, spd-tms-identity)"
         ))),
     }
 }

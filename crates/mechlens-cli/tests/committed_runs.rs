@@ -140,38 +140,43 @@ fn the_committed_induction_runs_start_as_the_command_does() {
 }
 
 #[test]
-fn the_committed_spd_run_starts_as_the_command_does() {
+fn the_committed_spd_runs_start_as_the_command_does() {
     // The cosine schedule depends on the total steps, so a short rerun shares only step 0:
     // the losses after the 200-step faithfulness warm-up, on the same toy model (its 10,000
     // training steps rerun in full), before SPD's first update.
-    let dir = temp("spd-tms");
-    mechlens(&[
-        "train-toy",
-        "spd-tms",
-        "--steps",
-        "1",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    let committed = repo().join("datasets/spd-tms-5-2/log.csv");
-    for name in [
-        "stochastic_recon",
-        "stochastic_recon_layerwise",
-        "importance_minimality",
-        "faithfulness",
+    for (toy, committed) in [
+        ("spd-tms", "datasets/spd-tms-5-2"),
+        ("spd-tms-identity", "datasets/spd-tms-5-2-identity"),
     ] {
-        let (fresh, old) = (column(&dir.join("log.csv"), name), column(&committed, name));
-        let (Some((0, value)), Some((0, expected))) = (fresh.first(), old.first()) else {
-            panic!("{name}: step 0 missing (rerun {fresh:?}, committed {old:?})");
-        };
-        let rel = (value - expected).abs() / expected.abs().max(1e-12);
-        assert!(
-            rel < 1e-3,
-            "spd-tms {name} at step 0: rerun {value}, committed {expected} (relative {rel:.1e})"
-        );
+        let dir = temp(toy);
+        mechlens(&[
+            "train-toy",
+            toy,
+            "--steps",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        let committed = repo().join(committed).join("log.csv");
+        for name in [
+            "stochastic_recon",
+            "stochastic_recon_layerwise",
+            "importance_minimality",
+            "faithfulness",
+        ] {
+            let (fresh, old) = (column(&dir.join("log.csv"), name), column(&committed, name));
+            let (Some((0, value)), Some((0, expected))) = (fresh.first(), old.first()) else {
+                panic!("{toy} {name}: step 0 missing (rerun {fresh:?}, committed {old:?})");
+            };
+            let rel = (value - expected).abs() / expected.abs().max(1e-12);
+            assert!(
+                rel < 1e-3,
+                "{toy} {name} at step 0: rerun {value}, committed {expected} (relative {rel:.1e})"
+            );
+        }
+        assert!(dir.join("spd.safetensors").exists() && dir.join("toy.safetensors").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    assert!(dir.join("spd.safetensors").exists() && dir.join("toy.safetensors").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

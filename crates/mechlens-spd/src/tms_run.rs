@@ -5,9 +5,10 @@
 use mechlens_core::Result;
 use mechlens_toys::{ToyModel, ToyModelOptions, ToyTrainOptions};
 
-use crate::{Spd, SpdConfig, TmsTarget};
+use crate::{Decomposable, Spd, SpdConfig, TmsTarget};
 
-/// The decomposed maps, in the paper's names.
+/// The maps of TMS 5-2 with known pieces, in the paper's names (the identity variant adds
+/// `hidden_layers.0` between them).
 pub const TMS_LAYERS: [&str; 2] = ["linear1", "linear2"];
 /// Feature probability of the toy's data and of SPD's.
 pub const TMS_FEATURE_PROBABILITY: f64 = 0.05;
@@ -50,9 +51,9 @@ pub fn tms_instance(toy: &ToyModel) -> Result<usize> {
     Ok(smallest.f_argmax(0, false)?.f_int64_value(&[])? as usize)
 }
 
-/// SPD of `target`'s `linear1` and `linear2` with the paper's settings ([`SpdConfig`]'s
-/// defaults) but `steps` steps, on fresh batches of 4,096 drawn from libtorch's generator
-/// seeded with `config.seed + 1`.
+/// SPD of every map of `target` (`linear1`, any identity layers, `linear2`) with the paper's
+/// settings ([`SpdConfig`]'s defaults) but `steps` steps, on fresh batches of 4,096 drawn
+/// from libtorch's generator seeded with `config.seed + 1`.
 ///
 /// # Errors
 /// The decomposition's ([`mechlens_core::Error::Training`] for a loss that stops being
@@ -63,7 +64,9 @@ pub fn spd_tms(target: &TmsTarget, steps: usize) -> Result<Spd> {
         ..SpdConfig::default()
     };
     let batch = config.batch_size;
-    let mut spd = Spd::new(target, &TMS_LAYERS, config.clone())?;
+    let names: Vec<String> = target.linears().into_iter().map(|(n, _)| n).collect();
+    let layers: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut spd = Spd::new(target, &layers, config.clone())?;
     tch::manual_seed(config.seed as i64 + 1);
     spd.train(target, &mut |_| {
         target.batch(batch, TMS_FEATURE_PROBABILITY)
