@@ -9,6 +9,7 @@ use mechlens_models::HookedTransformer;
 use tch::{Kind, Tensor};
 
 use crate::Scores;
+use crate::scores::scalar_metric;
 
 /// What an ablated activation is replaced with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,15 +225,7 @@ pub fn ablate_each_head(
                 ablation,
                 None,
             )?;
-            let value = metric(&logits)?;
-            if value.numel() != 1 {
-                return Err(Error::ShapeMismatch {
-                    what: "ablation metric".into(),
-                    expected: "a scalar (one element)".into(),
-                    got: value.size(),
-                });
-            }
-            scores.push(value.f_double_value(&[])?);
+            scores.push(scalar_metric(&metric(&logits)?, "ablation metric")?);
         }
     }
     let scores = Tensor::from_slice(&scores).f_view([layers as i64, heads as i64])?;

@@ -12,6 +12,7 @@ use mechlens_models::HookedTransformer;
 use tch::Tensor;
 
 use crate::Scores;
+use crate::scores::scalar_metric;
 
 /// One axis a patch is indexed along: its name in the result and the activation dim it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,14 +194,7 @@ pub fn generic_activation_patch(
             let logits = model.forward_from_layer_with_hooks(&stacked, layer, hooks)?;
             for run in 0..runs {
                 let value = metric(&logits.f_narrow(0, run * batch, batch)?)?;
-                if value.numel() != 1 {
-                    return Err(Error::ShapeMismatch {
-                        what: "patching metric".into(),
-                        expected: "a scalar (one element)".into(),
-                        got: value.size(),
-                    });
-                }
-                scores.push(value.f_double_value(&[])?);
+                scores.push(scalar_metric(&value, "patching metric")?);
             }
         }
     }

@@ -27,7 +27,7 @@ use mechlens_models::HookedTransformer;
 use tch::Tensor;
 
 use crate::Scores;
-use crate::patching::PatchAxis;
+use crate::scores::scalar_metric;
 
 /// Which input of a receiving head a path ends in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -179,14 +179,7 @@ pub fn path_patch_senders(
         }
     }
     let table = Tensor::from_slice(&scores).f_view([layers as i64, cfg.n_heads as i64])?;
-    let spec = crate::PatchSpec {
-        point: HookPoint::Z,
-        axes: vec![PatchAxis {
-            name: "head",
-            dim: 2,
-        }],
-    };
-    crate::patching::patch_result(table, &spec, "metric")
+    Scores::new(table, &["layer", "head"], "metric")
 }
 
 /// The corrupted run's `hook_z` at every layer and final residual stream, which step 1
@@ -304,13 +297,5 @@ fn one_path(
         })?;
     }
     let logits = model.run_with_hooks(corrupted, patch)?;
-    let value = metric(&logits)?;
-    if value.numel() != 1 {
-        return Err(Error::ShapeMismatch {
-            what: "path patching metric".into(),
-            expected: "a scalar (one element)".into(),
-            got: value.size(),
-        });
-    }
-    Ok(value.f_double_value(&[])?)
+    scalar_metric(&metric(&logits)?, "path patching metric")
 }

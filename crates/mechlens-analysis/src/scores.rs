@@ -2,7 +2,7 @@
 //! positions, patches): the scores as a tensor, and the same as a long table to filter, join
 //! or plot.
 
-use mechlens_core::Result;
+use mechlens_core::{Error, Result};
 use polars::prelude::DataFrame;
 use tch::Tensor;
 
@@ -23,4 +23,19 @@ impl Scores {
         let table = mechlens_tables::tensor_to_df(&scores, dims, value)?;
         Ok(Self { scores, table })
     }
+}
+
+/// The value of a metric that must be a scalar, as f64; `what` names it in the error.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when the metric returned more (or less) than one element.
+pub(crate) fn scalar_metric(value: &Tensor, what: &str) -> Result<f64> {
+    if value.numel() != 1 {
+        return Err(Error::ShapeMismatch {
+            what: what.into(),
+            expected: "a scalar (one element)".into(),
+            got: value.size(),
+        });
+    }
+    Ok(value.f_double_value(&[])?)
 }

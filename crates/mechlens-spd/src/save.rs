@@ -9,18 +9,28 @@ use tch::Tensor;
 
 use crate::decomposition::Spd;
 
-/// The names of one layer's tensors, in [`Spd::parameters`]' order.
-const PARTS: [&str; 6] = ["V", "U", "ci.w_in", "ci.b_in", "ci.w_out", "ci.b_out"];
-
 impl Spd {
-    /// Every trained tensor with its file name, in [`Spd::parameters`]' order.
+    /// Every trained tensor with its file name, layer by layer.
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let params = self.parameters();
-        self.names
+        let mut out = Vec::new();
+        for ((layer, c), g) in self
+            .names
             .iter()
-            .flat_map(|layer| PARTS.iter().map(move |part| format!("{layer}.{part}")))
-            .zip(params)
-            .collect()
+            .zip(&self.components)
+            .zip(&self.importance_fns)
+        {
+            for (part, t) in [
+                ("V", &c.v),
+                ("U", &c.u),
+                ("ci.w_in", &g.w_in),
+                ("ci.b_in", &g.b_in),
+                ("ci.w_out", &g.w_out),
+                ("ci.b_out", &g.b_out),
+            ] {
+                out.push((format!("{layer}.{part}"), t.shallow_clone()));
+            }
+        }
+        out
     }
 
     /// Writes the decomposition (not the optimiser's state) to `path`, atomically.

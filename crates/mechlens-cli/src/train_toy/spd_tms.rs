@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use mechlens_core::Result;
-use mechlens_spd::{SpdConfig, TmsTarget, spd_tms, tms_5_2_toy, tms_instance};
+use mechlens_spd::{TmsTarget, spd_tms, tms_5_2_toy, tms_instance};
 use mechlens_tables::numeric_csv;
 
 use super::{finish_run, io, write_file};
@@ -43,7 +43,6 @@ pub fn run(steps: usize, identity_layers: usize, out: &Path) -> Result<()> {
     let spd = spd_tms(&target, steps)?;
     spd.save(&out.join("spd.safetensors"))?;
     write_file(&out.join("log.csv"), &numeric_csv(&spd.log_frame()?)?)?;
-    let defaults = SpdConfig::default();
     let round = |s: f64| (s * 10.0).round() / 10.0;
     let toy_name = if identity_layers == 0 {
         "spd-tms"
@@ -55,8 +54,8 @@ pub fn run(steps: usize, identity_layers: usize, out: &Path) -> Result<()> {
         "instance": instance,
         "identity_layers": identity_layers,
         "steps": steps,
-        "c": defaults.c,
-        "batch_size": defaults.batch_size,
+        "c": spd.config.c,
+        "batch_size": spd.config.batch_size,
         "toy_seconds": round(toy_seconds),
         "spd_seconds": round(spd_started.elapsed().as_secs_f64()),
         "threads": tch::get_num_threads(),

@@ -52,55 +52,65 @@ fn patched(c: &SliceCase, dim: i64, len: i64) -> Result<Tensor> {
     Ok(out)
 }
 
-/// Random cases of `shape(draw)`, with an index along `dim` that is also valid along
-/// `other_dim` (so that a patch along the wrong dim is a wrong answer, not an error).
-fn slice_cases(
+/// A check of copying index `index` along `dim` from the clean activation: random cases of
+/// `shape(draw)` whose index is also valid along `wrong_dim` (so that a patch along the wrong
+/// dim is a wrong answer, not an error), and the two mistakes every such hook can make: the
+/// wrong dim, and every index from `index` on.
+fn slice_spec(
+    exercise: &'static str,
     seed: u64,
     shape: fn(&mut Draw) -> Vec<i64>,
-    dim: usize,
-    other_dim: usize,
-) -> Vec<SliceCase> {
+    (dim, wrong_dim): (i64, i64),
+    (wrong_dim_mistake, from_here_mistake): (&'static str, &'static str),
+) -> Spec<SliceCase> {
     let mut draw = Draw::new(seed);
-    (0..4)
+    let cases = (0..4)
         .map(|_| {
             let size = shape(&mut draw);
-            let index = draw.int(0, size[dim].min(size[other_dim]) - 1);
+            let index = draw.int(0, size[dim as usize].min(size[wrong_dim as usize]) - 1);
             SliceCase {
                 corrupted: draw.normal(&size, 0.0, 1.0),
                 clean: draw.normal(&size, 0.0, 1.0),
                 index,
             }
         })
-        .collect()
-}
-
-pub(crate) fn patch_position_spec() -> Spec<SliceCase> {
-    // Batch at least 2 and positions at least 3, so the wrong-dim and from-here-on mistakes
-    // differ from the answer.
-    let shape = |d: &mut Draw| vec![d.int(3, 5), d.int(3, 7), d.int(2, 6)];
+        .collect();
     Spec {
-        exercise: "patch_position",
-        cases: slice_cases(311, shape, 1, 0),
-        reference: Box::new(|c: &SliceCase| patched(c, 1, 1)),
+        exercise,
+        cases,
+        reference: Box::new(move |c: &SliceCase| patched(c, dim, 1)),
         mutants: vec![
-            Mutant::new(
-                "the batch row `pos` was patched (dim 0); positions are dim 1 of [batch, pos, d_model]",
-                |c: &SliceCase| patched(c, 0, 1),
-            ),
-            Mutant::new(
-                "every position from `pos` on was patched; patch that one position only",
-                |c: &SliceCase| {
-                    let n = c.corrupted.size()[1];
-                    patched(c, 1, n - c.index)
-                },
-            ),
-            Mutant::new(
-                "the clean activation was returned whole; only position `pos` comes from it",
-                |c: &SliceCase| Ok(c.clean.copy()),
-            ),
+            Mutant::new(wrong_dim_mistake, move |c: &SliceCase| {
+                patched(c, wrong_dim, 1)
+            }),
+            Mutant::new(from_here_mistake, move |c: &SliceCase| {
+                let n = c.corrupted.size()[dim as usize];
+                patched(c, dim, n - c.index)
+            }),
         ],
         compare: EXACT,
     }
+}
+
+pub(crate) fn patch_position_spec() -> Spec<SliceCase> {
+    // Batch at least 3 and positions at least 3, so the wrong-dim and from-here-on mistakes
+    // differ from the answer.
+    let shape = |d: &mut Draw| vec![d.int(3, 5), d.int(3, 7), d.int(2, 6)];
+    let mut spec = slice_spec(
+        "patch_position",
+        311,
+        shape,
+        (1, 0),
+        (
+            "the batch row `pos` was patched (dim 0); positions are dim 1 of [batch, pos, d_model]",
+            "every position from `pos` on was patched; patch that one position only",
+        ),
+    );
+    spec.mutants.push(Mutant::new(
+        "the clean activation was returned whole; only position `pos` comes from it",
+        |c: &SliceCase| Ok(c.clean.copy()),
+    ));
+    spec
 }
 
 /// Checks `patch_position(corrupted, clean, pos)` (a hook's body): the corrupted activation
@@ -117,25 +127,16 @@ pub fn patch_position(f: impl Fn(&Tensor, &Tensor, i64) -> Result<Tensor>) -> Re
 
 pub(crate) fn patch_head_spec() -> Spec<SliceCase> {
     let shape = |d: &mut Draw| vec![d.int(1, 3), d.int(3, 6), d.int(3, 5), d.int(2, 5)];
-    Spec {
-        exercise: "patch_head_vector",
-        cases: slice_cases(312, shape, 2, 1),
-        reference: Box::new(|c: &SliceCase| patched(c, 2, 1)),
-        mutants: vec![
-            Mutant::new(
-                "position `head` was patched (dim 1); heads are dim 2 of hook_z's [batch, pos, head, d_head]",
-                |c: &SliceCase| patched(c, 1, 1),
-            ),
-            Mutant::new(
-                "every head from `head` on was patched; patch that one head only",
-                |c: &SliceCase| {
-                    let n = c.corrupted.size()[2];
-                    patched(c, 2, n - c.index)
-                },
-            ),
-        ],
-        compare: EXACT,
-    }
+    slice_spec(
+        "patch_head_vector",
+        312,
+        shape,
+        (2, 1),
+        (
+            "position `head` was patched (dim 1); heads are dim 2 of hook_z's [batch, pos, head, d_head]",
+            "every head from `head` on was patched; patch that one head only",
+        ),
+    )
 }
 
 /// Checks `patch_head_vector(corrupted, clean, head)` (a hook's body): the corrupted

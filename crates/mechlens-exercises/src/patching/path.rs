@@ -17,15 +17,6 @@ const CLOSE: Compare = Compare::Values {
     rtol: 1e-3,
 };
 
-/// The corrupted run's `hook_z` at `layer`.
-fn corrupted_z(c: &PatchCase, layer: usize) -> Result<Tensor> {
-    let (_, cache) = c
-        .case
-        .model
-        .run_with_cache(&c.corrupted, CacheFilter::Names(vec![HookPoint::Z(layer)]))?;
-    Ok(cache.get(HookPoint::Z(layer))?.shallow_clone())
-}
-
 /// The closed form of step 1 in an attention-only model: the corrupted stream entering the
 /// receiver layer plus the sender's `(z_clean − z_corrupted) · W_O`, the same for every head.
 /// With `heads` = every head of the sender's layer for the whole-layer mistake.
@@ -34,10 +25,13 @@ fn step_one(c: &PatchCase, heads: &[usize]) -> Result<Tensor> {
     let layer = c.sender.0;
     let (_, corrupt) = model.run_with_cache(
         &c.corrupted,
-        CacheFilter::Names(vec![HookPoint::ResidPre(c.receiver_layer)]),
+        CacheFilter::Names(vec![
+            HookPoint::ResidPre(c.receiver_layer),
+            HookPoint::Z(layer),
+        ]),
     )?;
     let clean_z = c.case.cache.get(HookPoint::Z(layer))?;
-    let corrupt_z = corrupted_z(c, layer)?;
+    let corrupt_z = corrupt.get(HookPoint::Z(layer))?;
     let w_o = model.w_o()?.f_get(layer as i64)?;
     let mut stream = corrupt.get(HookPoint::ResidPre(c.receiver_layer))?.copy();
     for &h in heads {
