@@ -9,7 +9,10 @@
 //!   one-layer attention-only models.
 //! - `spd-tms --out DIR [--steps N]` (`spd_tms.rs`): Bushnaq et al. 2025's stochastic
 //!   parameter decomposition of TMS 5-2 (`spd-tms-identity`: with an identity layer).
+//! - `apd-tms --out DIR [--steps N]` (`apd_tms.rs`): Braun et al. 2025's attribution-based
+//!   parameter decomposition of the same toy, the comparison reproduction 06 makes.
 
+mod apd_tms;
 mod grokking;
 mod induction;
 mod spd_tms;
@@ -23,7 +26,8 @@ pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--w
        mechlens train-toy tms-sparsity --out DIR [--steps N]
        mechlens train-toy induction --out DIR [--steps N]
        mechlens train-toy spd-tms --out DIR [--steps N]
-       mechlens train-toy spd-tms-identity --out DIR [--steps N]";
+       mechlens train-toy spd-tms-identity --out DIR [--steps N]
+       mechlens train-toy apd-tms --out DIR [--steps N]";
 
 /// Parses the arguments after `train-toy` and runs.
 pub fn run(args: &[String]) -> Result<()> {
@@ -41,7 +45,10 @@ pub fn run(args: &[String]) -> Result<()> {
             (_, "--out") => out = Some(PathBuf::from(value)),
             ("grokking", "--work") => work = Some(PathBuf::from(value)),
             ("grokking", "--epochs")
-            | ("tms-sparsity" | "induction" | "spd-tms" | "spd-tms-identity", "--steps") => {
+            | (
+                "tms-sparsity" | "induction" | "spd-tms" | "spd-tms-identity" | "apd-tms",
+                "--steps",
+            ) => {
                 length = Some(
                     value
                         .parse()
@@ -68,8 +75,9 @@ pub fn run(args: &[String]) -> Result<()> {
         "induction" => induction::run(length.unwrap_or(mechlens_toys::INDUCTION_STEPS), &out),
         "spd-tms" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), 0, &out),
         "spd-tms-identity" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), 1, &out),
+        "apd-tms" => apd_tms::run(length.unwrap_or(apd_tms::STEPS), &out),
         _ => Err(bad(format!(
-            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms, spd-tms-identity)"
+            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms, spd-tms-identity, apd-tms)"
         ))),
     }
 }

@@ -140,13 +140,27 @@ fn the_committed_induction_runs_start_as_the_command_does() {
 }
 
 #[test]
-fn the_committed_spd_runs_start_as_the_command_does() {
-    // The cosine schedule depends on the total steps, so a short rerun shares only step 0:
-    // the losses after the 200-step faithfulness warm-up, on the same toy model (its 10,000
-    // training steps rerun in full), before SPD's first update.
-    for (toy, committed) in [
-        ("spd-tms", "datasets/spd-tms-5-2"),
-        ("spd-tms-identity", "datasets/spd-tms-5-2-identity"),
+fn the_committed_decompositions_start_as_the_command_does() {
+    // The learning-rate schedules depend on the total steps (SPD's cosine, APD's warm-up),
+    // so a short rerun shares only step 0: the losses before the first update (after SPD's
+    // 200-step faithfulness warm-up), on the same toy model (its 10,000 training steps rerun
+    // in full).
+    const SPD_LOSSES: [&str; 4] = [
+        "stochastic_recon",
+        "stochastic_recon_layerwise",
+        "importance_minimality",
+        "faithfulness",
+    ];
+    const APD_LOSSES: [&str; 3] = ["topk_recon", "param_match", "schatten"];
+    for (toy, committed, losses, file) in [
+        ("spd-tms", "datasets/spd-tms-5-2", &SPD_LOSSES[..], "spd"),
+        (
+            "spd-tms-identity",
+            "datasets/spd-tms-5-2-identity",
+            &SPD_LOSSES[..],
+            "spd",
+        ),
+        ("apd-tms", "datasets/apd-tms-5-2", &APD_LOSSES[..], "apd"),
     ] {
         let dir = temp(toy);
         mechlens(&[
@@ -158,12 +172,7 @@ fn the_committed_spd_runs_start_as_the_command_does() {
             dir.to_str().unwrap(),
         ]);
         let committed = repo().join(committed).join("log.csv");
-        for name in [
-            "stochastic_recon",
-            "stochastic_recon_layerwise",
-            "importance_minimality",
-            "faithfulness",
-        ] {
+        for name in losses {
             let (fresh, old) = (column(&dir.join("log.csv"), name), column(&committed, name));
             let (Some((0, value)), Some((0, expected))) = (fresh.first(), old.first()) else {
                 panic!("{toy} {name}: step 0 missing (rerun {fresh:?}, committed {old:?})");
@@ -174,7 +183,8 @@ fn the_committed_spd_runs_start_as_the_command_does() {
                 "{toy} {name} at step 0: rerun {value}, committed {expected} (relative {rel:.1e})"
             );
         }
-        assert!(dir.join("spd.safetensors").exists() && dir.join("toy.safetensors").exists());
+        let decomposition = dir.join(format!("{file}.safetensors"));
+        assert!(decomposition.exists() && dir.join("toy.safetensors").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,13 +19,14 @@
 
 use mechlens_core::{Error, Result};
 use mechlens_train::{AdamW, AdamWConfig, Decay, Schedule};
-use polars::prelude::{Column, DataFrame};
+use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
 use crate::components::{
     CausalImportanceMlps, LinearComponents, lower_hard_sigmoid, upper_leaky_hard_sigmoid,
 };
 use crate::config::SpdConfig;
+use crate::shared::{check_finite, log_table, pick_layers};
 use crate::target::{Decomposable, weight_named};
 
 /// Names of the loss columns of [`Spd::log_frame`], after `step` and `lr`.
@@ -74,37 +75,7 @@ impl Spd {
         // glibc's mmap threshold; without this a step spends half its time in page faults
         // (42.6 → 21.6 ms per TMS 5-2 step on 2 cores; see mechlens_core::allocator).
         mechlens_core::allocator::keep_freed_memory();
-        if layers.is_empty() {
-            return Err(Error::invalid(
-                "layers",
-                "name at least one matrix to decompose",
-            ));
-        }
-        let linears = target.linears();
-        let mut names = Vec::new();
-        let mut targets = Vec::new();
-        // In the model's order, so that logs and plots follow the forward pass.
-        for (name, weight) in &linears {
-            if layers.contains(&name.as_str()) {
-                names.push(name.clone());
-                targets.push(weight.f_detach()?.copy());
-            }
-        }
-        for layer in layers {
-            if !linears.iter().any(|(n, _)| n == layer) {
-                let valid: Vec<&str> = linears.iter().map(|(n, _)| n.as_str()).collect();
-                return Err(Error::invalid(
-                    "layer to decompose",
-                    format!("the model has no matrix {layer:?}; it has {valid:?}"),
-                ));
-            }
-            if layers.iter().filter(|l| *l == layer).count() > 1 {
-                return Err(Error::invalid(
-                    "layers",
-                    format!("{layer:?} is named more than once"),
-                ));
-            }
-        }
+        let (names, targets) = pick_layers(target, layers)?;
         let seed = config.seed as i64;
         let mut components = Vec::new();
         let mut importance_fns = Vec::new();
@@ -376,23 +347,7 @@ impl Spd {
     /// # Errors
     /// Only if polars cannot build the frame.
     pub fn log_frame(&self) -> Result<DataFrame> {
-        let mut columns = vec![
-            Column::new(
-                "step".into(),
-                self.log.iter().map(|r| r.0 as u64).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "lr".into(),
-                self.log.iter().map(|r| r.1).collect::<Vec<_>>(),
-            ),
-        ];
-        for (i, name) in LOSS_NAMES.iter().enumerate() {
-            columns.push(Column::new(
-                (*name).into(),
-                self.log.iter().map(|r| r.2[i]).collect::<Vec<_>>(),
-            ));
-        }
-        Ok(DataFrame::new(self.log.len(), columns)?)
+        log_table(&self.log, LOSS_NAMES)
     }
 
     /// Causal importances (clamped to [0, 1]) of every subcomponent on `x`, per decomposed
@@ -455,17 +410,4 @@ fn parameters_of(
         out.extend(g.parameters());
     }
     out
-}
-
-fn check_finite(loss: &Tensor, step: usize, what: &str) -> Result<()> {
-    let v = loss.double_value(&[]);
-    if v.is_finite() {
-        return Ok(());
-    }
-    Err(Error::Training {
-        step,
-        reason: format!(
-            "the {what} is {v}; the decomposition was left as it was after the previous step"
-        ),
-    })
 }

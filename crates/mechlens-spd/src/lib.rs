@@ -14,16 +14,22 @@
 //!   [`Spd::causal_importances`] on probe inputs, [`Spd::run_masked`].
 //! - Reproduction 06's run: [`tms_5_2_toy`], [`tms_instance`], [`spd_tms`].
 //! - [`Spd::save`] and [`Spd::load_parameters`]: a trained decomposition in one file.
+//! - [`Apd`]: attribution-based parameter decomposition (Braun et al. 2025), the method SPD
+//!   replaced, on the same targets ([`ApdConfig`], the APD paper's TMS defaults;
+//!   [`apd_tms`] for reproduction 06's comparison run).
 
+mod apd;
 mod components;
 mod config;
 mod decomposition;
 mod metrics;
 mod save;
+mod shared;
 mod target;
 mod tms;
 mod tms_run;
 
+pub use apd::{Apd, ApdConfig, ComponentFactors};
 pub use components::{
     CausalImportanceMlps, LinearComponents, lower_hard_sigmoid, upper_leaky_hard_sigmoid,
 };
@@ -32,4 +38,7 @@ pub use decomposition::Spd;
 pub use metrics::{GroundTruthScores, ground_truth_scores};
 pub use target::{Decomposable, LinearFn};
 pub use tms::TmsTarget;
-pub use tms_run::{TMS_FEATURE_PROBABILITY, TMS_LAYERS, spd_tms, tms_5_2_toy, tms_instance};
+pub use tms_run::{
+    TMS_FEATURE_PROBABILITY, TMS_LAYERS, apd_tms, apd_tms_config, spd_tms, tms_5_2_toy,
+    tms_instance,
+};

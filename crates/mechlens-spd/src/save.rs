@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-use mechlens_core::{Error, Result};
+use mechlens_core::Result;
 use tch::Tensor;
 
 use crate::decomposition::Spd;
+use crate::shared::{load_named, save_named};
 
 impl Spd {
     /// Every trained tensor with its file name, layer by layer.
@@ -38,17 +39,7 @@ impl Spd {
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut tensors: Vec<(String, Tensor)> = self
-            .named_parameters()
-            .into_iter()
-            .map(|(n, t)| (n, t.detach()))
-            .collect();
-        tensors.push(("step".into(), Tensor::from_slice(&[self.step() as i64])));
-        let refs: Vec<(&str, Tensor)> = tensors
-            .iter()
-            .map(|(n, t)| (n.as_str(), t.shallow_clone()))
-            .collect();
-        mechlens_checkpoint::safetensors::write(&refs, path)
+        save_named(&self.named_parameters(), self.step(), path)
     }
 
     /// Loads a decomposition written by [`Spd::save`] into this one, which must decompose the
@@ -56,54 +47,11 @@ impl Spd {
     /// saved run's config). Counts as warmed up and `step` steps done.
     ///
     /// # Errors
-    /// [`Error::Io`] for a missing file; [`Error::InvalidInput`] naming the first tensor the
+    /// [`Error::Io`](mechlens_core::Error::Io) for a missing file;
+    /// [`Error::InvalidInput`](mechlens_core::Error::InvalidInput) naming the first tensor the
     /// file lacks or whose shape differs (both shapes given); nothing is changed then.
     pub fn load_parameters(&mut self, path: &Path) -> Result<()> {
-        let saved = mechlens_checkpoint::safetensors::read(path)?;
-        let find = |name: &str| saved.iter().find(|(n, _)| n == name).map(|(_, t)| t);
-        let ours = self.named_parameters();
-        // Check everything before changing anything.
-        for (name, t) in &ours {
-            let Some(s) = find(name) else {
-                return Err(Error::invalid(
-                    "SPD file",
-                    format!(
-                        "{} has no tensor `{name}`; it decomposes other layers than {:?}",
-                        path.display(),
-                        self.names
-                    ),
-                ));
-            };
-            if s.size() != t.size() {
-                return Err(Error::invalid(
-                    "SPD file",
-                    format!(
-                        "`{name}` is {:?} in {} but {:?} here: the file was saved with another C, importance width or target",
-                        s.size(),
-                        path.display(),
-                        t.size()
-                    ),
-                ));
-            }
-        }
-        let step = find("step").ok_or_else(|| {
-            Error::invalid(
-                "SPD file",
-                format!(
-                    "{} has no `step`; it was not written by Spd::save",
-                    path.display()
-                ),
-            )
-        })?;
-        let step = usize::try_from(step.f_int64_value(&[0])?).unwrap_or(0);
-        tch::no_grad(|| -> Result<()> {
-            for (name, t) in &ours {
-                if let Some(s) = find(name) {
-                    t.shallow_clone().f_copy_(s)?;
-                }
-            }
-            Ok(())
-        })?;
+        let step = load_named(&self.named_parameters(), path, "SPD", &self.names)?;
         self.mark_loaded(step);
         Ok(())
     }

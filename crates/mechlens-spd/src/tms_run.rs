@@ -5,7 +5,7 @@
 use mechlens_core::Result;
 use mechlens_toys::{ToyModel, ToyModelOptions, ToyTrainOptions};
 
-use crate::{Decomposable, Spd, SpdConfig, TmsTarget};
+use crate::{Apd, ApdConfig, Decomposable, Spd, SpdConfig, TmsTarget};
 
 /// The maps of TMS 5-2 with known pieces, in the paper's names (the identity variant adds
 /// `hidden_layers.0` between them).
@@ -72,4 +72,38 @@ pub fn spd_tms(target: &TmsTarget, steps: usize) -> Result<Spd> {
         target.batch(batch, TMS_FEATURE_PROBABILITY)
     })?;
     Ok(spd)
+}
+
+/// The APD paper's TMS 5-2 settings ([`ApdConfig`]'s defaults: C = 5, rank 3, batch top-k
+/// 0.211, Schatten coefficient 0.7, batch 2,048, constant learning rate 3e-2 after a 5%
+/// warm-up) with `linear2` tied to `linear1` transposed, as in the paper's model.
+pub fn apd_tms_config(steps: usize) -> ApdConfig {
+    ApdConfig {
+        steps,
+        tied_transposed: vec![("linear2".into(), "linear1".into())],
+        ..ApdConfig::default()
+    }
+}
+
+/// APD of TMS 5-2's two maps with [`apd_tms_config`] for `steps` steps, on fresh batches
+/// from libtorch's generator seeded with `config.seed + 1`.
+///
+/// # Errors
+/// The decomposition's ([`mechlens_core::Error::Training`] for a loss that stops being
+/// finite); a target with identity layers (APD's TMS runs have none).
+pub fn apd_tms(target: &TmsTarget, steps: usize) -> Result<Apd> {
+    if target.identity_layers != 0 {
+        return Err(mechlens_core::Error::invalid(
+            "APD target",
+            "reproduction 06 runs APD on TMS 5-2 without identity layers",
+        ));
+    }
+    let config = apd_tms_config(steps);
+    let batch = config.batch_size;
+    let mut apd = Apd::new(target, &TMS_LAYERS, config.clone())?;
+    tch::manual_seed(config.seed as i64 + 1);
+    apd.train(target, &mut |_| {
+        target.batch(batch, TMS_FEATURE_PROBABILITY)
+    })?;
+    Ok(apd)
 }

@@ -36,7 +36,9 @@ pub use mechlens_sae::{
     ActivationNorm, Architecture, Sae, SaeConfig, SaeSplicing, ShardWriter, ShardedActivations,
     SpliceOptions,
 };
-pub use mechlens_spd::{Decomposable, Spd, SpdConfig, TmsTarget, ground_truth_scores};
+pub use mechlens_spd::{
+    Apd, ApdConfig, Decomposable, Spd, SpdConfig, TmsTarget, ground_truth_scores,
+};
 pub use mechlens_tables::{
     df_to_tensor, ndarray_to_df, ndarray_to_tensor, read_numeric_csv, tensor_to_df,
     tensor_to_ndarray,
