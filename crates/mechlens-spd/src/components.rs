@@ -111,10 +111,9 @@ impl CausalImportanceMlps {
     /// # Shapes
     /// `inner`: `[batch, C]` → `[batch, C]`
     pub fn forward(&self, inner: &Tensor) -> Result<Tensor> {
-        let h = inner
-            .f_unsqueeze(2)?
-            .f_mul(&self.w_in)?
-            .f_add(&self.b_in)?
+        let h = self
+            .b_in
+            .f_addcmul(&inner.f_unsqueeze(2)?, &self.w_in)?
             .f_gelu("none")?;
         Ok(h.f_mul(&self.w_out)?
             .f_sum_dim_intlist(2, false, Kind::Float)?
