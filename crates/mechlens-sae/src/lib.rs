@@ -14,6 +14,8 @@
 //!   `fused` (private) holds its one-pass CPU loops for a step's memory-bound work (bias +
 //!   ReLU + column sums, the ReLU's backward, MSE and its gradient, gradient norm, Adam) and
 //!   the list of entries that fired, for a sparse step.
+//! - [`e2e`]: end-to-end SAEs (Braun et al. 2024): trained spliced into a frozen model on the
+//!   KL divergence of its outputs (and downstream activations) instead of reconstruction.
 //! - [`absorption`]: how often a parent feature's latent stays silent when a child
 //!   feature is present (Chanin et al. 2024).
 //! - [`metrics`]: reconstruction and sparsity measures (L0, MSE, explained variance, ...);
@@ -25,6 +27,7 @@
 
 pub mod absorption;
 mod config;
+pub mod e2e;
 pub mod eval;
 pub mod features;
 mod format;
