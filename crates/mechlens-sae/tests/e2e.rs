@@ -2,6 +2,8 @@
 //! what each loss asks, gradients reach the SAE through a frozen model, the result is an
 //! SAELens SAE that splices back with the KL it trained on, and bad inputs are refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::rc::Rc;
 
 use mechlens_core::Error;
@@ -83,8 +85,8 @@ fn a_spliced_identity_sae_changes_nothing() {
     assert!(first_logged(&run, "l0") <= 16.0);
     assert!(
         kl_divergence(
-            &model.forward(&tokens(0)).unwrap(),
-            &model.forward(&tokens(0)).unwrap()
+            &model.forward(tokens(0)).unwrap(),
+            &model.forward(tokens(0)).unwrap()
         )
         .unwrap()
         .double_value(&[])
@@ -144,7 +146,7 @@ fn each_loss_trains_down_and_the_model_stays_frozen() {
         assert_eq!(sae.cfg.hook_name(), Some(HOOK));
         if loss != E2eLoss::Local {
             let report = SpliceReport::measure(&model, Rc::new(sae), None, &tokens(3)).unwrap();
-            let clean = model.forward(&tokens(3)).unwrap();
+            let clean = model.forward(tokens(3)).unwrap();
             let sae = run.sae("test-model").unwrap();
             let spliced = {
                 let _g = tch::no_grad_guard();
@@ -156,7 +158,7 @@ fn each_loss_trains_down_and_the_model_stays_frozen() {
                         false,
                     ))),
                 );
-                model.run_with_hooks(&tokens(3), hooks).unwrap()
+                model.run_with_hooks(tokens(3), hooks).unwrap()
             };
             let ours = kl_divergence(&clean, &spliced).unwrap().double_value(&[]);
             assert!(
