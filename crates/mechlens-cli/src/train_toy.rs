@@ -11,10 +11,13 @@
 //!   parameter decomposition of TMS 5-2 (`spd-tms-identity`: with an identity layer).
 //! - `apd-tms --out DIR [--steps N]` (`apd_tms.rs`): Braun et al. 2025's attribution-based
 //!   parameter decomposition of the same toy, the comparison reproduction 06 makes.
+//! - `spd-resid-mlp --out DIR [--steps N]` (`spd_resid_mlp.rs`): the toy model of compressed
+//!   computation and its stochastic parameter decomposition (reproduction 07).
 
 mod apd_tms;
 mod grokking;
 mod induction;
+mod spd_resid_mlp;
 mod spd_tms;
 mod tms_sparsity;
 
@@ -27,7 +30,8 @@ pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--w
        mechlens train-toy induction --out DIR [--steps N]
        mechlens train-toy spd-tms --out DIR [--steps N]
        mechlens train-toy spd-tms-identity --out DIR [--steps N]
-       mechlens train-toy apd-tms --out DIR [--steps N]";
+       mechlens train-toy apd-tms --out DIR [--steps N]
+       mechlens train-toy spd-resid-mlp --out DIR [--steps N] [--model-steps N]";
 
 /// Parses the arguments after `train-toy` and runs.
 pub fn run(args: &[String]) -> Result<()> {
@@ -35,7 +39,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let (toy, rest) = args
         .split_first()
         .ok_or_else(|| bad("name the toy to train".into()))?;
-    let (mut out, mut work, mut length) = (None, None, None);
+    let (mut out, mut work, mut length, mut model_steps) = (None, None, None, None);
     let mut words = rest.iter();
     while let Some(flag) = words.next() {
         let value = words
@@ -44,9 +48,19 @@ pub fn run(args: &[String]) -> Result<()> {
         match (toy.as_str(), flag.as_str()) {
             (_, "--out") => out = Some(PathBuf::from(value)),
             ("grokking", "--work") => work = Some(PathBuf::from(value)),
+            ("spd-resid-mlp", "--model-steps") => {
+                model_steps = Some(value.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(
+                    || {
+                        bad(format!(
+                            "{flag} must be a positive whole number, got {value:?}"
+                        ))
+                    },
+                )?);
+            }
             ("grokking", "--epochs")
             | (
-                "tms-sparsity" | "induction" | "spd-tms" | "spd-tms-identity" | "apd-tms",
+                "tms-sparsity" | "induction" | "spd-tms" | "spd-tms-identity" | "apd-tms"
+                | "spd-resid-mlp",
                 "--steps",
             ) => {
                 length = Some(
@@ -76,8 +90,11 @@ pub fn run(args: &[String]) -> Result<()> {
         "spd-tms" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), 0, &out),
         "spd-tms-identity" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), 1, &out),
         "apd-tms" => apd_tms::run(length.unwrap_or(apd_tms::STEPS), &out),
+        "spd-resid-mlp" => {
+            spd_resid_mlp::run(length.unwrap_or(spd_resid_mlp::STEPS), model_steps, &out)
+        }
         _ => Err(bad(format!(
-            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms, spd-tms-identity, apd-tms)"
+            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms, spd-tms-identity, apd-tms, spd-resid-mlp)"
         ))),
     }
 }

@@ -190,6 +190,32 @@ fn the_committed_decompositions_start_as_the_command_does() {
 }
 
 #[test]
+fn the_committed_residual_mlp_starts_as_the_command_does() {
+    // The model's first 201 of its 10,000 steps, on the full run's schedule, against the
+    // committed log; the decomposition of this half-trained model is not comparable, so SPD
+    // runs one step only to show the command completes (SPD's own step 0 is checked on TMS).
+    let dir = temp("resid-mlp");
+    mechlens(&[
+        "train-toy",
+        "spd-resid-mlp",
+        "--model-steps",
+        "201",
+        "--steps",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let committed = repo().join("datasets/spd-resid-mlp/model_log.csv");
+    assert_close(
+        &column(&dir.join("model_log.csv"), "loss"),
+        &column(&committed, "loss"),
+        "residual MLP loss",
+    );
+    assert!(dir.join("spd.safetensors").exists() && dir.join("model.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_arguments_are_named() {
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_mechlens"))

@@ -1,6 +1,7 @@
 //! [`SpdConfig`]: an SPD run's settings, defaulting to the paper's TMS 5-2 configuration.
 
 use mechlens_core::{Error, Result};
+use mechlens_train::Decay;
 
 /// An SPD run's settings (defaults: the SPD paper's `tms_5-2` config).
 #[derive(Clone, Debug, PartialEq)]
@@ -25,8 +26,10 @@ pub struct SpdConfig {
     pub batch_size: i64,
     /// Steps after the warm-up (10,000).
     pub steps: usize,
-    /// Peak learning rate, cosine to 0 (1e-3).
+    /// Peak learning rate (1e-3).
     pub lr: f64,
+    /// How it moves over the steps (cosine to 0; the residual-MLP config holds it constant).
+    pub lr_decay: Decay,
     /// Steps that fit `V·U` to `W` alone before SPD starts (200).
     pub faithfulness_warmup_steps: usize,
     /// Their learning rate (0.01).
@@ -55,6 +58,7 @@ impl Default for SpdConfig {
             batch_size: 4096,
             steps: 10_000,
             lr: 1e-3,
+            lr_decay: Decay::Cosine { final_lr: 0.0 },
             faithfulness_warmup_steps: 200,
             faithfulness_warmup_lr: 0.01,
             faithfulness_warmup_weight_decay: 0.1,

@@ -15,10 +15,10 @@
 //!    default: it must not matter) or penalised directly (faithfulness).
 //!
 //! Before the first step, `V·U` is fitted to `W` alone for a few hundred steps (the paper's
-//! faithfulness warm-up). The learning rate follows a cosine to 0.
+//! faithfulness warm-up). The learning rate follows `config.lr_decay` (a cosine to 0 by default).
 
 use mechlens_core::{Error, Result};
-use mechlens_train::{AdamW, AdamWConfig, Decay, Schedule};
+use mechlens_train::{AdamW, AdamWConfig, Schedule};
 use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
@@ -257,7 +257,7 @@ impl Spd {
         let schedule = Schedule {
             lr: self.config.lr,
             warmup_steps: 0,
-            decay: Decay::Cosine { final_lr: 0.0 },
+            decay: self.config.lr_decay,
         };
         let params = self.parameters();
         while self.step < self.config.steps {

@@ -12,7 +12,9 @@
 //!   importance minimality, the delta component, a cosine learning rate, a log.
 //! - Scores: [`ground_truth_scores`] (MMCS, ML2R), [`Spd::alive_components`],
 //!   [`Spd::causal_importances`] on probe inputs, [`Spd::run_masked`].
-//! - Reproduction 06's run: [`tms_5_2_toy`], [`tms_instance`], [`spd_tms`].
+//! - Reproduction 06's run: [`tms_5_2_toy`], [`tms_instance`], [`spd_tms`]; reproduction
+//!   07's: the toy model of compressed computation on its embedding's span
+//!   ([`ResidMlpTarget`], [`spd_resid_mlp`]).
 //! - [`Spd::save`] and [`Spd::load_parameters`]: a trained decomposition in one file.
 //! - [`Apd`]: attribution-based parameter decomposition (Braun et al. 2025), the method SPD
 //!   replaced, on the same targets ([`ApdConfig`], the APD paper's TMS defaults;
@@ -23,6 +25,7 @@ mod components;
 mod config;
 mod decomposition;
 mod metrics;
+mod resid_mlp;
 mod save;
 mod shared;
 mod target;
@@ -36,6 +39,7 @@ pub use components::{
 pub use config::SpdConfig;
 pub use decomposition::Spd;
 pub use metrics::{GroundTruthScores, ground_truth_scores};
+pub use resid_mlp::{RESID_MLP_LAYERS, ResidMlpTarget, resid_mlp_spd_config, spd_resid_mlp};
 pub use target::{Decomposable, LinearFn};
 pub use tms::TmsTarget;
 pub use tms_run::{

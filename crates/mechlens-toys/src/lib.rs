@@ -19,6 +19,8 @@
 //! - [`InductionData`]: random tokens with a segment repeated at a random length and offset
 //!   (Olsson et al. 2022), training data for mechlens-train, and the positions only an
 //!   induction head can predict.
+//! - [`ResidualMlp`]: the toy model of compressed computation (Braun et al. 2025): 100
+//!   features through a random 1,000-wide embedding and 50 ReLU neurons, `x + ReLU(x)`.
 
 mod absorption;
 mod feature_tree;
@@ -27,6 +29,7 @@ mod induction;
 mod induction_run;
 mod matching;
 mod modular;
+mod residual_mlp;
 mod sae_source;
 mod sparse_features;
 mod superposition;
@@ -44,6 +47,7 @@ pub use modular::{
     ModularData, embedding_frequency_power, fourier_basis, grid_loss, grokking_config, is_prime,
     key_frequencies, key_frequency_logits, neuron_frequency_share,
 };
+pub use residual_mlp::{ResidualMlp, ResidualMlpOptions, ResidualMlpTrainOptions};
 pub use sparse_features::{SparseFeatures, SparseFeaturesOptions, max_cosine, mmcs};
 pub use superposition::{ToyModel, ToyModelOptions, ToyTrainOptions};
 pub use sweep::mmcs_sweep;
