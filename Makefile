@@ -42,5 +42,6 @@ bench: setup
 	@$(STEP) sae-bench $(PY) bench/sae_bench.py
 	@$(STEP) train-bench $(PY) bench/toy_train_bench.py
 	@$(STEP) spd-bench $(PY) bench/spd_bench.py
+	@$(STEP) e2e-bench $(PY) bench/e2e_bench.py
 	@$(STEP) kernel-bench env CI_LOG=$(CI_LOG) $(PY) bench/kernel_bench.py
 	@cat BENCHMARKS.md
