@@ -13,8 +13,11 @@
 //!   parameter decomposition of the same toy, the comparison reproduction 06 makes.
 //! - `spd-resid-mlp --out DIR [--steps N]` (`spd_resid_mlp.rs`): the toy model of compressed
 //!   computation and its stochastic parameter decomposition (reproduction 07).
+//! - `e2e-saes --out DIR [--steps N]` (`e2e_saes.rs`): end-to-end against local SAEs on
+//!   BabyLlama, a sweep of sparsity coefficients (reproduction 08).
 
 mod apd_tms;
+mod e2e_saes;
 mod grokking;
 mod induction;
 mod spd_resid_mlp;
@@ -31,7 +34,8 @@ pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--w
        mechlens train-toy spd-tms --out DIR [--steps N]
        mechlens train-toy spd-tms-identity --out DIR [--steps N]
        mechlens train-toy apd-tms --out DIR [--steps N]
-       mechlens train-toy spd-resid-mlp --out DIR [--steps N] [--model-steps N]";
+       mechlens train-toy spd-resid-mlp --out DIR [--steps N] [--model-steps N]
+       mechlens train-toy e2e-saes --out DIR [--steps N]";
 
 /// Parses the arguments after `train-toy` and runs.
 pub fn run(args: &[String]) -> Result<()> {
@@ -60,7 +64,7 @@ pub fn run(args: &[String]) -> Result<()> {
             ("grokking", "--epochs")
             | (
                 "tms-sparsity" | "induction" | "spd-tms" | "spd-tms-identity" | "apd-tms"
-                | "spd-resid-mlp",
+                | "spd-resid-mlp" | "e2e-saes",
                 "--steps",
             ) => {
                 length = Some(
@@ -90,11 +94,12 @@ pub fn run(args: &[String]) -> Result<()> {
         "spd-tms" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), 0, &out),
         "spd-tms-identity" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), 1, &out),
         "apd-tms" => apd_tms::run(length.unwrap_or(apd_tms::STEPS), &out),
+        "e2e-saes" => e2e_saes::run(length.unwrap_or(e2e_saes::STEPS), &out),
         "spd-resid-mlp" => {
             spd_resid_mlp::run(length.unwrap_or(spd_resid_mlp::STEPS), model_steps, &out)
         }
         _ => Err(bad(format!(
-            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms, spd-tms-identity, apd-tms, spd-resid-mlp)"
+            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms, spd-tms-identity, apd-tms, spd-resid-mlp, e2e-saes)"
         ))),
     }
 }

@@ -216,6 +216,49 @@ fn the_committed_residual_mlp_starts_as_the_command_does() {
 }
 
 #[test]
+fn the_committed_e2e_sweep_evaluates_on_the_same_samples() {
+    // Each SAE's 800 steps are too long to rerun here; one step each shows the sweep runs
+    // end to end, and the evaluation samples (BabyLlama's own, seeded) must be those the
+    // committed measurements were taken on. Sampling compares probabilities, so another CPU's
+    // last bits could flip a rare token: 99% must agree.
+    let dir = temp("e2e-saes");
+    mechlens(&[
+        "train-toy",
+        "e2e-saes",
+        "--steps",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let read = |path: &Path| {
+        let tensors = tch::Tensor::read_safetensors(path).unwrap();
+        tensors.into_iter().find(|(n, _)| n == "tokens").unwrap().1
+    };
+    let fresh = read(&dir.join("eval_tokens.safetensors"));
+    let committed = read(&repo().join("datasets/e2e-saes-babyllama/eval_tokens.safetensors"));
+    assert_eq!(fresh.size(), committed.size());
+    let same = fresh
+        .eq_tensor(&committed)
+        .to_kind(tch::Kind::Float)
+        .mean(tch::Kind::Float)
+        .double_value(&[]);
+    assert!(same > 0.99, "only {same:.4} of the evaluation tokens agree");
+    let kinds = |path: &Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(
+        kinds(&dir.join("metrics.csv")),
+        kinds(&repo().join("datasets/e2e-saes-babyllama/metrics.csv"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_arguments_are_named() {
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_mechlens"))
