@@ -18,7 +18,7 @@
 //! faithfulness warm-up). The learning rate follows `config.lr_decay` (a cosine to 0 by default).
 
 use mechlens_core::{Error, Result};
-use mechlens_train::{AdamW, AdamWConfig, Schedule};
+use mechlens_train::{AdamW, AdamWConfig, Schedule, log_due};
 use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
@@ -233,8 +233,7 @@ impl Spd {
         for step in 0..self.config.faithfulness_warmup_steps {
             let loss = self.faithfulness()?;
             check_finite(&loss, step, "faithfulness warm-up")?;
-            let grads = Tensor::f_run_backward(&[&loss], &params, false, false)?;
-            adam.step(&params, &grads, self.config.faithfulness_warmup_lr)?;
+            adam.minimize(&loss, &params, self.config.faithfulness_warmup_lr)?;
         }
         self.warmed_up = true;
         Ok(())
@@ -264,12 +263,9 @@ impl Spd {
             let x = data(self.step)?;
             let (loss, parts) = self.losses(target, &x)?;
             check_finite(&loss, self.step, "SPD loss")?;
-            let grads = Tensor::f_run_backward(&[&loss], &params, false, false)?;
             let lr = schedule.at(self.step, self.config.steps);
-            self.adam.step(&params, &grads, lr)?;
-            if self.step.is_multiple_of(self.config.log_every.max(1))
-                || self.step + 1 == self.config.steps
-            {
+            self.adam.minimize(&loss, &params, lr)?;
+            if log_due(self.step, self.config.log_every, self.config.steps) {
                 self.log.push((self.step, lr, parts));
             }
             self.step += 1;

@@ -6,19 +6,8 @@ use mechlens_core::{Error, Result};
 use mechlens_spd::{Apd, ApdConfig, Decomposable, LinearFn};
 use tch::{Device, Kind, Tensor};
 
-/// `y = x · W`: one decomposable map.
-struct OneMap {
-    w: Tensor,
-}
-
-impl Decomposable for OneMap {
-    fn linears(&self) -> Vec<(String, Tensor)> {
-        vec![("map".into(), self.w.shallow_clone())]
-    }
-    fn run(&self, x: &Tensor, linear: &mut LinearFn<'_>) -> Result<Tensor> {
-        linear("map", x)
-    }
-}
+mod common;
+use common::{five_pieces, sparse_batch};
 
 /// `y = ReLU(x · W · Wᵀ)`: a tied pair, as the toy model of superposition without its bias.
 struct TiedPair {
@@ -36,21 +25,6 @@ impl Decomposable for TiedPair {
         let h = linear("up", x)?;
         Ok(linear("down", &h)?.f_relu()?)
     }
-}
-
-/// `W = Σ_i e_i ⊗ w_i`: 5 input features, each with its own output direction in 4 dims.
-fn five_pieces() -> (OneMap, Tensor) {
-    tch::manual_seed(11);
-    let rows = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
-    let eye = Tensor::eye(5, (Kind::Float, Device::Cpu));
-    let pieces = eye.unsqueeze(2) * rows.unsqueeze(0);
-    (OneMap { w: rows }, pieces)
-}
-
-/// Each input feature present with p = 0.05, uniform in [0, 1].
-fn sparse_batch(n: i64) -> Tensor {
-    let opts = (Kind::Float, Device::Cpu);
-    Tensor::rand([n, 5], opts) * Tensor::rand([n, 5], opts).lt(0.05).to_kind(Kind::Float)
 }
 
 fn small(steps: usize) -> ApdConfig {

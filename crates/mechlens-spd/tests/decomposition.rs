@@ -2,37 +2,11 @@
 //! bad settings, names and losses, each with the reason.
 
 use mechlens_core::{Error, Result};
-use mechlens_spd::{Decomposable, LinearFn, Spd, SpdConfig};
+use mechlens_spd::{Spd, SpdConfig};
 use tch::{Device, Kind, Tensor};
 
-/// `y = x · W`: one decomposable map.
-struct OneMap {
-    w: Tensor,
-}
-
-impl Decomposable for OneMap {
-    fn linears(&self) -> Vec<(String, Tensor)> {
-        vec![("map".into(), self.w.shallow_clone())]
-    }
-    fn run(&self, x: &Tensor, linear: &mut LinearFn<'_>) -> Result<Tensor> {
-        linear("map", x)
-    }
-}
-
-/// `W = Σ_i e_i ⊗ w_i`: 5 input features, each with its own output direction in 4 dims.
-fn five_pieces() -> (OneMap, Tensor) {
-    tch::manual_seed(11);
-    let rows = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
-    let eye = Tensor::eye(5, (Kind::Float, Device::Cpu));
-    let pieces = eye.unsqueeze(2) * rows.unsqueeze(0);
-    (OneMap { w: rows }, pieces)
-}
-
-/// Each input feature present with p = 0.05, uniform in [0, 1].
-fn sparse_batch(n: i64) -> Tensor {
-    let opts = (Kind::Float, Device::Cpu);
-    Tensor::rand([n, 5], opts) * Tensor::rand([n, 5], opts).lt(0.05).to_kind(Kind::Float)
-}
+mod common;
+use common::{five_pieces, sparse_batch};
 
 fn small(steps: usize) -> SpdConfig {
     SpdConfig {

@@ -51,6 +51,17 @@ impl AdamW {
         })
     }
 
+    /// Backpropagates `loss` to `params` (autograd's `grad`, so nothing accumulates in
+    /// `.grad`) and takes one [`AdamW::step`] at `lr`: a whole optimisation step for a
+    /// hand-written training loop (SPD, APD, end-to-end SAEs).
+    ///
+    /// # Errors
+    /// libtorch's, when `loss` does not depend on `params`; as [`AdamW::step`].
+    pub fn minimize(&mut self, loss: &Tensor, params: &[Tensor], lr: f64) -> Result<()> {
+        let grads = Tensor::f_run_backward(&[loss], params, false, false)?;
+        self.step(params, &grads, lr)
+    }
+
     /// One update of `params` (in place) with `grads` at learning rate `lr`.
     ///
     /// `torch.optim.AdamW`: `p ← p·(1 − lr·wd)`; `m ← β₁m + (1−β₁)g`; `v ← β₂v + (1−β₂)g²`;

@@ -32,5 +32,5 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use config::ModelTrainConfig;
 pub use data::{Batch, FullBatch, IGNORE, MiniBatches, TrainData};
 pub use log::LogRow;
-pub use schedule::{Decay, Schedule};
+pub use schedule::{Decay, Schedule, log_due};
 pub use trainer::{ModelTrainer, cross_entropy};

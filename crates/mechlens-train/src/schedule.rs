@@ -20,6 +20,12 @@ pub enum Decay {
     },
 }
 
+/// Whether a loop that logs every `every` steps logs step `step` of `total`: the intervals and
+/// the last step (an `every` of 0 counts as 1).
+pub fn log_due(step: usize, every: usize, total: usize) -> bool {
+    step.is_multiple_of(every.max(1)) || step + 1 == total
+}
+
 /// Peak learning rate, warm-up and decay.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {

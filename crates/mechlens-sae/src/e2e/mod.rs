@@ -22,7 +22,7 @@ use std::rc::Rc;
 
 use mechlens_core::{Error, Hook, HookPoint, HookSession, Hooks, Result, Splice};
 use mechlens_models::HookedTransformer;
-use mechlens_train::{AdamW, AdamWConfig, Decay, Schedule};
+use mechlens_train::{AdamW, AdamWConfig, Decay, Schedule, log_due};
 use polars::prelude::{Column, DataFrame};
 use tch::{Kind, Tensor};
 
@@ -357,12 +357,9 @@ impl E2eSae {
                     ),
                 });
             }
-            let grads = Tensor::f_run_backward(&[&loss], &params, false, false)?;
             let lr = schedule.at(self.step, self.config.steps);
-            self.adam.step(&params, &grads, lr)?;
-            if self.step.is_multiple_of(self.config.log_every.max(1))
-                || self.step + 1 == self.config.steps
-            {
+            self.adam.minimize(&loss, &params, lr)?;
+            if log_due(self.step, self.config.log_every, self.config.steps) {
                 self.log.push((self.step, lr, parts));
             }
             self.step += 1;

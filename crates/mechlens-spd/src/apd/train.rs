@@ -12,7 +12,7 @@
 //! The learning rate rises linearly over the first steps, then stays constant.
 
 use mechlens_core::{Error, Result};
-use mechlens_train::{Decay, Schedule};
+use mechlens_train::{Decay, Schedule, log_due};
 use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
@@ -179,12 +179,9 @@ impl Apd {
             let x = data(self.step)?;
             let (loss, parts) = self.losses(target, &x)?;
             check_finite(&loss, self.step, "APD loss")?;
-            let grads = Tensor::f_run_backward(&[&loss], &params, false, false)?;
             let lr = schedule.at(self.step, self.config.steps);
-            self.adam.step(&params, &grads, lr)?;
-            if self.step.is_multiple_of(self.config.log_every.max(1))
-                || self.step + 1 == self.config.steps
-            {
+            self.adam.minimize(&loss, &params, lr)?;
+            if log_due(self.step, self.config.log_every, self.config.steps) {
                 self.log.push((self.step, lr, parts));
             }
             self.step += 1;
