@@ -118,6 +118,12 @@ def run(path: Path, kernel_env: dict | None = None) -> str | None:
         )
         where = f"cell {cell_index}" if cell_index is not None else "a cell"
         error = f"{where} failed:\n{e}"
+        # evcxr's own errors (a variable it cannot keep between cells, a compile error) come
+        # as the error output's value, which nbclient's message leaves out: name it.
+        if cell_index is not None:
+            for o in nb.cells[cell_index].get("outputs", []):
+                if o.get("output_type") == "error" and o.get("evalue"):
+                    error += f"\nthe kernel said: {o.get('ename', 'Error')}: {o['evalue']}"
     except Exception as e:  # the kernel died or timed out: still a named failure
         error = f"did not run: {type(e).__name__}: {e}"
     shutil.rmtree(workdir, ignore_errors=True)
