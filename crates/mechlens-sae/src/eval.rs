@@ -198,13 +198,11 @@ fn ce(logits: &Tensor, tokens: &Tensor) -> Result<f64> {
         .double_value(&[]))
 }
 
-/// Mean over positions of KL(p ‖ q) between the next-token distributions.
+/// Mean over positions of KL(p ‖ q) between the next-token distributions, in double.
 fn kl(p_logits: &Tensor, q_logits: &Tensor) -> Result<f64> {
-    let lp = p_logits.f_log_softmax(-1, Kind::Double)?;
-    let lq = q_logits.f_log_softmax(-1, Kind::Double)?;
-    let per = lp
-        .f_exp()?
-        .f_mul(&lp.f_sub(&lq)?)?
-        .f_sum_dim_intlist(-1, false, Kind::Double)?;
-    Ok(per.f_mean(Kind::Double)?.double_value(&[]))
+    let (p, q) = (
+        p_logits.f_to_kind(Kind::Double)?,
+        q_logits.f_to_kind(Kind::Double)?,
+    );
+    Ok(crate::e2e::kl_divergence(&p, &q)?.double_value(&[]))
 }

@@ -18,7 +18,7 @@
 //! faithfulness warm-up). The learning rate follows `config.lr_decay` (a cosine to 0 by default).
 
 use mechlens_core::{Error, Result};
-use mechlens_train::{AdamW, AdamWConfig, Schedule, log_due};
+use mechlens_train::{AdamW, AdamWConfig, Schedule, log_due, log_table};
 use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
@@ -26,7 +26,7 @@ use crate::components::{
     CausalImportanceMlps, LinearComponents, lower_hard_sigmoid, upper_leaky_hard_sigmoid,
 };
 use crate::config::SpdConfig;
-use crate::shared::{check_finite, log_table, pick_layers};
+use crate::shared::{check_finite, pick_layers};
 use crate::target::{Decomposable, weight_named};
 
 /// Names of the loss columns of [`Spd::log_frame`], after `step` and `lr`.

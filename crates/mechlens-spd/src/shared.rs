@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use mechlens_core::{Error, Result};
-use polars::prelude::{Column, DataFrame};
 use tch::Tensor;
 
 use crate::target::Decomposable;
@@ -138,28 +137,4 @@ pub(crate) fn load_named(
         Ok(())
     })?;
     Ok(step)
-}
-
-/// A training log as a table: `step`, `lr`, then one column per name of `losses`.
-///
-/// # Errors
-/// Only if polars cannot build the frame.
-pub(crate) fn log_table<const N: usize>(
-    rows: &[(usize, f64, [f64; N])],
-    losses: [&str; N],
-) -> Result<DataFrame> {
-    let mut columns = vec![
-        Column::new(
-            "step".into(),
-            rows.iter().map(|r| r.0 as u64).collect::<Vec<_>>(),
-        ),
-        Column::new("lr".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>()),
-    ];
-    for (i, name) in losses.iter().enumerate() {
-        columns.push(Column::new(
-            (*name).into(),
-            rows.iter().map(|r| r.2[i]).collect::<Vec<_>>(),
-        ));
-    }
-    Ok(DataFrame::new(rows.len(), columns)?)
 }

@@ -31,6 +31,6 @@ pub mod trainer;
 pub use adamw::{AdamW, AdamWConfig};
 pub use config::ModelTrainConfig;
 pub use data::{Batch, FullBatch, IGNORE, MiniBatches, TrainData};
-pub use log::LogRow;
+pub use log::{LogRow, log_table};
 pub use schedule::{Decay, Schedule, log_due};
 pub use trainer::{ModelTrainer, cross_entropy};

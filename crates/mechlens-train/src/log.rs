@@ -48,3 +48,28 @@ pub(crate) fn log_frame(rows: &[LogRow], names: &[&str]) -> Result<DataFrame> {
     }
     DataFrame::new_infer_height(columns).map_err(Error::from)
 }
+
+/// A hand-written loop's log as a table (SPD, APD, end-to-end SAEs): `step`, `lr`, then one
+/// column per name of `losses`, from rows `(step, lr, losses)`.
+///
+/// # Errors
+/// Only if polars cannot build the frame.
+pub fn log_table<const N: usize>(
+    rows: &[(usize, f64, [f64; N])],
+    losses: [&str; N],
+) -> Result<DataFrame> {
+    let mut columns = vec![
+        Column::new(
+            "step".into(),
+            rows.iter().map(|r| r.0 as u64).collect::<Vec<_>>(),
+        ),
+        Column::new("lr".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+    ];
+    for (i, name) in losses.iter().enumerate() {
+        columns.push(Column::new(
+            (*name).into(),
+            rows.iter().map(|r| r.2[i]).collect::<Vec<_>>(),
+        ));
+    }
+    Ok(DataFrame::new(rows.len(), columns)?)
+}

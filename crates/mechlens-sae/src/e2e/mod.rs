@@ -22,8 +22,8 @@ use std::rc::Rc;
 
 use mechlens_core::{Error, Hook, HookPoint, HookSession, Hooks, Result, Splice};
 use mechlens_models::HookedTransformer;
-use mechlens_train::{AdamW, AdamWConfig, Decay, Schedule, log_due};
-use polars::prelude::{Column, DataFrame};
+use mechlens_train::{AdamW, AdamWConfig, Decay, Schedule, log_due, log_table};
+use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
 pub use config::{E2eConfig, E2eLoss};
@@ -373,23 +373,7 @@ impl E2eSae {
     /// # Errors
     /// Only if polars cannot build the frame.
     pub fn log_frame(&self) -> Result<DataFrame> {
-        let mut columns = vec![
-            Column::new(
-                "step".into(),
-                self.log.iter().map(|r| r.0 as u64).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "lr".into(),
-                self.log.iter().map(|r| r.1).collect::<Vec<_>>(),
-            ),
-        ];
-        for (i, name) in LOG_NAMES.iter().enumerate() {
-            columns.push(Column::new(
-                (*name).into(),
-                self.log.iter().map(|r| r.2[i]).collect::<Vec<_>>(),
-            ));
-        }
-        Ok(DataFrame::new(self.log.len(), columns)?)
+        log_table(&self.log, LOG_NAMES)
     }
 
     /// The SAE as trained, in SAELens' format (a standard ReLU SAE without `b_dec` subtracted
@@ -407,12 +391,17 @@ impl E2eSae {
             "e2e_loss".into(),
             serde_json::json!(self.config.loss.name()),
         );
-        let mut sae = Sae::init(cfg, Some(1.0), 0)?;
-        sae.w_enc = self.w_enc.f_detach()?.copy();
-        sae.b_enc = Some(self.b_enc.f_detach()?.copy());
-        sae.w_dec = self.decoder()?.f_detach()?.copy();
-        sae.b_dec = self.b_dec.f_detach()?.copy();
-        Ok(sae)
+        Ok(Sae {
+            cfg,
+            w_enc: self.w_enc.f_detach()?.copy(),
+            w_dec: self.decoder()?.f_detach()?.copy(),
+            b_enc: Some(self.b_enc.f_detach()?.copy()),
+            b_dec: self.b_dec.f_detach()?.copy(),
+            threshold: None,
+            b_gate: None,
+            b_mag: None,
+            r_mag: None,
+        })
     }
 
     /// Writes [`E2eSae::sae`] to the SAELens folder `dir`.
@@ -424,17 +413,19 @@ impl E2eSae {
     }
 }
 
-/// `KL(p_clean ‖ p_new)` of the next-token distributions, mean over tokens.
+/// `KL(p_clean ‖ p_new)` of the next-token distributions, mean over tokens, in `clean`'s
+/// precision (the training loss in float; `SpliceReport` in double).
 ///
 /// # Shapes
 /// `clean`, `new`: `[..., d_vocab]` → scalar
 pub fn kl_divergence(clean: &Tensor, new: &Tensor) -> Result<Tensor> {
-    let log_p = clean.f_log_softmax(-1, Kind::Float)?.f_flatten(0, -2)?;
-    let log_q = new.f_log_softmax(-1, Kind::Float)?.f_flatten(0, -2)?;
+    let kind = clean.kind();
+    let log_p = clean.f_log_softmax(-1, kind)?.f_flatten(0, -2)?;
+    let log_q = new.f_log_softmax(-1, kind)?.f_flatten(0, -2)?;
     let tokens = log_p.size()[0] as f64;
     Ok(log_p
         .f_exp()?
         .f_mul(&log_p.f_sub(&log_q)?)?
-        .f_sum(Kind::Float)?
+        .f_sum(kind)?
         .f_div_scalar(tokens)?)
 }

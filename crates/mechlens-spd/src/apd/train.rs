@@ -12,12 +12,12 @@
 //! The learning rate rises linearly over the first steps, then stays constant.
 
 use mechlens_core::{Error, Result};
-use mechlens_train::{Decay, Schedule, log_due};
+use mechlens_train::{Decay, Schedule, log_due, log_table};
 use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
 use super::{Apd, LOSS_NAMES};
-use crate::shared::{check_finite, log_table};
+use crate::shared::check_finite;
 use crate::target::{Decomposable, weight_named};
 
 /// What the target's pass gives: its output and each component's attribution.
