@@ -6,6 +6,8 @@
 //!   every TransformerLens hook point, caches, hooks, gradients, generation and weight
 //!   processing. Raw weights by default, so logits equal Hugging Face's.
 //! - [`HookedEncoder`]: BERT encoders (token types, attention mask, optional pooler).
+//! - [`LinearMap`]: each block's linear maps as `input · W + b` with the hook points where
+//!   their input and output live (what parameter decomposition rewrites).
 //! - [`Tokenizer`]: `tokenizer.json` or SentencePiece, with TransformerLens' methods.
 //!
 //! Layout: `config` (the architecture-neutral [`ModelConfig`]), `components/` (shared layers, each with its hook sites), `architectures/` (one
@@ -21,6 +23,7 @@ mod generate;
 mod hooked_encoder;
 mod hooked_transformer;
 mod input;
+mod linear_maps;
 mod processing;
 mod sentencepiece;
 mod tokenizer;
@@ -31,6 +34,7 @@ pub use generate::{GenerateOptions, top_k_logits, top_p_logits};
 pub use hooked_encoder::{EncoderOutput, HookedEncoder};
 pub use hooked_transformer::{GradientRun, HookedTransformer, LoadOptions};
 pub use input::{ModelInput, Tokens};
+pub use linear_maps::{LinearMap, MapKind};
 pub use mechlens_checkpoint::Hub;
 pub use processing::Processing;
 pub use sentencepiece::SentencePiece;

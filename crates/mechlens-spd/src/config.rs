@@ -2,6 +2,7 @@
 
 use mechlens_core::{Error, Result};
 use mechlens_train::Decay;
+use tch::Tensor;
 
 /// An SPD run's settings (defaults: the SPD paper's `tms_5-2` config).
 #[derive(Clone, Debug, PartialEq)]
@@ -40,8 +41,34 @@ pub struct SpdConfig {
     pub ci_alive_threshold: f64,
     /// Log a row every this many steps (100).
     pub log_every: usize,
+    /// How the decomposed model's output is compared with the target's (mean squared
+    /// error; a language model's logits: KL divergence, as the paper's LM runs).
+    pub output_loss: OutputLoss,
     /// Seed of the initial weights and of the masks' noise.
     pub seed: u64,
+}
+
+/// How stochastic reconstruction compares two outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputLoss {
+    /// Mean squared error over every output entry (toy models).
+    Mse,
+    /// `KL(p_target ‖ p_decomposed)` of the softmax over the last dim, mean over the other
+    /// dims (a language model's next-token distributions).
+    Kl,
+}
+
+impl OutputLoss {
+    /// The loss of `output` against `target`, both `[..., d_out]`.
+    ///
+    /// # Errors
+    /// libtorch's, for outputs of different shapes.
+    pub fn between(self, output: &Tensor, target: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Mse => Ok(output.f_mse_loss(target, tch::Reduction::Mean)?),
+            Self::Kl => mechlens_train::kl_divergence(target, output),
+        }
+    }
 }
 
 impl Default for SpdConfig {
@@ -64,6 +91,7 @@ impl Default for SpdConfig {
             faithfulness_warmup_weight_decay: 0.1,
             ci_alive_threshold: 0.1,
             log_every: 100,
+            output_loss: OutputLoss::Mse,
             seed: 0,
         }
     }

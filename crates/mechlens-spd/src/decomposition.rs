@@ -181,19 +181,40 @@ impl Spd {
         delta: &[Option<&Tensor>],
     ) -> Result<Tensor> {
         let linears = target.linears();
-        target.run(x, &mut |name, input| {
-            if let Some(l) = self.names.iter().position(|n| n == name)
-                && let Some(mask) = masks[l]
-            {
-                let mut out = self.components[l].forward(input, mask)?;
-                if let Some(d) = delta[l] {
-                    let residual = self.targets[l].f_sub(&self.components[l].weight()?)?;
-                    out = out.f_add(&input.f_matmul(&residual)?.f_mul(&d.f_unsqueeze(1)?)?)?;
-                }
-                return Ok(out);
+        target.run(x, &mut self.linear_with(&linears, masks, delta))
+    }
+
+    /// The computation of each map behind [`Spd::masked_run`].
+    fn linear_with<'a>(
+        &'a self,
+        linears: &'a [(String, Tensor)],
+        masks: &'a [Option<&'a Tensor>],
+        delta: &'a [Option<&'a Tensor>],
+    ) -> impl FnMut(&str, &Tensor) -> Result<Tensor> + 'a {
+        move |name, input| self.map_output(linears, masks, delta, name, input)
+    }
+
+    /// Map `name` applied to `input` `[rows, d_in]`: decomposed and masked, or the
+    /// target's own weight.
+    fn map_output(
+        &self,
+        linears: &[(String, Tensor)],
+        masks: &[Option<&Tensor>],
+        delta: &[Option<&Tensor>],
+        name: &str,
+        input: &Tensor,
+    ) -> Result<Tensor> {
+        if let Some(l) = self.names.iter().position(|n| n == name)
+            && let Some(mask) = masks[l]
+        {
+            let mut out = self.components[l].forward(input, mask)?;
+            if let Some(d) = delta[l] {
+                let residual = self.targets[l].f_sub(&self.components[l].weight()?)?;
+                out = out.f_add(&input.f_matmul(&residual)?.f_mul(&d.f_unsqueeze(1)?)?)?;
             }
-            Ok(input.f_matmul(weight_named(&linears, name)?)?)
-        })
+            return Ok(out);
+        }
+        Ok(input.f_matmul(weight_named(linears, name)?)?)
     }
 
     /// Per decomposed layer, the clamped and the upper-leaky importances `[batch, C]`.
@@ -279,7 +300,6 @@ impl Spd {
         let pass = self.target_pass(target, x)?;
         let importances = self.importances_of(&pass.inputs)?;
         let n = self.names.len();
-        let batch = x.size()[0];
         let masks = importances
             .iter()
             .map(|(g, _)| -> Result<Tensor> {
@@ -287,18 +307,21 @@ impl Spd {
                 Ok(g.f_add(&g.f_neg()?.f_add_scalar(1.0)?.f_mul(&r)?)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        let deltas = (0..n)
-            .map(|_| -> Result<Option<Tensor>> {
+        // One delta mask per row a map reads: a sample of a toy, a token of a transformer.
+        let deltas = pass
+            .inputs
+            .iter()
+            .map(|a| -> Result<Option<Tensor>> {
                 Ok(cfg
                     .use_delta_component
-                    .then(|| Tensor::f_rand([batch], (Kind::Float, x.device())))
+                    .then(|| Tensor::f_rand([a.size()[0]], (Kind::Float, a.device())))
                     .transpose()?)
             })
             .collect::<Result<Vec<_>>>()?;
         let all: Vec<Option<&Tensor>> = masks.iter().map(Some).collect();
         let all_deltas: Vec<Option<&Tensor>> = deltas.iter().map(Option::as_ref).collect();
         let out = self.masked_run(target, x, &all, &all_deltas)?;
-        let recon = out.f_mse_loss(&pass.output, tch::Reduction::Mean)?;
+        let recon = cfg.output_loss.between(&out, &pass.output)?;
         let mut layerwise = Tensor::zeros([], (Kind::Float, x.device()));
         for l in 0..n {
             let mut one = vec![None; n];
@@ -306,7 +329,7 @@ impl Spd {
             let mut one_delta = vec![None; n];
             one_delta[l] = deltas[l].as_ref();
             let out = self.masked_run(target, x, &one, &one_delta)?;
-            layerwise = layerwise.f_add(&out.f_mse_loss(&pass.output, tch::Reduction::Mean)?)?;
+            layerwise = layerwise.f_add(&cfg.output_loss.between(&out, &pass.output)?)?;
         }
         let layerwise = layerwise.f_div_scalar(n as f64)?;
         let mut minimality = Tensor::zeros([], (Kind::Float, x.device()));
@@ -365,7 +388,7 @@ impl Spd {
     }
 
     /// The decomposed model's output on `x` with every subcomponent scaled by `masks`
-    /// (one `[batch, C]` per layer: ones for all of `V·U`, the causal importances for the
+    /// (one `[rows, C]` per layer: ones for all of `V·U`, the causal importances for the
     /// parts the input needs) and no delta component.
     ///
     /// # Errors
@@ -376,6 +399,30 @@ impl Spd {
         x: &Tensor,
         masks: &[Tensor],
     ) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let linears = target.linears();
+        let masks = self.mask_refs(masks)?;
+        let none = vec![None; self.names.len()];
+        target.run(x, &mut self.linear_with(&linears, &masks, &none))
+    }
+
+    /// How [`Spd::run_masked`] computes each map, for a target that runs it its own way
+    /// (a [`crate::TransformerTarget`]'s run with a cache): `linears` is the target's
+    /// [`Decomposable::linears`].
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] for a mask count other than the decomposed layers'.
+    pub fn masked_linear<'a>(
+        &'a self,
+        linears: &'a [(String, Tensor)],
+        masks: &'a [Tensor],
+    ) -> Result<impl FnMut(&str, &Tensor) -> Result<Tensor> + 'a> {
+        let masks = self.mask_refs(masks)?;
+        let none = vec![None; self.names.len()];
+        Ok(move |name: &str, input: &Tensor| self.map_output(linears, &masks, &none, name, input))
+    }
+
+    fn mask_refs<'a>(&self, masks: &'a [Tensor]) -> Result<Vec<Option<&'a Tensor>>> {
         if masks.len() != self.names.len() {
             return Err(Error::ShapeMismatch {
                 what: "masks, one per decomposed layer".into(),
@@ -383,10 +430,7 @@ impl Spd {
                 got: vec![masks.len() as i64],
             });
         }
-        let _guard = tch::no_grad_guard();
-        let masks: Vec<Option<&Tensor>> = masks.iter().map(Some).collect();
-        let none = vec![None; self.names.len()];
-        self.masked_run(target, x, &masks, &none)
+        Ok(masks.iter().map(Some).collect())
     }
 
     /// The target's weight of decomposed layer `l`.

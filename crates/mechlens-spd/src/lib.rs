@@ -10,6 +10,9 @@
 //! - [`Spd`]: the decomposition and its training ([`SpdConfig`], the paper's TMS defaults):
 //!   faithfulness warm-up, stochastic reconstruction (all layers and layer-wise),
 //!   importance minimality, the delta component, a cosine learning rate, a log.
+//! - [`TransformerTarget`]: a `HookedTransformer`'s attention and MLP maps, decomposed in
+//!   place through hooks (rows are tokens; [`OutputLoss::Kl`] compares next-token
+//!   distributions).
 //! - Scores: [`ground_truth_scores`] (MMCS, ML2R), [`Spd::alive_components`],
 //!   [`Spd::causal_importances`] on probe inputs, [`Spd::run_masked`].
 //! - Reproduction 06's run: [`tms_5_2_toy`], [`tms_instance`], [`spd_tms`]; reproduction
@@ -31,12 +34,13 @@ mod shared;
 mod target;
 mod tms;
 mod tms_run;
+mod transformer;
 
 pub use apd::{Apd, ApdConfig, ComponentFactors};
 pub use components::{
     CausalImportanceMlps, LinearComponents, lower_hard_sigmoid, upper_leaky_hard_sigmoid,
 };
-pub use config::SpdConfig;
+pub use config::{OutputLoss, SpdConfig};
 pub use decomposition::Spd;
 pub use metrics::{GroundTruthScores, ground_truth_scores};
 pub use resid_mlp::{RESID_MLP_LAYERS, ResidMlpTarget, resid_mlp_spd_config, spd_resid_mlp};
@@ -46,3 +50,4 @@ pub use tms_run::{
     TMS_FEATURE_PROBABILITY, TMS_LAYERS, apd_tms, apd_tms_config, spd_tms, tms_5_2_toy,
     tms_instance,
 };
+pub use transformer::TransformerTarget;

@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod log;
+pub mod losses;
 pub mod schedule;
 pub mod trainer;
 
@@ -32,5 +33,6 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use config::ModelTrainConfig;
 pub use data::{Batch, FullBatch, IGNORE, MiniBatches, TrainData};
 pub use log::{LogRow, log_table};
+pub use losses::kl_divergence;
 pub use schedule::{Decay, Schedule, log_due};
 pub use trainer::{ModelTrainer, cross_entropy};

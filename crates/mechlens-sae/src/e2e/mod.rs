@@ -27,6 +27,8 @@ use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
 pub use config::{E2eConfig, E2eLoss};
+/// The KL loss lives with the other training losses; re-exported where e2e SAEs first used it.
+pub use mechlens_train::kl_divergence;
 
 use crate::config::{Architecture, SaeConfig};
 use crate::sae::Sae;
@@ -411,21 +413,4 @@ impl E2eSae {
     pub fn save(&self, model_name: &str, dir: &Path) -> Result<()> {
         self.sae(model_name)?.save(dir)
     }
-}
-
-/// `KL(p_clean ‖ p_new)` of the next-token distributions, mean over tokens, in `clean`'s
-/// precision (the training loss in float; `SpliceReport` in double).
-///
-/// # Shapes
-/// `clean`, `new`: `[..., d_vocab]` → scalar
-pub fn kl_divergence(clean: &Tensor, new: &Tensor) -> Result<Tensor> {
-    let kind = clean.kind();
-    let log_p = clean.f_log_softmax(-1, kind)?.f_flatten(0, -2)?;
-    let log_q = new.f_log_softmax(-1, kind)?.f_flatten(0, -2)?;
-    let tokens = log_p.size()[0] as f64;
-    Ok(log_p
-        .f_exp()?
-        .f_mul(&log_p.f_sub(&log_q)?)?
-        .f_sum(kind)?
-        .f_div_scalar(tokens)?)
 }
