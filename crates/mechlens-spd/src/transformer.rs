@@ -20,13 +20,13 @@ use crate::target::{Decomposable, LinearFn};
 
 /// A [`HookedTransformer`] SPD can decompose (tokens `[batch, pos]` in, logits out).
 ///
-/// ```no_run
+/// ```
 /// use mechlens_models::{HookedTransformer, HookedTransformerConfig};
 /// use mechlens_spd::{OutputLoss, Spd, SpdConfig, TransformerTarget};
-/// let cfg = HookedTransformerConfig { n_layers: 1, d_model: 32, n_heads: 2, d_mlp: 64, d_vocab: 50, n_ctx: 16, ..Default::default() };
+/// let cfg = HookedTransformerConfig { n_layers: 1, d_model: 32, n_heads: 2, d_mlp: Some(64), d_vocab: 50, n_ctx: 16, ..Default::default() };
 /// let model = HookedTransformer::from_config(&cfg, 0)?;
 /// let target = TransformerTarget::new(&model)?;
-/// let config = SpdConfig { c: 64, output_loss: OutputLoss::Kl, batch_size: 8, steps: 100, ..Default::default() };
+/// let config = SpdConfig { c: 64, output_loss: OutputLoss::Kl, batch_size: 8, steps: 20, ..Default::default() };
 /// let mut spd = Spd::new(&target, &["blocks.0.mlp.W_in", "blocks.0.mlp.W_out"], config)?;
 /// spd.train(&target, &mut |_| Ok(tch::Tensor::randint(50, [8, 16], (tch::Kind::Int64, tch::Device::Cpu))))?;
 /// # Ok::<(), mechlens_core::Error>(())
