@@ -26,7 +26,7 @@ use crate::components::{
     CausalImportanceMlps, LinearComponents, lower_hard_sigmoid, upper_leaky_hard_sigmoid,
 };
 use crate::config::SpdConfig;
-use crate::shared::{check_finite, pick_layers};
+use crate::shared::{LogRow, check_finite, pick_layers, step_seed};
 use crate::target::{Decomposable, weight_named};
 
 /// Names of the loss columns of [`Spd::log_frame`], after `step` and `lr`.
@@ -50,10 +50,10 @@ pub struct Spd {
     pub importance_fns: Vec<CausalImportanceMlps>,
     /// The target's weights of the decomposed maps.
     targets: Vec<Tensor>,
-    adam: AdamW,
+    pub(crate) adam: AdamW,
     step: usize,
     warmed_up: bool,
-    log: Vec<(usize, f64, [f64; 5])>,
+    pub(crate) log: Vec<LogRow<5>>,
 }
 
 /// What one batch gives: the target's output and each decomposed map's input.
@@ -88,7 +88,6 @@ impl Spd {
                 layer_seed + 1,
             )?);
         }
-        tch::manual_seed(seed.wrapping_add(7));
         let adam = AdamW::new(
             AdamWConfig {
                 weight_decay: 0.0,
@@ -261,6 +260,9 @@ impl Spd {
     }
 
     /// Trains until `config.steps`, drawing the batch of each step from `data(step)`.
+    /// libtorch's generator is seeded before each step from `config.seed` and the step, so
+    /// a `data` that draws from it (or depends on the step alone) makes the run the same
+    /// whether it stops and resumes ([`Spd::save`], [`Spd::load_parameters`]) or not.
     ///
     /// # Errors
     /// [`Error::Training`] naming the step when a loss stops being finite (the
@@ -271,6 +273,21 @@ impl Spd {
         target: &dyn Decomposable,
         data: &mut dyn FnMut(usize) -> Result<Tensor>,
     ) -> Result<()> {
+        self.train_steps(target, data, usize::MAX)
+    }
+
+    /// [`Spd::train`] for at most `n` more steps (fewer when `config.steps` comes first), on
+    /// the whole run's schedule: train in chunks and [`Spd::save`] between them to keep
+    /// checkpoints.
+    ///
+    /// # Errors
+    /// As [`Spd::train`].
+    pub fn train_steps(
+        &mut self,
+        target: &dyn Decomposable,
+        data: &mut dyn FnMut(usize) -> Result<Tensor>,
+        n: usize,
+    ) -> Result<()> {
         if !self.warmed_up {
             self.warm_up()?;
         }
@@ -280,7 +297,9 @@ impl Spd {
             decay: self.config.lr_decay,
         };
         let params = self.parameters();
-        while self.step < self.config.steps {
+        let stop = self.config.steps.min(self.step.saturating_add(n));
+        while self.step < stop {
+            tch::manual_seed(step_seed(self.config.seed, self.step));
             let x = data(self.step)?;
             let (loss, parts) = self.losses(target, &x)?;
             check_finite(&loss, self.step, "SPD loss")?;

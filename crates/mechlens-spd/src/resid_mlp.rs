@@ -98,7 +98,7 @@ pub fn resid_mlp_spd_config(steps: usize) -> SpdConfig {
 }
 
 /// SPD of both maps of `target` with [`resid_mlp_spd_config`], on fresh batches of `model`'s
-/// data drawn from libtorch's generator seeded with `config.seed + 1`.
+/// data drawn from libtorch's generator (seeded per step by [`Spd::train`]).
 ///
 /// # Errors
 /// The decomposition's ([`mechlens_core::Error::Training`] for a loss that stops being
@@ -106,8 +106,7 @@ pub fn resid_mlp_spd_config(steps: usize) -> SpdConfig {
 pub fn spd_resid_mlp(model: &ResidualMlp, target: &ResidMlpTarget, steps: usize) -> Result<Spd> {
     let config = resid_mlp_spd_config(steps);
     let batch = config.batch_size;
-    let mut spd = Spd::new(target, &RESID_MLP_LAYERS, config.clone())?;
-    tch::manual_seed(config.seed as i64 + 1);
+    let mut spd = Spd::new(target, &RESID_MLP_LAYERS, config)?;
     spd.train(target, &mut |_| model.batch(batch))?;
     Ok(spd)
 }

@@ -1,6 +1,7 @@
-//! Saving a trained decomposition and loading it back into one built for the same target:
-//! every subcomponent and importance function as `{layer}.V`, `{layer}.U`,
-//! `{layer}.ci.w_in` ... in one safetensors file, with the steps done.
+//! Saving a decomposition and loading it back into one built for the same target: every
+//! subcomponent and importance function as `{layer}.V`, `{layer}.U`, `{layer}.ci.w_in` ...
+//! in one safetensors file, with the steps done, AdamW's moments and the log, so that
+//! training resumes where it stopped and reaches the same bits.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use mechlens_core::Result;
 use tch::Tensor;
 
 use crate::decomposition::Spd;
-use crate::shared::{load_named, save_named};
+use crate::shared::{load_run, save_run};
 
 impl Spd {
     /// Every trained tensor with its file name, layer by layer.
@@ -34,24 +35,40 @@ impl Spd {
         out
     }
 
-    /// Writes the decomposition (not the optimiser's state) to `path`, atomically.
+    /// Writes the decomposition, the optimiser's state and the log to `path`, atomically.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.
     pub fn save(&self, path: &Path) -> Result<()> {
-        save_named(&self.named_parameters(), self.step(), path)
+        save_run(
+            &self.named_parameters(),
+            &self.adam,
+            &self.log,
+            self.step(),
+            path,
+        )
     }
 
     /// Loads a decomposition written by [`Spd::save`] into this one, which must decompose the
     /// same layers with the same `C` and importance width (build it with [`Spd::new`] and the
-    /// saved run's config). Counts as warmed up and `step` steps done.
+    /// saved run's config). Counts as warmed up and `step` steps done; with the optimiser's
+    /// state and the log restored, [`Spd::train`] continues as the uninterrupted run would
+    /// have (files saved before the state was kept: fresh moments, empty log).
     ///
     /// # Errors
     /// [`Error::Io`](mechlens_core::Error::Io) for a missing file;
     /// [`Error::InvalidInput`](mechlens_core::Error::InvalidInput) naming the first tensor the
     /// file lacks or whose shape differs (both shapes given); nothing is changed then.
     pub fn load_parameters(&mut self, path: &Path) -> Result<()> {
-        let step = load_named(&self.named_parameters(), path, "SPD", &self.names)?;
+        let named = self.named_parameters();
+        let step = load_run(
+            &named,
+            &mut self.adam,
+            &mut self.log,
+            path,
+            "SPD",
+            &self.names,
+        )?;
         self.mark_loaded(step);
         Ok(())
     }

@@ -1,10 +1,11 @@
 //! What SPD and APD share: choosing the target's maps to decompose, refusing a loss that is
-//! not finite, saving trained tensors with the steps done and loading them back, and the
-//! training log as a table.
+//! not finite, each step's seed, and saving a run (trained tensors, steps done, optimiser
+//! state, log) so that loading it back resumes exactly.
 
 use std::path::Path;
 
 use mechlens_core::{Error, Result};
+use mechlens_train::AdamW;
 use tch::Tensor;
 
 use crate::target::Decomposable;
@@ -67,27 +68,68 @@ pub(crate) fn check_finite(loss: &Tensor, step: usize, what: &str) -> Result<()>
     })
 }
 
-/// Writes `named` tensors and the steps done to `path`, atomically.
+/// One row of a decomposition's log: step, learning rate, the losses.
+pub(crate) type LogRow<const N: usize> = (usize, f64, [f64; N]);
+
+/// libtorch's seed for step `step` of a run seeded `seed`: the step's batch and noise are
+/// drawn right after it, so they depend on the step alone and a resumed run draws what the
+/// uninterrupted one did. (Step 0's is `seed + 1`, the seed the runs used before.)
+pub(crate) fn step_seed(seed: u64, step: usize) -> i64 {
+    (seed as i64).wrapping_add(1).wrapping_add(step as i64)
+}
+
+/// Writes `named` tensors, the steps done, the optimiser's state and the log to `path`,
+/// atomically: everything [`load_run`] needs to continue to the same bits.
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be written.
-pub(crate) fn save_named(named: &[(String, Tensor)], step: usize, path: &Path) -> Result<()> {
-    let mut tensors: Vec<(&str, Tensor)> = named
+pub(crate) fn save_run<const N: usize>(
+    named: &[(String, Tensor)],
+    adam: &AdamW,
+    log: &[LogRow<N>],
+    step: usize,
+    path: &Path,
+) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> =
+        named.iter().map(|(n, t)| (n.clone(), t.detach())).collect();
+    tensors.push(("step".into(), Tensor::from_slice(&[step as i64])));
+    let (m, v, adam_steps) = adam.state();
+    tensors.push((
+        "adam.steps".into(),
+        Tensor::from_slice(&[adam_steps as i64]),
+    ));
+    for (i, (m, v)) in m.iter().zip(v).enumerate() {
+        tensors.push((format!("adam.m.{i}"), m.shallow_clone()));
+        tensors.push((format!("adam.v.{i}"), v.shallow_clone()));
+    }
+    let flat: Vec<f64> = log
         .iter()
-        .map(|(n, t)| (n.as_str(), t.detach()))
+        .flat_map(|(step, lr, parts)| [*step as f64, *lr].into_iter().chain(*parts))
         .collect();
-    tensors.push(("step", Tensor::from_slice(&[step as i64])));
-    mechlens_checkpoint::safetensors::write(&tensors, path)
+    tensors.push((
+        "log".into(),
+        Tensor::from_slice(&flat).f_view([log.len() as i64, 2 + N as i64])?,
+    ));
+    let refs: Vec<(&str, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.shallow_clone()))
+        .collect();
+    mechlens_checkpoint::safetensors::write(&refs, path)
 }
 
-/// Copies the tensors of a file written by [`save_named`] into `named` and returns its steps
-/// done. `method` ("SPD", "APD") and `layers` only word the errors.
+/// Copies the tensors of a file written by [`save_run`] into `named`, restores the
+/// optimiser's state and the log, and returns the steps done. A file saved before the
+/// optimiser's state was kept loads its tensors only (fresh moments, empty log). `method`
+/// ("SPD", "APD") and `layers` only word the errors.
 ///
 /// # Errors
 /// [`Error::Io`] for a missing file; [`Error::InvalidInput`] naming the first tensor the file
-/// lacks or whose shape differs (both shapes given); nothing is changed then.
-pub(crate) fn load_named(
+/// lacks or whose shape differs (both shapes given), or an optimiser state for other
+/// parameters; nothing is changed then.
+pub(crate) fn load_run<const N: usize>(
     named: &[(String, Tensor)],
+    adam: &mut AdamW,
+    log: &mut Vec<LogRow<N>>,
     path: &Path,
     method: &str,
     layers: &[String],
@@ -128,6 +170,29 @@ pub(crate) fn load_named(
         )
     })?;
     let step = usize::try_from(step.f_int64_value(&[0])?).unwrap_or(0);
+    if let Some(adam_steps) = find("adam.steps") {
+        let n = adam.state().0.len();
+        let moments = |kind: &str| -> Result<Vec<Tensor>> {
+            (0..n)
+                .map(|i| {
+                    find(&format!("adam.{kind}.{i}"))
+                        .map(Tensor::shallow_clone)
+                        .ok_or_else(|| {
+                            Error::invalid(
+                                &what,
+                                format!(
+                                    "{} has an optimiser state for fewer than the {n} trained tensors here",
+                                    path.display()
+                                ),
+                            )
+                        })
+                })
+                .collect()
+        };
+        let adam_steps = usize::try_from(adam_steps.f_int64_value(&[0])?).unwrap_or(0);
+        adam.restore(&moments("m")?, &moments("v")?, adam_steps)
+            .map_err(|e| Error::invalid(&what, format!("{}: {e}", path.display())))?;
+    }
     tch::no_grad(|| -> Result<()> {
         for (name, t) in named {
             if let Some(s) = find(name) {
@@ -136,5 +201,17 @@ pub(crate) fn load_named(
         }
         Ok(())
     })?;
+    log.clear();
+    if let Some(rows) = find("log")
+        && rows.dim() == 2
+        && rows.size()[1] == 2 + N as i64
+    {
+        let flat = Vec::<f64>::try_from(rows.f_flatten(0, -1)?)?;
+        for row in flat.chunks(2 + N) {
+            let mut parts = [0.0; N];
+            parts.copy_from_slice(&row[2..]);
+            log.push((row[0] as usize, row[1], parts));
+        }
+    }
     Ok(step)
 }

@@ -53,7 +53,7 @@ pub fn tms_instance(toy: &ToyModel) -> Result<usize> {
 
 /// SPD of every map of `target` (`linear1`, any identity layers, `linear2`) with the paper's
 /// settings ([`SpdConfig`]'s defaults) but `steps` steps, on fresh batches of 4,096 drawn
-/// from libtorch's generator seeded with `config.seed + 1`.
+/// from libtorch's generator (seeded per step by [`Spd::train`]).
 ///
 /// # Errors
 /// The decomposition's ([`mechlens_core::Error::Training`] for a loss that stops being
@@ -66,8 +66,7 @@ pub fn spd_tms(target: &TmsTarget, steps: usize) -> Result<Spd> {
     let batch = config.batch_size;
     let names: Vec<String> = target.linears().into_iter().map(|(n, _)| n).collect();
     let layers: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut spd = Spd::new(target, &layers, config.clone())?;
-    tch::manual_seed(config.seed as i64 + 1);
+    let mut spd = Spd::new(target, &layers, config)?;
     spd.train(target, &mut |_| {
         target.batch(batch, TMS_FEATURE_PROBABILITY)
     })?;
@@ -86,7 +85,7 @@ pub fn apd_tms_config(steps: usize) -> ApdConfig {
 }
 
 /// APD of TMS 5-2's two maps with [`apd_tms_config`] for `steps` steps, on fresh batches
-/// from libtorch's generator seeded with `config.seed + 1`.
+/// from libtorch's generator (seeded per step by [`Apd::train`]).
 ///
 /// # Errors
 /// The decomposition's ([`mechlens_core::Error::Training`] for a loss that stops being
@@ -100,8 +99,7 @@ pub fn apd_tms(target: &TmsTarget, steps: usize) -> Result<Apd> {
     }
     let config = apd_tms_config(steps);
     let batch = config.batch_size;
-    let mut apd = Apd::new(target, &TMS_LAYERS, config.clone())?;
-    tch::manual_seed(config.seed as i64 + 1);
+    let mut apd = Apd::new(target, &TMS_LAYERS, config)?;
     apd.train(target, &mut |_| {
         target.batch(batch, TMS_FEATURE_PROBABILITY)
     })?;

@@ -38,6 +38,7 @@ fn small(steps: usize) -> ApdConfig {
 
 #[test]
 fn attributions_are_the_squared_effects_of_each_component_on_each_output() {
+    let _rng = common::rng_lock();
     // One linear map: ∂y_o/∂h = e_o, so component c's attribution is ‖x · P_c‖².
     let (model, _) = five_pieces();
     let apd = Apd::new(&model, &["map"], small(1)).unwrap();
@@ -80,6 +81,7 @@ fn attributions_are_the_squared_effects_of_each_component_on_each_output() {
 
 #[test]
 fn batch_top_k_keeps_the_largest_attributions_of_the_whole_batch() {
+    let _rng = common::rng_lock();
     let (model, _) = five_pieces();
     let apd = Apd::new(
         &model,
@@ -114,6 +116,7 @@ fn batch_top_k_keeps_the_largest_attributions_of_the_whole_batch() {
 
 #[test]
 fn training_recovers_a_matrix_made_of_five_rank_one_pieces() {
+    let _rng = common::rng_lock();
     // One feature per component: the paper's TMS settings on a single 5 → 4 map, rank 1,
     // one component kept per active feature. APD does not align them perfectly: its top-k
     // and Schatten penalty leave each component a little of the others' rows (measured MMCS
@@ -144,6 +147,7 @@ fn training_recovers_a_matrix_made_of_five_rank_one_pieces() {
 
 #[test]
 fn a_tied_layer_is_its_source_transposed_and_trains_through_it() {
+    let _rng = common::rng_lock();
     tch::manual_seed(3);
     let pair = TiedPair {
         w: Tensor::randn([5, 3], (Kind::Float, Device::Cpu)),
@@ -219,6 +223,7 @@ fn a_tied_layer_is_its_source_transposed_and_trains_through_it() {
 
 #[test]
 fn unknown_layers_and_bad_settings_are_refused_with_the_reason() {
+    let _rng = common::rng_lock();
     let (model, _) = five_pieces();
     let err = |r: Result<Apd>| r.err().expect("should be refused").to_string();
     let e = err(Apd::new(&model, &["mlp"], small(1)));
@@ -271,6 +276,7 @@ fn unknown_layers_and_bad_settings_are_refused_with_the_reason() {
 
 #[test]
 fn a_loss_that_stops_being_finite_names_the_step_and_keeps_the_weights() {
+    let _rng = common::rng_lock();
     let (model, _) = five_pieces();
     let mut apd = Apd::new(&model, &["map"], small(20)).unwrap();
     let e = apd
@@ -293,6 +299,7 @@ fn a_loss_that_stops_being_finite_names_the_step_and_keeps_the_weights() {
 
 #[test]
 fn a_saved_decomposition_loads_into_a_fresh_one_and_a_mismatched_one_is_refused() {
+    let _rng = common::rng_lock();
     let (model, _) = five_pieces();
     let mut apd = Apd::new(&model, &["map"], small(10)).unwrap();
     apd.train(&model, &mut |_| Ok(sparse_batch(256))).unwrap();

@@ -11,6 +11,8 @@ use mechlens_models::{HookedTransformer, HookedTransformerConfig, LoadOptions, N
 use mechlens_spd::{Decomposable, OutputLoss, Spd, SpdConfig, TransformerTarget};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+
 const VOCAB: i64 = 50;
 
 fn config(norm: Option<NormType>, attn_only: bool) -> HookedTransformerConfig {
@@ -55,6 +57,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn every_spliced_map_computes_what_the_model_computes() {
+    let _rng = common::rng_lock();
     for (what, cfg) in [
         ("LayerNorm + MLP", config(Some(NormType::LayerNorm), false)),
         ("RMSNorm + MLP", config(Some(NormType::Rms), false)),
@@ -81,6 +84,7 @@ fn every_spliced_map_computes_what_the_model_computes() {
 
 #[test]
 fn babyllamas_gated_mlp_and_rotary_attention_splice_exactly() {
+    let _rng = common::rng_lock();
     let model = mechlens_models::datasets::babyllama(LoadOptions::default()).unwrap();
     let target = TransformerTarget::new(&model).unwrap();
     let names: Vec<String> = target.linears().into_iter().map(|(n, _)| n).collect();
@@ -139,6 +143,7 @@ fn spd_weight(target: &TransformerTarget, name: &str) -> Tensor {
 
 #[test]
 fn an_exact_decomposition_reproduces_the_model_and_ablates_like_the_edited_weight() {
+    let _rng = common::rng_lock();
     let model = model_with_biases(&config(Some(NormType::LayerNorm), false), 5);
     let target = TransformerTarget::new(&model).unwrap();
     let layers = ["blocks.0.attn.W_O", "blocks.1.mlp.W_out"];
@@ -185,6 +190,7 @@ fn an_exact_decomposition_reproduces_the_model_and_ablates_like_the_edited_weigh
 
 #[test]
 fn a_decomposed_run_fires_every_hook_point_and_caches_the_decomposed_activations() {
+    let _rng = common::rng_lock();
     let model = model_with_biases(&config(Some(NormType::LayerNorm), false), 5);
     let target = TransformerTarget::new(&model).unwrap();
     let layers = ["blocks.1.mlp.W_out"];
@@ -219,6 +225,7 @@ fn a_decomposed_run_fires_every_hook_point_and_caches_the_decomposed_activations
 
 #[test]
 fn training_with_the_kl_lowers_the_stochastic_reconstruction() {
+    let _rng = common::rng_lock();
     let model = model_with_biases(&config(Some(NormType::LayerNorm), false), 7);
     let target = TransformerTarget::new(&model).unwrap();
     let config = SpdConfig {
@@ -260,6 +267,7 @@ fn training_with_the_kl_lowers_the_stochastic_reconstruction() {
 
 #[test]
 fn bad_inputs_are_named() {
+    let _rng = common::rng_lock();
     let mut model =
         HookedTransformer::from_config(&config(Some(NormType::LayerNorm), false), 1).unwrap();
     {

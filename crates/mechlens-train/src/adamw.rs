@@ -51,6 +51,44 @@ impl AdamW {
         })
     }
 
+    /// The moments (first, second) and the updates done: what a checkpoint must keep for a
+    /// resumed run to continue to the same bits.
+    pub fn state(&self) -> (&[Tensor], &[Tensor], usize) {
+        (&self.m, &self.v, self.steps)
+    }
+
+    /// Restores [`AdamW::state`] saved from an optimiser of the same parameters.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the first moment whose count or shape differs; nothing
+    /// is changed then.
+    pub fn restore(&mut self, m: &[Tensor], v: &[Tensor], steps: usize) -> Result<()> {
+        for (what, saved) in [("first", m), ("second", v)] {
+            if saved.len() != self.m.len() {
+                return Err(Error::ShapeMismatch {
+                    what: format!("AdamW {what} moments"),
+                    expected: format!("{} (one per parameter)", self.m.len()),
+                    got: vec![saved.len() as i64],
+                });
+            }
+            for (i, (s, own)) in saved.iter().zip(&self.m).enumerate() {
+                if s.size() != own.size() {
+                    return Err(Error::ShapeMismatch {
+                        what: format!("AdamW {what} moment of parameter {i}"),
+                        expected: format!("{:?}", own.size()),
+                        got: s.size(),
+                    });
+                }
+            }
+        }
+        let _guard = tch::no_grad_guard();
+        for (own, s) in self.m.iter_mut().zip(m).chain(self.v.iter_mut().zip(v)) {
+            own.f_copy_(s)?;
+        }
+        self.steps = steps;
+        Ok(())
+    }
+
     /// Backpropagates `loss` to `params` (autograd's `grad`, so nothing accumulates in
     /// `.grad`) and takes one [`AdamW::step`] at `lr`: a whole optimisation step for a
     /// hand-written training loop (SPD, APD, end-to-end SAEs).

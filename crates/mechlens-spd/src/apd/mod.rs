@@ -24,7 +24,7 @@ pub use components::ComponentFactors;
 pub use config::ApdConfig;
 
 use crate::metrics::{GroundTruthScores, ground_truth_scores};
-use crate::shared::{load_named, pick_layers, save_named};
+use crate::shared::{LogRow, load_run, pick_layers, save_run};
 use crate::target::Decomposable;
 
 /// Names of the loss columns of [`Apd::log_frame`], after `step` and `lr`.
@@ -42,9 +42,9 @@ pub struct Apd {
     ties: Vec<Option<usize>>,
     /// The target's weights of the decomposed maps.
     targets: Vec<Tensor>,
-    adam: AdamW,
+    pub(crate) adam: AdamW,
     step: usize,
-    log: Vec<(usize, f64, [f64; 4])>,
+    pub(crate) log: Vec<LogRow<4>>,
 }
 
 impl Apd {
@@ -173,22 +173,37 @@ impl Apd {
         out
     }
 
-    /// Writes the decomposition (not the optimiser's state) to `path`, atomically.
+    /// Writes the decomposition, the optimiser's state and the log to `path`, atomically.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.
     pub fn save(&self, path: &Path) -> Result<()> {
-        save_named(&self.named_parameters(), self.step, path)
+        save_run(
+            &self.named_parameters(),
+            &self.adam,
+            &self.log,
+            self.step,
+            path,
+        )
     }
 
     /// Loads a decomposition written by [`Apd::save`] into this one, built with
-    /// [`Apd::new`] for the same target, layers and settings; counts `step` steps done.
+    /// [`Apd::new`] for the same target, layers and settings; counts `step` steps done and
+    /// restores the optimiser's state and the log, so training resumes exactly.
     ///
     /// # Errors
     /// [`Error::Io`] for a missing file; [`Error::InvalidInput`] naming the first tensor the
     /// file lacks or whose shape differs (both shapes given); nothing is changed then.
     pub fn load_parameters(&mut self, path: &Path) -> Result<()> {
-        self.step = load_named(&self.named_parameters(), path, "APD", &self.names)?;
+        let named = self.named_parameters();
+        self.step = load_run(
+            &named,
+            &mut self.adam,
+            &mut self.log,
+            path,
+            "APD",
+            &self.names,
+        )?;
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
 use super::{Apd, LOSS_NAMES};
-use crate::shared::check_finite;
+use crate::shared::{check_finite, step_seed};
 use crate::target::{Decomposable, weight_named};
 
 /// What the target's pass gives: its output and each component's attribution.
@@ -158,7 +158,9 @@ impl Apd {
         Ok((loss, parts))
     }
 
-    /// Trains until `config.steps`, drawing the batch of each step from `data(step)`.
+    /// Trains until `config.steps`, drawing the batch of each step from `data(step)` right
+    /// after seeding libtorch's generator from `config.seed` and the step (so a stopped and
+    /// resumed run is the uninterrupted one, as with SPD).
     ///
     /// # Errors
     /// [`Error::Training`] naming the step when a loss stops being finite (the
@@ -169,13 +171,30 @@ impl Apd {
         target: &dyn Decomposable,
         data: &mut dyn FnMut(usize) -> Result<Tensor>,
     ) -> Result<()> {
+        self.train_steps(target, data, usize::MAX)
+    }
+
+    /// [`Apd::train`] for at most `n` more steps (fewer when `config.steps` comes first), on
+    /// the whole run's schedule: train in chunks and [`Apd::save`] between them to keep
+    /// checkpoints.
+    ///
+    /// # Errors
+    /// As [`Apd::train`].
+    pub fn train_steps(
+        &mut self,
+        target: &dyn Decomposable,
+        data: &mut dyn FnMut(usize) -> Result<Tensor>,
+        n: usize,
+    ) -> Result<()> {
         let schedule = Schedule {
             lr: self.config.lr,
             warmup_steps: (self.config.steps as f64 * self.config.lr_warmup_fraction) as usize,
             decay: Decay::Constant,
         };
         let params = self.parameters();
-        while self.step < self.config.steps {
+        let stop = self.config.steps.min(self.step.saturating_add(n));
+        while self.step < stop {
+            tch::manual_seed(step_seed(self.config.seed, self.step));
             let x = data(self.step)?;
             let (loss, parts) = self.losses(target, &x)?;
             check_finite(&loss, self.step, "APD loss")?;

@@ -1,7 +1,9 @@
 //! What SPD's and APD's tests share: a one-map model whose weight is a sum of five known
-//! rank-one pieces, and its sparse data.
+//! rank-one pieces, its sparse data, and a lock on libtorch's generator.
 
 #![allow(dead_code)]
+
+use std::sync::{Mutex, MutexGuard};
 
 use mechlens_core::Result;
 use mechlens_spd::{Decomposable, LinearFn};
@@ -35,4 +37,14 @@ pub fn five_pieces() -> (OneMap, Tensor) {
 pub fn sparse_batch(n: i64) -> Tensor {
     let opts = (Kind::Float, Device::Cpu);
     Tensor::rand([n, 5], opts) * Tensor::rand([n, 5], opts).lt(0.05).to_kind(Kind::Float)
+}
+
+static RNG: Mutex<()> = Mutex::new(());
+
+/// Holds libtorch's global generator for one test. A binary's tests run on parallel threads,
+/// and SPD and APD seed the generator at every step: without the lock one test's draws would
+/// come from another's seeds.
+pub fn rng_lock() -> MutexGuard<'static, ()> {
+    RNG.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
