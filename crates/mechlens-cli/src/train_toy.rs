@@ -15,8 +15,11 @@
 //!   computation and its stochastic parameter decomposition (reproduction 07).
 //! - `e2e-saes --out DIR [--steps N]` (`e2e_saes.rs`): end-to-end against local SAEs on
 //!   BabyLlama, a sweep of sparsity coefficients (reproduction 08).
+//! - `e2e-directions --out DIR [--steps N]` (`e2e_directions.rs`): four independently seeded
+//!   SAEs trained longer, for reproduction 08's dictionary comparison.
 
 mod apd_tms;
+mod e2e_directions;
 mod e2e_saes;
 mod grokking;
 mod induction;
@@ -35,7 +38,8 @@ pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--w
        mechlens train-toy spd-tms-identity --out DIR [--steps N]
        mechlens train-toy apd-tms --out DIR [--steps N]
        mechlens train-toy spd-resid-mlp --out DIR [--steps N] [--model-steps N]
-       mechlens train-toy e2e-saes --out DIR [--steps N]";
+       mechlens train-toy e2e-saes --out DIR [--steps N]
+       mechlens train-toy e2e-directions --out DIR [--steps N]";
 
 /// Parses the arguments after `train-toy` and runs.
 pub fn run(args: &[String]) -> Result<()> {
@@ -64,7 +68,7 @@ pub fn run(args: &[String]) -> Result<()> {
             ("grokking", "--epochs")
             | (
                 "tms-sparsity" | "induction" | "spd-tms" | "spd-tms-identity" | "apd-tms"
-                | "spd-resid-mlp" | "e2e-saes",
+                | "spd-resid-mlp" | "e2e-saes" | "e2e-directions",
                 "--steps",
             ) => {
                 length = Some(
@@ -95,11 +99,12 @@ pub fn run(args: &[String]) -> Result<()> {
         "spd-tms-identity" => spd_tms::run(length.unwrap_or(spd_tms::STEPS), 1, &out),
         "apd-tms" => apd_tms::run(length.unwrap_or(apd_tms::STEPS), &out),
         "e2e-saes" => e2e_saes::run(length.unwrap_or(e2e_saes::STEPS), &out),
+        "e2e-directions" => e2e_directions::run(length.unwrap_or(e2e_directions::STEPS), &out),
         "spd-resid-mlp" => {
             spd_resid_mlp::run(length.unwrap_or(spd_resid_mlp::STEPS), model_steps, &out)
         }
         _ => Err(bad(format!(
-            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms, spd-tms-identity, apd-tms, spd-resid-mlp, e2e-saes)"
+            "unknown toy {toy:?} (known: grokking, tms-sparsity, induction, spd-tms, spd-tms-identity, apd-tms, spd-resid-mlp, e2e-saes, e2e-directions)"
         ))),
     }
 }

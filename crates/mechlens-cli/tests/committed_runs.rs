@@ -259,6 +259,48 @@ fn the_committed_e2e_sweep_evaluates_on_the_same_samples() {
 }
 
 #[test]
+fn the_committed_e2e_directions_run_is_what_the_command_writes() {
+    // 3,200 steps per SAE are too long to rerun here; one step each shows the command runs
+    // end to end and writes the SAEs (names, seeds, tensors and shapes) the notebook reads.
+    let dir = temp("e2e-directions");
+    mechlens(&[
+        "train-toy",
+        "e2e-directions",
+        "--steps",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let shapes = |path: &Path| -> Vec<(String, Vec<i64>)> {
+        let mut all: Vec<(String, Vec<i64>)> = tch::Tensor::read_safetensors(path)
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, t.size()))
+            .collect();
+        all.sort();
+        all
+    };
+    let committed = repo().join("datasets/e2e-directions-babyllama");
+    assert_eq!(
+        shapes(&dir.join("saes.safetensors")),
+        shapes(&committed.join("saes.safetensors"))
+    );
+    let runs = |path: &Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(
+        runs(&dir.join("metrics.csv")),
+        runs(&committed.join("metrics.csv"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_arguments_are_named() {
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_mechlens"))

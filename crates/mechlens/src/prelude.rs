@@ -37,7 +37,8 @@ pub use mechlens_sae::{
     SpliceOptions,
 };
 pub use mechlens_spd::{
-    Apd, ApdConfig, Decomposable, Spd, SpdConfig, TmsTarget, ground_truth_scores,
+    Apd, ApdConfig, Decomposable, OutputLoss, Spd, SpdConfig, TmsTarget, TransformerTarget,
+    ground_truth_scores,
 };
 pub use mechlens_tables::{
     df_to_tensor, ndarray_to_df, ndarray_to_tensor, read_numeric_csv, tensor_to_df,

@@ -36,8 +36,8 @@ use super::{finish_run, io, write_file};
 pub const STEPS: usize = 800;
 /// Where the SAEs sit.
 pub const HOOK: &str = "blocks.2.hook_resid_pre";
-const D_SAE: i64 = 1024;
-const DOWNSTREAM: [&str; 3] = [
+pub(super) const D_SAE: i64 = 1024;
+pub(super) const DOWNSTREAM: [&str; 3] = [
     "blocks.3.hook_resid_pre",
     "blocks.4.hook_resid_pre",
     "blocks.4.hook_resid_post",
@@ -46,7 +46,7 @@ const LOCAL_COEFFS: [f64; 4] = [0.003, 0.01, 0.03, 0.1];
 const E2E_COEFFS: [f64; 4] = [0.3, 1.0, 3.0, 10.0];
 
 /// `n` of the model's own samples of 128 tokens from BOS, seeded.
-fn samples(model: &HookedTransformer, n: i64, seed: i64) -> Result<Tensor> {
+pub(super) fn samples(model: &HookedTransformer, n: i64, seed: i64) -> Result<Tensor> {
     let bos = Tensor::full([n, 1], 1, (Kind::Int64, Device::Cpu));
     model.generate(
         &bos,
