@@ -149,7 +149,7 @@ impl Spd {
         let _guard = tch::no_grad_guard();
         let linears = target.linears();
         let mut inputs: Vec<Option<Tensor>> = (0..self.names.len()).map(|_| None).collect();
-        let output = target.run(x, &mut |name, input| {
+        let output = target.run_routed(x, &self.names, &mut |name, input| {
             if let Some(i) = self.names.iter().position(|n| n == name) {
                 inputs[i] = Some(input.shallow_clone());
             }
@@ -180,7 +180,11 @@ impl Spd {
         delta: &[Option<&Tensor>],
     ) -> Result<Tensor> {
         let linears = target.linears();
-        target.run(x, &mut self.linear_with(&linears, masks, delta))
+        target.run_routed(
+            x,
+            &self.names,
+            &mut self.linear_with(&linears, masks, delta),
+        )
     }
 
     /// The computation of each map behind [`Spd::masked_run`].
@@ -422,7 +426,11 @@ impl Spd {
         let linears = target.linears();
         let masks = self.mask_refs(masks)?;
         let none = vec![None; self.names.len()];
-        target.run(x, &mut self.linear_with(&linears, &masks, &none))
+        target.run_routed(
+            x,
+            &self.names,
+            &mut self.linear_with(&linears, &masks, &none),
+        )
     }
 
     /// How [`Spd::run_masked`] computes each map, for a target that runs it its own way

@@ -26,6 +26,23 @@ pub trait Decomposable {
     /// Whatever `linear` returns, and the model's own shape errors.
     fn run(&self, x: &Tensor, linear: &mut LinearFn<'_>) -> Result<Tensor>;
 
+    /// [`Decomposable::run`] where only the maps named in `routed` need go through
+    /// `linear`: the others may be computed the model's own way, which a target that has
+    /// to intercept each map (a transformer, through hooks) can skip. SPD and APD call this
+    /// with the maps they decompose. By default, every map goes through `linear`.
+    ///
+    /// # Errors
+    /// As [`Decomposable::run`].
+    fn run_routed(
+        &self,
+        x: &Tensor,
+        routed: &[String],
+        linear: &mut LinearFn<'_>,
+    ) -> Result<Tensor> {
+        let _ = routed;
+        self.run(x, linear)
+    }
+
     /// The model's own output on `x`: every map with its own weight.
     ///
     /// # Errors

@@ -78,19 +78,23 @@ impl<'m> TransformerTarget<'m> {
     ) -> Result<(Tensor, ActivationCache)> {
         let linear = RefCell::new(linear);
         let inputs = RefCell::new((0..self.maps.len()).map(|_| None).collect());
-        let hooks = self.splice_hooks(&linear, &inputs)?;
+        let hooks = self.splice_hooks(None, &linear, &inputs)?;
         self.model.run_with_hooks_and_cache(x, hooks, filter, None)
     }
 
-    /// Two hooks per map: one keeps its input as rows, the other swaps its output for
-    /// `linear(rows) + b` in the activation's shape.
+    /// Two hooks per map (each map in `routed`, or every map): one keeps its input as rows,
+    /// the other swaps its output for `linear(rows) + b` in the activation's shape.
     fn splice_hooks<'h>(
         &'h self,
+        routed: Option<&[String]>,
         linear: &'h RefCell<&mut LinearFn<'_>>,
         inputs: &'h RefCell<Vec<Option<Tensor>>>,
     ) -> Result<Hooks<'h>> {
         let mut hooks = Hooks::new();
         for (i, map) in self.maps.iter().enumerate() {
+            if routed.is_some_and(|r| !r.contains(&map.name)) {
+                continue;
+            }
             let d_in = map.weight.size()[0];
             hooks = hooks.read(map.input_hook(), move |act| {
                 let rows = self.model.map_input(map, act)?.f_reshape([-1, d_in])?;
@@ -116,6 +120,22 @@ impl<'m> TransformerTarget<'m> {
     }
 }
 
+impl TransformerTarget<'_> {
+    fn spliced_run(
+        &self,
+        x: &Tensor,
+        routed: Option<&[String]>,
+        linear: &mut LinearFn<'_>,
+    ) -> Result<Tensor> {
+        let linear = RefCell::new(linear);
+        let inputs = RefCell::new((0..self.maps.len()).map(|_| None).collect());
+        let hooks = self.splice_hooks(routed, &linear, &inputs)?;
+        // `forward_with_grad` keeps the graph when SPD trains; under SPD's no-grad passes it
+        // records nothing.
+        self.model.forward_with_grad(x, hooks)
+    }
+}
+
 impl Decomposable for TransformerTarget<'_> {
     fn linears(&self) -> Vec<(String, Tensor)> {
         self.maps
@@ -125,11 +145,16 @@ impl Decomposable for TransformerTarget<'_> {
     }
 
     fn run(&self, x: &Tensor, linear: &mut LinearFn<'_>) -> Result<Tensor> {
-        let linear = RefCell::new(linear);
-        let inputs = RefCell::new((0..self.maps.len()).map(|_| None).collect());
-        let hooks = self.splice_hooks(&linear, &inputs)?;
-        // `forward_with_grad` keeps the graph when SPD trains; under SPD's no-grad passes it
-        // records nothing.
-        self.model.forward_with_grad(x, hooks)
+        self.spliced_run(x, None, linear)
+    }
+
+    /// Splices only the maps SPD decomposes; the rest run as the model's own.
+    fn run_routed(
+        &self,
+        x: &Tensor,
+        routed: &[String],
+        linear: &mut LinearFn<'_>,
+    ) -> Result<Tensor> {
+        self.spliced_run(x, Some(routed), linear)
     }
 }

@@ -36,7 +36,7 @@ impl Apd {
         // A zero added to each decomposed map's output: the gradient reaching it is the
         // gradient with respect to that output.
         let mut probes: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
-        let output = target.run(x, &mut |name, input| {
+        let output = target.run_routed(x, &self.names, &mut |name, input| {
             let out = input.f_matmul(weight_named(&linears, name)?)?;
             let Some(l) = self.names.iter().position(|m| m == name) else {
                 return Ok(out);
@@ -112,7 +112,7 @@ impl Apd {
     /// Runs the target with decomposed layer `l` computed from the components `mask` keeps.
     fn masked_run(&self, target: &dyn Decomposable, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let linears = target.linears();
-        target.run(x, &mut |name, input| {
+        target.run_routed(x, &self.names, &mut |name, input| {
             if let Some(l) = self.names.iter().position(|n| n == name) {
                 return self.factors_of(l)?.forward_masked(input, mask);
             }
