@@ -187,8 +187,11 @@ impl ToyModel {
     /// # Shapes
     /// - `x`: `[batch, n_instances, n_features]` → the same
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let hidden = Tensor::f_einsum("bin,imn->bim", &[x, &self.w], None::<&[i64]>)?;
-        let out = Tensor::f_einsum("bim,imn->bin", &[&hidden, &self.w], None::<&[i64]>)?;
+        // Two batched matmuls over instances: the products einsum would form, without its
+        // planning on every call (a tenth of a training step at this size; same bits).
+        let per_instance = x.f_transpose(0, 1)?; // [instance, batch, feature]
+        let hidden = per_instance.f_bmm(&self.w.f_transpose(1, 2)?)?;
+        let out = hidden.f_bmm(&self.w)?.f_transpose(0, 1)?;
         Ok(out.f_add(&self.b_final)?.f_relu()?)
     }
 
