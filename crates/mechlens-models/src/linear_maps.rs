@@ -45,34 +45,25 @@ pub struct LinearMap {
     pub weight: Tensor,
     /// `[d_out]`, if it has one.
     pub bias: Option<Tensor>,
-}
-
-impl LinearMap {
     /// The hook point whose activation the map's input is computed from (see [`MapKind`]:
     /// the attention and MLP inputs pass through the block's norm first,
     /// [`HookedTransformer::map_input`]).
-    pub fn input_hook(&self) -> HookPoint {
-        let l = self.layer;
-        match self.kind {
-            MapKind::Q | MapKind::K | MapKind::V => HookPoint::ResidPre(l),
-            MapKind::O => HookPoint::Z(l),
-            MapKind::In | MapKind::Gate => HookPoint::MlpIn(l),
-            MapKind::Out => HookPoint::MlpPost(l),
-        }
-    }
-
+    pub input_hook: HookPoint,
     /// The hook point whose activation is `input · W + b`.
-    pub fn output_hook(&self, gated: bool) -> HookPoint {
-        let l = self.layer;
-        match self.kind {
-            MapKind::Q => HookPoint::Q(l),
-            MapKind::K => HookPoint::K(l),
-            MapKind::V => HookPoint::V(l),
-            MapKind::O => HookPoint::AttnOut(l),
-            MapKind::In if gated => HookPoint::MlpPreLinear(l),
-            MapKind::In | MapKind::Gate => HookPoint::MlpPre(l),
-            MapKind::Out => HookPoint::MlpOut(l),
-        }
+    pub output_hook: HookPoint,
+}
+
+/// Where `kind`'s input is read and its output written in block `l` (`gated`: the block's
+/// MLP has a gate, so `W_in` writes `mlp.hook_pre_linear`).
+fn hook_points(kind: MapKind, l: usize, gated: bool) -> (HookPoint, HookPoint) {
+    match kind {
+        MapKind::Q => (HookPoint::ResidPre(l), HookPoint::Q(l)),
+        MapKind::K => (HookPoint::ResidPre(l), HookPoint::K(l)),
+        MapKind::V => (HookPoint::ResidPre(l), HookPoint::V(l)),
+        MapKind::O => (HookPoint::Z(l), HookPoint::AttnOut(l)),
+        MapKind::In if gated => (HookPoint::MlpIn(l), HookPoint::MlpPreLinear(l)),
+        MapKind::In | MapKind::Gate => (HookPoint::MlpIn(l), HookPoint::MlpPre(l)),
+        MapKind::Out => (HookPoint::MlpPost(l), HookPoint::MlpOut(l)),
     }
 }
 
@@ -83,13 +74,17 @@ impl HookedTransformer {
         let mut out = Vec::new();
         for b in &self.m.blocks {
             let l = b.layer;
+            let gated = b.mlp.as_ref().is_some_and(|m| m.w_gate.is_some());
             let mut push = |kind, part: &str, w: &Tensor, bias: Option<&Tensor>| {
+                let (input_hook, output_hook) = hook_points(kind, l, gated);
                 out.push(LinearMap {
                     name: format!("blocks.{l}.{part}"),
                     layer: l,
                     kind,
                     weight: w.shallow_clone(),
                     bias: bias.map(Tensor::shallow_clone),
+                    input_hook,
+                    output_hook,
                 });
             };
             let a = &b.attn.w;
@@ -108,15 +103,6 @@ impl HookedTransformer {
         out
     }
 
-    /// Whether block `layer`'s MLP is gated (its `W_in` then writes `mlp.hook_pre_linear`).
-    pub fn is_gated(&self, layer: usize) -> bool {
-        self.m
-            .blocks
-            .get(layer)
-            .and_then(|b| b.mlp.as_ref())
-            .is_some_and(|m| m.w_gate.is_some())
-    }
-
     /// Whether attention reads a per-head copy of the residual stream (`hook_attn_in` or
     /// `hook_q_input`... switched on), so that `W_Q`, `W_K`, `W_V` no longer read
     /// `ln1(hook_resid_pre)` as one tensor.
@@ -125,7 +111,7 @@ impl HookedTransformer {
     }
 
     /// The input of `map` computed from `act`, the activation at its
-    /// [`LinearMap::input_hook`]: the block's norm applied for attention and MLP inputs
+    /// `input_hook`: the block's norm applied for attention and MLP inputs
     /// (its own statistics and weights, no hooks), the heads side by side for `W_O`.
     ///
     /// # Shapes

@@ -18,7 +18,7 @@
 //! faithfulness warm-up). The learning rate follows `config.lr_decay` (a cosine to 0 by default).
 
 use mechlens_core::{Error, Result};
-use mechlens_train::{AdamW, AdamWConfig, Schedule, log_due, log_table};
+use mechlens_train::{AdamW, AdamWConfig, Schedule, log_table};
 use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
@@ -26,7 +26,7 @@ use crate::components::{
     CausalImportanceMlps, LinearComponents, lower_hard_sigmoid, upper_leaky_hard_sigmoid,
 };
 use crate::config::SpdConfig;
-use crate::shared::{LogRow, check_finite, pick_layers, step_seed};
+use crate::shared::{LogRow, Method, StepPlan, check_finite, pick_layers, train_steps};
 use crate::target::{Decomposable, weight_named};
 
 /// Names of the loss columns of [`Spd::log_frame`], after `step` and `lr`.
@@ -295,26 +295,18 @@ impl Spd {
         if !self.warmed_up {
             self.warm_up()?;
         }
-        let schedule = Schedule {
-            lr: self.config.lr,
-            warmup_steps: 0,
-            decay: self.config.lr_decay,
+        let plan = StepPlan {
+            seed: self.config.seed,
+            steps: self.config.steps,
+            log_every: self.config.log_every,
+            schedule: Schedule {
+                lr: self.config.lr,
+                warmup_steps: 0,
+                decay: self.config.lr_decay,
+            },
         };
         let params = self.parameters();
-        let stop = self.config.steps.min(self.step.saturating_add(n));
-        while self.step < stop {
-            tch::manual_seed(step_seed(self.config.seed, self.step));
-            let x = data(self.step)?;
-            let (loss, parts) = self.losses(target, &x)?;
-            check_finite(&loss, self.step, "SPD loss")?;
-            let lr = schedule.at(self.step, self.config.steps);
-            self.adam.minimize(&loss, &params, lr)?;
-            if log_due(self.step, self.config.log_every, self.config.steps) {
-                self.log.push((self.step, lr, parts));
-            }
-            self.step += 1;
-        }
-        Ok(())
+        train_steps(self, target, data, &params, &plan, n)
     }
 
     /// The step's loss and its parts (in [`LOSS_NAMES`] order, unweighted but the total).
@@ -463,6 +455,16 @@ impl Spd {
     /// The target's weight of decomposed layer `l`.
     pub fn target_weight(&self, l: usize) -> &Tensor {
         &self.targets[l]
+    }
+}
+
+impl Method<5> for Spd {
+    const LOSS: &'static str = "SPD loss";
+    fn step_losses(&self, target: &dyn Decomposable, x: &Tensor) -> Result<(Tensor, [f64; 5])> {
+        self.losses(target, x)
+    }
+    fn state(&mut self) -> (&mut AdamW, &mut usize, &mut Vec<LogRow<5>>) {
+        (&mut self.adam, &mut self.step, &mut self.log)
     }
 }
 

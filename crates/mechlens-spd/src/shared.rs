@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use mechlens_core::{Error, Result};
-use mechlens_train::AdamW;
+use mechlens_train::{AdamW, Schedule, log_due};
 use tch::Tensor;
 
 use crate::target::Decomposable;
@@ -76,6 +76,55 @@ pub(crate) type LogRow<const N: usize> = (usize, f64, [f64; N]);
 /// uninterrupted one did. (Step 0's is `seed + 1`, the seed the runs used before.)
 pub(crate) fn step_seed(seed: u64, step: usize) -> i64 {
     (seed as i64).wrapping_add(1).wrapping_add(step as i64)
+}
+
+/// A decomposition method's side of a training step: SPD and APD differ in their losses,
+/// and share everything else ([`train_steps`]).
+pub(crate) trait Method<const N: usize> {
+    /// Names the loss in a non-finite-loss error ("SPD loss").
+    const LOSS: &'static str;
+    /// The step's loss and its logged parts.
+    fn step_losses(&self, target: &dyn Decomposable, x: &Tensor) -> Result<(Tensor, [f64; N])>;
+    /// The optimiser, the steps done and the log.
+    fn state(&mut self) -> (&mut AdamW, &mut usize, &mut Vec<LogRow<N>>);
+}
+
+/// A run's settings that the step loop reads.
+pub(crate) struct StepPlan {
+    pub seed: u64,
+    pub steps: usize,
+    pub log_every: usize,
+    pub schedule: Schedule,
+}
+
+/// At most `n` more steps of `method` (fewer when `plan.steps` comes first), on the whole
+/// run's schedule: each step seeds libtorch's generator ([`step_seed`]), draws `data(step)`,
+/// refuses a non-finite loss before changing anything, updates `params` and logs when due.
+pub(crate) fn train_steps<const N: usize, M: Method<N>>(
+    method: &mut M,
+    target: &dyn Decomposable,
+    data: &mut dyn FnMut(usize) -> Result<Tensor>,
+    params: &[Tensor],
+    plan: &StepPlan,
+    n: usize,
+) -> Result<()> {
+    let mut at = *method.state().1;
+    let stop = plan.steps.min(at.saturating_add(n));
+    while at < stop {
+        tch::manual_seed(step_seed(plan.seed, at));
+        let x = data(at)?;
+        let (loss, parts) = method.step_losses(target, &x)?;
+        check_finite(&loss, at, M::LOSS)?;
+        let lr = plan.schedule.at(at, plan.steps);
+        let (adam, step, log) = method.state();
+        adam.minimize(&loss, params, lr)?;
+        if log_due(at, plan.log_every, plan.steps) {
+            log.push((at, lr, parts));
+        }
+        at += 1;
+        *step = at;
+    }
+    Ok(())
 }
 
 /// Writes `named` tensors, the steps done, the optimiser's state and the log to `path`,

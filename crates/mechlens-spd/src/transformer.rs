@@ -96,13 +96,12 @@ impl<'m> TransformerTarget<'m> {
                 continue;
             }
             let d_in = map.weight.size()[0];
-            hooks = hooks.read(map.input_hook(), move |act| {
+            hooks = hooks.read(map.input_hook, move |act| {
                 let rows = self.model.map_input(map, act)?.f_reshape([-1, d_in])?;
                 inputs.borrow_mut()[i] = Some(rows);
                 Ok(())
             })?;
-            let gated = self.model.is_gated(map.layer);
-            hooks = hooks.edit(map.output_hook(gated), move |act, _| {
+            hooks = hooks.edit(map.output_hook, move |act, _| {
                 let rows = inputs.borrow_mut()[i].take().ok_or_else(|| {
                     Error::invalid(
                         "decomposed transformer",

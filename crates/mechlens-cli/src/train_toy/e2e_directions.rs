@@ -20,17 +20,16 @@
 //! - `run.json`: the settings and the wall time.
 
 use std::path::Path;
-use std::rc::Rc;
 use std::time::Instant;
 
 use mechlens_core::Result;
 use mechlens_models::{LoadOptions, datasets};
-use mechlens_sae::e2e::{E2eConfig, E2eLoss, E2eSae};
-use mechlens_sae::eval::SpliceReport;
-use mechlens_sae::metrics::SparsityReport;
+use mechlens_sae::e2e::E2eLoss;
 use tch::{Kind, Tensor};
 
-use super::e2e_saes::{D_SAE, DOWNSTREAM, HOOK, samples};
+use super::e2e_saes::{
+    D_SAE, DOWNSTREAM, HOOK, Measured, samples, train_and_measure, write_tensors,
+};
 use super::{finish_run, io, write_file};
 
 /// Steps per SAE.
@@ -64,29 +63,18 @@ pub fn run(steps: usize, out: &Path) -> Result<()> {
         "name,sparsity_coeff,seed,l0,dead_latents,explained_variance,ce_increase,kl,seconds\n",
     );
     let mut saved: Vec<(String, Tensor)> = Vec::new();
-    let batches = TRAIN_SEQUENCES / 8;
     for (name, loss, coeff, seed) in runs {
-        let t = Instant::now();
-        let mut cfg = E2eConfig::new(HOOK, D_SAE, loss);
-        cfg.sparsity_coeff = coeff;
-        cfg.lr = 1e-3;
-        cfg.warmup_steps = 50;
-        cfg.steps = steps;
-        cfg.log_every = 200;
-        cfg.seed = seed;
-        let mut sae_run = E2eSae::new(&model, cfg)?;
-        sae_run.train(&model, &mut |step| {
-            Ok(train.narrow(0, (step as i64 % batches) * 8, 8))
-        })?;
-        let sae = sae_run.sae("babyllama-tinystories")?;
-        let sparsity = SparsityReport::measure(&sae, &eval_acts, 4096)?;
+        let Measured {
+            sae,
+            sparsity,
+            splice,
+            seconds,
+        } = train_and_measure(&model, loss, coeff, seed, steps, &train, &eval, &eval_acts)?;
         saved.push((format!("{name}.w_dec"), sae.w_dec.f_to_kind(Kind::Half)?));
         saved.push((
             format!("{name}.log10_density"),
             sparsity.log10_density.shallow_clone(),
         ));
-        let splice = SpliceReport::measure(&model, Rc::new(sae), None, &eval)?;
-        let seconds = t.elapsed().as_secs_f64();
         println!(
             "e2e-directions: {name} ({coeff}, seed {seed}): L0 {:.1}, dead {}, CE +{:.4}, {seconds:.0} s",
             sparsity.l0,
@@ -103,11 +91,7 @@ pub fn run(steps: usize, out: &Path) -> Result<()> {
         ));
     }
     write_file(&out.join("metrics.csv"), &csv)?;
-    let refs: Vec<(&str, Tensor)> = saved
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.shallow_clone()))
-        .collect();
-    mechlens_checkpoint::safetensors::write(&refs, &out.join("saes.safetensors"))?;
+    write_tensors(&saved, &out.join("saes.safetensors"))?;
     let run = serde_json::json!({
         "command": format!("mechlens train-toy e2e-directions --out {} --steps {steps}", out.display()),
         "hook": HOOK,

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use mechlens_core::Result;
 use mechlens_models::{GenerateOptions, HookedTransformer, LoadOptions, datasets};
+use mechlens_sae::Sae;
 use mechlens_sae::e2e::{E2eConfig, E2eLoss, E2eSae};
 use mechlens_sae::eval::SpliceReport;
 use mechlens_sae::metrics::SparsityReport;
@@ -58,6 +59,61 @@ pub(super) fn samples(model: &HookedTransformer, n: i64, seed: i64) -> Result<Te
             ..GenerateOptions::default()
         },
     )
+}
+
+/// One SAE of reproduction 08, trained and measured on the evaluation tokens.
+pub(super) struct Measured {
+    pub sae: Rc<Sae>,
+    pub sparsity: SparsityReport,
+    pub splice: SpliceReport,
+    pub seconds: f64,
+}
+
+/// Trains an SAE at [`HOOK`] with `loss`, sparsity coefficient `coeff` and init seed `seed`
+/// for `steps` steps (Adam 1e-3, 50 warm-up steps, cosine) on batches of 8 sequences
+/// cycling through `train`, then measures it on `eval` (activations `eval_acts`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train_and_measure(
+    model: &HookedTransformer,
+    loss: E2eLoss,
+    coeff: f64,
+    seed: u64,
+    steps: usize,
+    train: &Tensor,
+    eval: &Tensor,
+    eval_acts: &Tensor,
+) -> Result<Measured> {
+    let t = Instant::now();
+    let mut cfg = E2eConfig::new(HOOK, D_SAE, loss);
+    cfg.sparsity_coeff = coeff;
+    cfg.lr = 1e-3;
+    cfg.warmup_steps = 50;
+    cfg.steps = steps;
+    cfg.log_every = 100;
+    cfg.seed = seed;
+    let batches = train.size()[0] / 8;
+    let mut sae_run = E2eSae::new(model, cfg)?;
+    sae_run.train(model, &mut |step| {
+        Ok(train.narrow(0, (step as i64 % batches) * 8, 8))
+    })?;
+    let sae = Rc::new(sae_run.sae("babyllama-tinystories")?);
+    let sparsity = SparsityReport::measure(&sae, eval_acts, 4096)?;
+    let splice = SpliceReport::measure(model, sae.clone(), None, eval)?;
+    Ok(Measured {
+        sae,
+        sparsity,
+        splice,
+        seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes `(name, tensor)` pairs to one safetensors file.
+pub(super) fn write_tensors(named: &[(String, Tensor)], path: &Path) -> Result<()> {
+    let refs: Vec<(&str, Tensor)> = named
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.shallow_clone()))
+        .collect();
+    mechlens_checkpoint::safetensors::write(&refs, path)
 }
 
 /// Trains every SAE of the sweep for `steps` steps and writes `out`.
@@ -97,23 +153,25 @@ pub fn run(steps: usize, out: &Path) -> Result<()> {
         "kind,sparsity_coeff,l0,dead_latents,explained_variance,ce_clean,ce_with_sae,ce_increase,kl,seconds\n",
     );
     let mut decoders: Vec<(String, Tensor)> = Vec::new();
+    // The sweep's SAEs all start from E2eConfig's default seed (the committed run's).
+    let default_seed = E2eConfig::new(HOOK, D_SAE, E2eLoss::Local).seed;
     for (kind, coeff, loss) in runs {
-        let t = Instant::now();
-        let mut cfg = E2eConfig::new(HOOK, D_SAE, loss);
-        cfg.sparsity_coeff = coeff;
-        cfg.lr = 1e-3;
-        cfg.warmup_steps = 50;
-        cfg.steps = steps;
-        cfg.log_every = 100;
-        let mut sae_run = E2eSae::new(&model, cfg)?;
-        sae_run.train(&model, &mut |step| {
-            Ok(train.narrow(0, (step as i64 % 64) * 8, 8))
-        })?;
-        let sae = sae_run.sae("babyllama-tinystories")?;
-        let sparsity = SparsityReport::measure(&sae, &eval_acts, 4096)?;
+        let Measured {
+            sae,
+            sparsity,
+            splice,
+            seconds,
+        } = train_and_measure(
+            &model,
+            loss,
+            coeff,
+            default_seed,
+            steps,
+            &train,
+            &eval,
+            &eval_acts,
+        )?;
         decoders.push((format!("{kind}-{coeff}"), sae.w_dec.f_to_kind(Kind::Half)?));
-        let splice = SpliceReport::measure(&model, Rc::new(sae), None, &eval)?;
-        let seconds = t.elapsed().as_secs_f64();
         println!(
             "e2e-saes: {kind} {coeff}: L0 {:.1}, CE {:.4} (clean {:.4}), KL {:.4}, {seconds:.0} s",
             sparsity.l0, splice.ce_with_sae, splice.ce_clean, splice.kl_with_sae
@@ -130,11 +188,7 @@ pub fn run(steps: usize, out: &Path) -> Result<()> {
         ));
     }
     write_file(&out.join("metrics.csv"), &csv)?;
-    let refs: Vec<(&str, Tensor)> = decoders
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.shallow_clone()))
-        .collect();
-    mechlens_checkpoint::safetensors::write(&refs, &out.join("decoders.safetensors"))?;
+    write_tensors(&decoders, &out.join("decoders.safetensors"))?;
     let run = serde_json::json!({
         "command": format!("mechlens train-toy e2e-saes --out {} --steps {steps}", out.display()),
         "hook": HOOK,

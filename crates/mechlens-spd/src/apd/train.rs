@@ -12,12 +12,12 @@
 //! The learning rate rises linearly over the first steps, then stays constant.
 
 use mechlens_core::{Error, Result};
-use mechlens_train::{Decay, Schedule, log_due, log_table};
+use mechlens_train::{AdamW, Decay, Schedule, log_table};
 use polars::prelude::DataFrame;
 use tch::{Kind, Tensor};
 
 use super::{Apd, LOSS_NAMES};
-use crate::shared::{check_finite, step_seed};
+use crate::shared::{LogRow, Method, StepPlan, train_steps};
 use crate::target::{Decomposable, weight_named};
 
 /// What the target's pass gives: its output and each component's attribution.
@@ -186,26 +186,18 @@ impl Apd {
         data: &mut dyn FnMut(usize) -> Result<Tensor>,
         n: usize,
     ) -> Result<()> {
-        let schedule = Schedule {
-            lr: self.config.lr,
-            warmup_steps: (self.config.steps as f64 * self.config.lr_warmup_fraction) as usize,
-            decay: Decay::Constant,
+        let plan = StepPlan {
+            seed: self.config.seed,
+            steps: self.config.steps,
+            log_every: self.config.log_every,
+            schedule: Schedule {
+                lr: self.config.lr,
+                warmup_steps: (self.config.steps as f64 * self.config.lr_warmup_fraction) as usize,
+                decay: Decay::Constant,
+            },
         };
         let params = self.parameters();
-        let stop = self.config.steps.min(self.step.saturating_add(n));
-        while self.step < stop {
-            tch::manual_seed(step_seed(self.config.seed, self.step));
-            let x = data(self.step)?;
-            let (loss, parts) = self.losses(target, &x)?;
-            check_finite(&loss, self.step, "APD loss")?;
-            let lr = schedule.at(self.step, self.config.steps);
-            self.adam.minimize(&loss, &params, lr)?;
-            if log_due(self.step, self.config.log_every, self.config.steps) {
-                self.log.push((self.step, lr, parts));
-            }
-            self.step += 1;
-        }
-        Ok(())
+        train_steps(self, target, data, &params, &plan, n)
     }
 
     /// The log: `step`, `lr`, then the total loss and its parts.
@@ -256,5 +248,15 @@ impl Apd {
         }
         let _guard = tch::no_grad_guard();
         self.masked_run(target, x, mask)
+    }
+}
+
+impl Method<4> for Apd {
+    const LOSS: &'static str = "APD loss";
+    fn step_losses(&self, target: &dyn Decomposable, x: &Tensor) -> Result<(Tensor, [f64; 4])> {
+        self.losses(target, x)
+    }
+    fn state(&mut self) -> (&mut AdamW, &mut usize, &mut Vec<LogRow<4>>) {
+        (&mut self.adam, &mut self.step, &mut self.log)
     }
 }
