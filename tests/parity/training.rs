@@ -103,6 +103,60 @@ fn a_resumed_run_ends_at_the_same_bits_as_the_uninterrupted_one() {
 }
 
 #[test]
+fn frozen_parameters_stay_put_and_survive_a_resume_while_the_rest_trains() {
+    let dir = temp_dir("model-frozen");
+    let biases = ["blocks.0.attn.b_q", "blocks.0.mlp.b_in", "unembed.b_u"];
+    let cfg = ModelTrainConfig::new(20, Schedule::constant(1e-2))
+        .weight_decay(1.0)
+        .freeze(biases)
+        .checkpoints(&dir, 10);
+    let data = || FullBatch(Batch::next_token(&cycles(12, 16)).unwrap());
+    let model = HookedTransformer::from_config(&small(false), 2).unwrap();
+    // Non-zero starting values, so that weight decay would move them if it reached them.
+    let _guard = tch::no_grad_guard();
+    for (name, t) in model.named_parameters() {
+        if biases.contains(&name.as_str()) {
+            let _ = t.shallow_clone().fill_(0.5);
+        }
+    }
+    drop(_guard);
+    let before: Vec<(String, Tensor)> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect();
+    let mut whole = ModelTrainer::new(model, cfg.clone()).unwrap();
+    whole.run(&mut data()).unwrap();
+    for ((name, a), (_, b)) in before.iter().zip(params(&whole)) {
+        let frozen = biases.contains(&name.as_str());
+        assert_eq!(a.equal(&b), frozen, "{name}: frozen {frozen}");
+    }
+    // Resumed into a model whose frozen values differ: the checkpoint's values come back.
+    let other = HookedTransformer::from_config(&small(false), 9).unwrap();
+    let mut resumed = ModelTrainer::new(other, cfg.clone()).unwrap();
+    resumed
+        .resume_from(&mechlens_train::checkpoint::step_dir(&dir, 10))
+        .unwrap();
+    resumed.run(&mut data()).unwrap();
+    for ((name, a), (_, b)) in params(&whole).iter().zip(params(&resumed)) {
+        assert!(a.equal(&b), "{name} differs after resuming");
+    }
+
+    let model = HookedTransformer::from_config(&small(false), 0).unwrap();
+    let err = ModelTrainer::new(
+        model,
+        ModelTrainConfig::new(5, Schedule::constant(1e-3)).freeze(["blocks.0.attn.b_x"]),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("blocks.0.attn.b_x") && err.contains("blocks.0.attn.b_q"),
+        "names the unknown parameter and the valid ones: {err}"
+    );
+}
+
+#[test]
 fn a_nan_loss_names_its_step_and_leaves_weights_and_checkpoints_alone() {
     let dir = temp_dir("model-nan");
     let model = HookedTransformer::from_config(&small(false), 1).unwrap();
@@ -325,3 +379,40 @@ fn a_run_kept_to_the_scored_positions_has_the_full_runs_logits_and_gradients() {
 
 #[allow(dead_code)]
 fn _data_is_object_safe(_: &mut dyn TrainData) {}
+
+#[test]
+fn the_grokking_trainer_can_keep_its_biases_at_zero() {
+    let opts = mechlens_toys::GrokkingOptions {
+        epochs: 3,
+        frozen_biases: true,
+        ..Default::default()
+    };
+    let data = opts.data().unwrap();
+    let mut trainer = opts.trainer(&data).unwrap();
+    trainer.run(&mut FullBatch(data.train.share())).unwrap();
+    let mut biases = 0;
+    for (name, t) in trainer.model().named_parameters() {
+        let largest = t.abs().max().double_value(&[]);
+        if name.rsplit('.').next().unwrap().starts_with("b_") {
+            biases += 1;
+            assert_eq!(largest, 0.0, "{name} stayed at zero");
+        } else {
+            assert!(largest > 0.0, "{name} is a trained weight");
+        }
+    }
+    // b_q, b_k, b_v, b_o, b_in, b_out, b_u
+    assert_eq!(biases, 7);
+}
+
+#[test]
+fn the_committed_grokking_models_clustered_neurons_match_transformer_lens() {
+    let run = mechlens_models::datasets::path("grokking-p113").unwrap();
+    let model =
+        HookedTransformer::from_pretrained(&run.to_string_lossy(), Default::default()).unwrap();
+    let data = mechlens_toys::GrokkingOptions::default().data().unwrap();
+    let m = mechlens_toys::progress_measures(&model, &data, &[9, 20, 22, 41]).unwrap();
+    // 348 of 512: TransformerLens' HookedTransformer given these weights, its hook_post at the
+    // `=` position and a 2-D Fourier transform in float64 written apart from mechlens
+    // (2026-12-04).
+    assert_eq!((m.clustered_neurons * 512.0).round(), 348.0);
+}

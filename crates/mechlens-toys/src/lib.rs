@@ -44,8 +44,8 @@ pub use induction::{InductionBatch, InductionData, InductionOptions, masked_next
 pub use induction_run::{INDUCTION_LOG_EVERY, INDUCTION_STEPS, induction_model, train_induction};
 pub use matching::{feature_uniqueness, matched_rows, mean_correlation_coefficient};
 pub use modular::{
-    ModularData, embedding_frequency_power, fourier_basis, grid_loss, grokking_config, is_prime,
-    key_frequencies, key_frequency_logits, neuron_frequency_share,
+    ModularData, NEURON_CLUSTER_THRESHOLD, embedding_frequency_power, fourier_basis, grid_loss,
+    grokking_config, is_prime, key_frequencies, key_frequency_logits, neuron_frequency_share,
 };
 pub use residual_mlp::{ResidualMlp, ResidualMlpOptions, ResidualMlpTrainOptions};
 pub use sparse_features::{SparseFeatures, SparseFeaturesOptions, max_cosine, mmcs};

@@ -194,6 +194,10 @@ pub fn key_frequencies(power: &Tensor, share: f64) -> Result<(Vec<usize>, f64)> 
     Ok((kept, if total > 0.0 { held / total } else { 0.0 }))
 }
 
+/// The paper's clustering threshold: a neuron belongs to the cluster of a frequency when that
+/// frequency explains at least this share of its variance ([`neuron_frequency_share`]).
+pub const NEURON_CLUSTER_THRESHOLD: f64 = 0.85;
+
 /// For each neuron, the frequency that explains the most of its activation's variance over
 /// the `(a, b)` grid, and the share it explains: the 2-D Fourier components that involve
 /// only frequency `k` (in `a`, in `b`, or both), over all non-constant components.

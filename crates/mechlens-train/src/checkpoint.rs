@@ -129,13 +129,16 @@ impl ModelTrainer {
         };
         let weights = saved.named_parameters();
         let _guard = tch::no_grad_guard();
-        for (i, (name, p)) in self.params.iter().enumerate() {
+        // Every weight, frozen ones too; AdamW's moments for the trained ones.
+        for (name, p) in self.model.named_parameters() {
             let from = weights
                 .iter()
-                .find(|(n, _)| n == name)
+                .find(|(n, _)| *n == name)
                 .map(|(_, t)| t)
                 .ok_or_else(|| stop(format!("the checkpoint's model lacks {name}")))?;
             p.shallow_clone().f_copy_(from)?;
+        }
+        for (i, (name, _)) in self.params.iter().enumerate() {
             self.adam.m[i].f_copy_(&find(format!("m.{name}"))?)?;
             self.adam.v[i].f_copy_(&find(format!("v.{name}"))?)?;
         }

@@ -34,6 +34,10 @@ pub struct ModelTrainConfig {
     pub checkpoint_every: Option<usize>,
     /// Folder of checkpoints (`step_00000100/` ...).
     pub checkpoint_dir: Option<PathBuf>,
+    /// Parameters (by their name in `HookedTransformer::named_parameters`, e.g.
+    /// `blocks.0.attn.b_q`) kept as they are: no gradient, no AdamW update, no weight decay.
+    #[serde(default)]
+    pub frozen: Vec<String>,
 }
 
 impl ModelTrainConfig {
@@ -50,6 +54,7 @@ impl ModelTrainConfig {
             progress_every: 0,
             checkpoint_every: None,
             checkpoint_dir: None,
+            frozen: Vec::new(),
         }
     }
 
@@ -74,6 +79,17 @@ impl ModelTrainConfig {
     /// The same with a progress line every `every` steps.
     pub fn progress_every(mut self, every: usize) -> Self {
         self.progress_every = every;
+        self
+    }
+
+    /// The same with `names` (as `HookedTransformer::named_parameters` spells them) frozen
+    /// where they are, as TransformerLens' grokking demo freezes its biases at zero.
+    pub fn freeze<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.frozen.extend(names.into_iter().map(Into::into));
         self
     }
 

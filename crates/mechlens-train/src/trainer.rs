@@ -46,10 +46,30 @@ impl ModelTrainer {
     /// # Errors
     /// [`Error::InvalidInput`] for unusable settings (0 steps, a learning rate that is not a
     /// positive number, `checkpoint_every` without `checkpoint_dir`, 0 for `log_every` or
-    /// `checkpoint_every`).
+    /// `checkpoint_every`, a frozen name the model has no parameter of).
     pub fn new(model: HookedTransformer, cfg: ModelTrainConfig) -> Result<Self> {
         validate(&cfg)?;
-        let params = model.named_parameters();
+        let all = model.named_parameters();
+        if let Some(unknown) = cfg
+            .frozen
+            .iter()
+            .find(|f| !all.iter().any(|(n, _)| n == *f))
+        {
+            let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(Error::invalid(
+                "frozen parameter",
+                format!(
+                    "the model has no parameter {unknown:?}; its parameters are {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        // Frozen weights take no gradient and are not handed to AdamW (no decay either).
+        let (frozen, params): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|(n, _)| cfg.frozen.contains(n));
+        for (_, p) in &frozen {
+            let _ = p.shallow_clone().f_requires_grad_(false)?;
+        }
         for (_, p) in &params {
             let _ = p.shallow_clone().f_requires_grad_(true)?;
         }
