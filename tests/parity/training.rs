@@ -410,9 +410,9 @@ fn the_committed_grokking_models_clustered_neurons_match_transformer_lens() {
     let model =
         HookedTransformer::from_pretrained(&run.to_string_lossy(), Default::default()).unwrap();
     let data = mechlens_toys::GrokkingOptions::default().data().unwrap();
-    let m = mechlens_toys::progress_measures(&model, &data, &[9, 20, 22, 41]).unwrap();
+    let share = mechlens_toys::clustered_neuron_share(&model, &data).unwrap();
     // 348 of 512: TransformerLens' HookedTransformer given these weights, its hook_post at the
     // `=` position and a 2-D Fourier transform in float64 written apart from mechlens
     // (2026-12-04).
-    assert_eq!((m.clustered_neurons * 512.0).round(), 348.0);
+    assert_eq!((share * 512.0).round(), 348.0);
 }

@@ -1,8 +1,8 @@
 //! The grokking run of Nanda et al. (2023) and its progress measures: the paper's model and
 //! optimiser on modular addition, full batch, with test loss and accuracy logged as it trains,
 //! and the measures the paper reads the run with (train and test loss and accuracy, the
-//! restricted and excluded losses, the embedding's power in its key frequencies, the share
-//! of MLP neurons one frequency explains).
+//! restricted and excluded losses, the embedding's power in its key frequencies), and the
+//! share of MLP neurons one frequency explains.
 //!
 //! The `mechlens train-toy grokking` command runs it to completion with checkpoints; the
 //! notebooks load its committed result and may rerun a short stretch of it.
@@ -162,10 +162,6 @@ pub struct ProgressMeasures {
     pub excluded_loss: f64,
     /// Share of the embedding's non-constant Fourier power in the key frequencies.
     pub key_power_share: f64,
-    /// Share of the MLP neurons with at least [`NEURON_CLUSTER_THRESHOLD`] of their
-    /// variance over the `(a, b)` grid explained by one frequency (the paper's clustering),
-    /// rising during clean-up as neurons shed their other frequencies.
-    pub clustered_neurons: f64,
 }
 
 /// The model's logits at the `=` position for every pair, laid out as the `(a, b)` grid.
@@ -192,20 +188,7 @@ pub fn progress_measures(
 ) -> Result<ProgressMeasures> {
     let _guard = tch::no_grad_guard();
     let p = data.p;
-    let mlp_post = "blocks.0.mlp.hook_post";
-    let (logits, cache) =
-        model.run_with_cache(&data.all_tokens, CacheFilter::names([mlp_post])?)?;
-    let grid = logits.f_select(1, -1)?.f_view([p as i64, p as i64, -1])?;
-    let neurons = cache
-        .get(mlp_post)?
-        .f_select(1, -1)?
-        .f_view([p as i64, p as i64, -1])?;
-    let (_, explained) = neuron_frequency_share(&neurons, p)?;
-    let clustered_neurons = explained
-        .f_ge(NEURON_CLUSTER_THRESHOLD)?
-        .f_to_kind(Kind::Double)?
-        .f_mean(Kind::Double)?
-        .f_double_value(&[])?;
+    let grid = grid_logits(model, data)?;
     let index = |batch: &mechlens_train::Batch| -> Result<Tensor> {
         let t = &batch.tokens;
         Ok(t.f_select(1, 0)?
@@ -243,6 +226,25 @@ pub fn progress_measures(
         restricted_loss: grid_loss(&restricted, p, &all)?,
         excluded_loss: grid_loss(&excluded, p, &train)?,
         key_power_share: if total > 0.0 { held / total } else { 0.0 },
-        clustered_neurons,
     })
+}
+
+/// Share of the MLP neurons with at least [`NEURON_CLUSTER_THRESHOLD`] of their variance over
+/// the `(a, b)` grid, at the `=` position, explained by one frequency (the paper's clustering;
+/// it rises during clean-up as neurons shed their other frequencies).
+///
+/// # Errors
+/// As [`neuron_frequency_share`]; the model's own.
+pub fn clustered_neuron_share(model: &HookedTransformer, data: &ModularData) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let p = data.p as i64;
+    let mlp_post = "blocks.0.mlp.hook_post";
+    let (_, cache) = model.run_with_cache(&data.all_tokens, CacheFilter::names([mlp_post])?)?;
+    let neurons = cache.get(mlp_post)?.f_select(1, -1)?.f_view([p, p, -1])?;
+    let (_, explained) = neuron_frequency_share(&neurons, data.p)?;
+    Ok(explained
+        .f_ge(NEURON_CLUSTER_THRESHOLD)?
+        .f_to_kind(Kind::Double)?
+        .f_mean(Kind::Double)?
+        .f_double_value(&[])?)
 }

@@ -39,7 +39,9 @@ pub use absorption::{
     ToySaeOptions, ToySaeRun, feature_absorption, feature_latents, train_toy_sae,
 };
 pub use feature_tree::{FeatureTree, TreeBatch, TreeFeature};
-pub use grokking::{GrokkingOptions, ProgressMeasures, grid_logits, progress_measures};
+pub use grokking::{
+    GrokkingOptions, ProgressMeasures, clustered_neuron_share, grid_logits, progress_measures,
+};
 pub use induction::{InductionBatch, InductionData, InductionOptions, masked_next_token_loss};
 pub use induction_run::{INDUCTION_LOG_EVERY, INDUCTION_STEPS, induction_model, train_induction};
 pub use matching::{feature_uniqueness, matched_rows, mean_correlation_coefficient};
