@@ -18,9 +18,16 @@ setup:
 # Jupyter refuses to run as root unless told; containers often run as root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# A kernel on standby (kernel/standby.py) warms up while JupyterLab opens, so that the first
+# notebook's kernel is up at once; it ends with JupyterLab, which execs into this shell's pid.
 lab: setup
 	@echo "JupyterLab on notebooks/; open the URL with the login token printed below"
-	@$(PY) -m jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 $(ALLOW_ROOT)
+	@$(PY) kernel/standby.py start --server-pid $$$$ --cwd notebooks/tutorials; \
+	  exec $(PY) -m jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 $(ALLOW_ROOT)
+
+# Tests and benchmarks start each kernel from nothing: no standby takes a test's place, and
+# kernel_checks and kernel_bench turn standbys on where they test or time them.
+test bench: export MECHLENS_STANDBY = 0
 
 TEST_STEPS := rust-tests notebook-sources exercise-sources notebooks browser kernel setup-checks
 

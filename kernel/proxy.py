@@ -14,9 +14,13 @@ evcxr runs from kernel/launch (build slots, the build-error stand-in) on a conne
 own, in this process's process group, so that Jupyter's kill of the kernel ends both.
 
 While the user reads the notebook's first lines, this front runs one cell of its own
-(WARM_UP_CELL): evcxr's first `let` makes rust-analyzer read the whole crate graph behind
-mechlens (~10 s on 2 cores), which would otherwise fall on the user's first `let`. It runs only
-if no cell of the user's arrived before evcxr was up, so Run All never waits for it.
+(backend.WARM_UP_CELL): evcxr's first `let` makes rust-analyzer read the whole crate graph
+behind mechlens (~10 s on 2 cores), which would otherwise fall on the user's first `let`. It
+runs only if no cell of the user's arrived before evcxr was up, so Run All never waits for it.
+
+A front first looks for a kernel on standby (kernel/standby.py: evcxr already up and warm, made
+while an earlier kernel sat idle) and takes it over instead of starting evcxr; once its own
+kernel has been idle for STANDBY_AFTER_IDLE_S, it starts the next standby.
 
 Usage (kernel.json): proxy.py -f CONNECTION_FILE
 """
@@ -24,6 +28,7 @@ Usage (kernel.json): proxy.py -f CONNECTION_FILE
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,21 +40,25 @@ from ipykernel.kernelbase import Kernel
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import standby  # noqa: E402
+from backend import ROOT, WARM_UP_CELL, library_fingerprint, set_current_dir_cell  # noqa: E402
+
 CELL_ERROR_MIME = "application/vnd.mechlens.cell-error+json"
 # A cold build slot compiles tch and polars before evcxr answers: minutes on 2 cores.
 BACKEND_STARTUP_TIMEOUT_S = 1800
 # Messages from evcxr passed to Jupyter as they are (execute_input and status are our own).
 FORWARDED = {"stream", "display_data", "update_display_data", "clear_output", "error"}
-
-
-# A cell that evcxr analyses (types of a `let` that touches tch, polars and mechlens' `?`) and
-# then rejects with a type error: the analysis is the point, the error stops it before code
-# generation, and a failed cell leaves no variable behind. MECHLENS_NO_WARM_UP=1 turns it off.
-WARM_UP_CELL = (
-    'let mechlens_warm_up = (Tensor::zeros([1], (Kind::Float, Device::Cpu)).sum(Kind::Float), '
-    'df!("x" => &[1i64])?.height(), LoadOptions::default()); let mechlens_warm_up_end: () = 0u8;'
-)
+# A kernel idle this long starts a standby for the next one (the reader is reading, so the
+# standby's ~20 s of warm-up does not slow a cell down); MECHLENS_STANDBY_AFTER_IDLE_S sets it.
+STANDBY_AFTER_IDLE_S = float(os.environ.get("MECHLENS_STANDBY_AFTER_IDLE_S", 10))
+# A standby that could not start (no warm slot free) is not tried again for this long.
+STANDBY_RETRY_S = 60
+# How long a retired standby may take to quit and free its build slot.
+STANDBY_RETIRE_WAIT_S = 5
+# How long a kernel waits for a standby that was warming when it started (a warm-up takes
+# ~20-35 s on 2 cores; starting evcxr from nothing beside it would take longer than the wait).
+STANDBY_AWAIT_S = 120
 
 # evcxr's language_info, answered here at once (Jupyter asks before evcxr is up).
 LANGUAGE_INFO = {"name": "Rust", "version": "", "mimetype": "text/rust", "file_extension": ".rs",
@@ -65,32 +74,106 @@ class MechlensKernel(Kernel):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._tmp = tempfile.TemporaryDirectory(prefix="mechlens-kernel-")
-        connection_file, _ = write_connection_file(
-            str(Path(self._tmp.name, "evcxr.json")), ip="127.0.0.1", transport="tcp"
-        )
-        launcher = os.environ.get("MECHLENS_LAUNCH", str(ROOT / "kernel" / "launch"))
-        # Same process group as this front (no new session): Jupyter kills the group.
-        self._backend = subprocess.Popen([launcher, connection_file], stdin=subprocess.DEVNULL)
-        self._client = AsyncKernelClient()
-        self._client.load_connection_file(connection_file)
-        self._client.start_channels()
+        self._backend = None  # kernel/launch's process, or a standby's evcxr taken over
+        self._client = None
+        self._took_over_standby = False
+        # A matching standby still warming up: waited for, at the first cell, if not None.
+        self._awaited_standby = None
+        # Cells of our own to run before the user's first (a standby's working directory).
+        self._setup_cells = []
         self._ready = False
         self._library = library_fingerprint()
         self._stale_warned = False
         # One conversation with evcxr at a time: replies are matched by reading its channels.
         self._backend_lock = asyncio.Lock()
         self._user_cell_seen = False
+        self._last_activity = time.monotonic()
+        if standby.enabled():
+            taken, warming, retired = standby.claim(os.getpid())
+        else:
+            # Off: a standby left by a JupyterLab session quits, freeing its warm build slot.
+            taken, warming, retired = None, None, standby.retire_all()
+        wait_until_gone(retired, STANDBY_RETIRE_WAIT_S)
+        if taken:
+            self._connect_to_standby(taken)
+        elif warming:
+            self._awaited_standby = warming
+        else:
+            self._launch()
+
+    def _launch(self):
+        """Starts evcxr from nothing, through kernel/launch."""
+        connection_file, _ = write_connection_file(
+            str(Path(self._tmp.name, "evcxr.json")), ip="127.0.0.1", transport="tcp"
+        )
+        launcher = os.environ.get("MECHLENS_LAUNCH", str(ROOT / "kernel" / "launch"))
+        # Same process group as this front (no new session): Jupyter kills the group.
+        self._backend = subprocess.Popen([launcher, connection_file], stdin=subprocess.DEVNULL)
+        self._connect(connection_file)
+
+    def _connect_to_standby(self, info):
+        self._backend = TakenOverBackend(info["pid"])
+        self._took_over_standby = True
+        if info["cwd"] != os.getcwd():
+            self._setup_cells.append(set_current_dir_cell(os.getcwd()))
+        self._connect(info["connection_file"])
+
+    def _connect(self, connection_file):
+        self._client = AsyncKernelClient()
+        self._client.load_connection_file(connection_file)
+        self._client.start_channels()
+
+    async def _await_standby(self):
+        """Takes over the standby that was warming when this kernel started, once it is ready;
+        starts evcxr itself if it ends first, another kernel takes it, or it is not ready in
+        STANDBY_AWAIT_S."""
+        deadline = time.monotonic() + STANDBY_AWAIT_S
+        folder = Path(self._awaited_standby["folder"])
+        self._awaited_standby = None
+        while time.monotonic() < deadline:
+            state = standby.state_of(folder)
+            if state == "ready":
+                info = standby.take(folder, os.getpid())
+                if info:
+                    self._connect_to_standby(info)
+                    return
+                break
+            if state != "warming":
+                break
+            await asyncio.sleep(0.2)
+        else:
+            wait_until_gone(standby.retire(folder), STANDBY_RETIRE_WAIT_S)
+        self._launch()
 
     def start(self):
         super().start()
         if not os.environ.get("MECHLENS_NO_WARM_UP"):
             self.io_loop.add_callback(self._warm_up)
+        if standby.enabled():
+            self.io_loop.add_callback(self._keep_a_standby)
+
+    async def _keep_a_standby(self):
+        """Starts a standby for the next kernel whenever none is up and this kernel has been idle
+        for STANDBY_AFTER_IDLE_S: the reader is reading, and a restart will find it warm."""
+        last_spawn = -STANDBY_RETRY_S
+        while self._backend_gone() is None:
+            await asyncio.sleep(1)
+            now = time.monotonic()
+            if (not self._ready or self._backend_lock.locked()
+                    or now - self._last_activity < STANDBY_AFTER_IDLE_S
+                    or now - last_spawn < STANDBY_RETRY_S or standby.standby_running()):
+                continue
+            standby.spawn(os.getcwd(), os.getppid())
+            last_spawn = now
 
     async def _warm_up(self):
-        """Runs WARM_UP_CELL once evcxr is up, unless a cell of the user's came first: a
-        notebook run at once (Run All) pays nothing for it, a reader's first `let` less."""
+        """Runs WARM_UP_CELL once evcxr is up, unless a cell of the user's came first (a
+        notebook run at once, Run All, pays nothing for it, a reader's first `let` less) or
+        the kernel is a standby's, which ran it already."""
         async with self._backend_lock:
             if self._user_cell_seen or await self._ensure_ready() or self._user_cell_seen:
+                return
+            if self._took_over_standby:
                 return
             # Silent: nothing reaches the notebook, and its expected error is dropped.
             await self._execute(WARM_UP_CELL, silent=True, store_history=False, allow_stdin=False)
@@ -98,14 +181,19 @@ class MechlensKernel(Kernel):
     # --- the backend ------------------------------------------------------------------------
 
     def _backend_gone(self):
+        if self._backend is None:
+            return None  # not started yet: waiting for a standby
         code = self._backend.poll()
         if code is None:
             return None
-        return f"the Rust kernel process (evcxr) exited with status {code}; restart the kernel"
+        status = f" with status {code}" if isinstance(code, int) else ""
+        return f"the Rust kernel process (evcxr) exited{status}; restart the kernel"
 
     async def _ensure_ready(self):
         if self._ready:
             return None
+        if self._awaited_standby is not None:
+            await self._await_standby()
         deadline = time.monotonic() + BACKEND_STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             gone = self._backend_gone()
@@ -136,13 +224,21 @@ class MechlensKernel(Kernel):
                          allow_stdin=False, *, cell_meta=None, cell_id=None):
         self._user_cell_seen = True
         async with self._backend_lock:
-            return await self._execute(code, silent, store_history, allow_stdin)
+            try:
+                return await self._execute(code, silent, store_history, allow_stdin)
+            finally:
+                self._last_activity = time.monotonic()
 
     async def _execute(self, code, silent, store_history, allow_stdin):
         problem = await self._ensure_ready()
         if problem:
             return self._fail("KernelError", problem, silent)
+        while self._setup_cells:
+            await self._run(self._setup_cells.pop(0), True, False, False)
         self._warn_if_stale(silent)
+        return await self._run(code, silent, store_history, allow_stdin)
+
+    async def _run(self, code, silent, store_history, allow_stdin):
         msg_id = self._client.execute(code, silent=silent, store_history=store_history,
                                       allow_stdin=allow_stdin)
         cell_error = None
@@ -217,10 +313,11 @@ class MechlensKernel(Kernel):
     # --- the rest of the protocol, forwarded --------------------------------------------------
 
     async def _ask(self, method, *args):
+        """Sends a request (a method of the client, by name) and returns evcxr's reply."""
         async with self._backend_lock:
             if await self._ensure_ready():
                 return None
-            msg_id = method(*args)
+            msg_id = getattr(self._client, method)(*args)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 reply = await self._next(self._client.shell_channel, 1)
@@ -229,51 +326,67 @@ class MechlensKernel(Kernel):
             return None
 
     async def do_complete(self, code, cursor_pos):
-        reply = await self._ask(self._client.complete, code, cursor_pos)
+        reply = await self._ask("complete", code, cursor_pos)
         return reply or {"matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos,
                          "metadata": {}, "status": "ok"}
 
     async def do_inspect(self, code, cursor_pos, detail_level=0, omit_sections=()):
-        reply = await self._ask(self._client.inspect, code, cursor_pos, detail_level)
+        reply = await self._ask("inspect", code, cursor_pos, detail_level)
         return reply or {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
     async def do_is_complete(self, code):
-        reply = await self._ask(self._client.is_complete, code)
+        reply = await self._ask("is_complete", code)
         return reply or {"status": "unknown"}
 
     async def interrupt_request(self, stream, ident, parent):
         # evcxr takes interrupts as messages; never signal our own process group (evcxr is in it).
-        msg = self._client.session.msg("interrupt_request", {})
-        self._client.control_channel.send(msg)
+        if self._client is not None:
+            msg = self._client.session.msg("interrupt_request", {})
+            self._client.control_channel.send(msg)
         self.session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
 
     async def do_shutdown(self, restart):
-        try:
-            self._client.shutdown(restart=False)
-            self._backend.wait(timeout=10)
-        except Exception:
-            self._backend.kill()
-        self._client.stop_channels()
+        if self._client is not None:
+            try:
+                self._client.shutdown(restart=False)
+                self._backend.wait(timeout=10)
+            except Exception:
+                self._backend.kill()
+            self._client.stop_channels()
         self._tmp.cleanup()
         return {"status": "ok", "restart": restart}
 
 
-def library_fingerprint():
-    """The sizes and times of mechlens' library sources (crates/, Cargo.lock): a few ms to read."""
-    crates = Path(os.environ["MECHLENS_CRATE"]) if "MECHLENS_CRATE" in os.environ else ROOT / "crates"
-    entries = []
-    for folder, _, files in os.walk(crates):
-        # What a cell links against: not the crates' tests, examples or benches.
-        if {"target", "tests", "examples", "benches"} & set(Path(folder).relative_to(crates).parts):
-            continue
-        for name in files:
-            if name.endswith(".rs") or name == "Cargo.toml":
-                st = os.stat(os.path.join(folder, name))
-                entries.append((folder, name, st.st_size, st.st_mtime_ns))
-    lock = ROOT / "Cargo.lock"
-    if lock.exists():
-        entries.append(("", "Cargo.lock", lock.stat().st_size, lock.stat().st_mtime_ns))
-    return hash(tuple(sorted(entries)))
+def wait_until_gone(pids, timeout):
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if standby.pid_alive(pid)]
+        time.sleep(0.05)
+
+
+class TakenOverBackend:
+    """A standby's evcxr, taken over: not this process's child, so it is watched through the
+    standby process (kernel/standby.py), which ends evcxr when this front is gone. Answers
+    what subprocess.Popen does, as far as the front uses it."""
+
+    def __init__(self, standby_pid):
+        self.pid = standby_pid
+
+    def poll(self):
+        return None if standby.pid_alive(self.pid) else "gone"
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        while standby.pid_alive(self.pid):
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("standby", timeout)
+            time.sleep(0.05)
+
+    def kill(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # the standby leads its backend's process group
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _parse(text):

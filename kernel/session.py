@@ -36,9 +36,10 @@ class Reply:
 
 
 class KernelSession:
-    def __init__(self, kernel_name="mechlens", env=None, startup_timeout=STARTUP_TIMEOUT_S):
+    def __init__(self, kernel_name="mechlens", env=None, startup_timeout=STARTUP_TIMEOUT_S, cwd=None):
         self.kernel_name = kernel_name
         self.env = env
+        self.cwd = cwd
         self.startup_timeout = startup_timeout
         self.startup_seconds = None
 
@@ -47,7 +48,7 @@ class KernelSession:
         self.manager = KernelManager(kernel_name=self.kernel_name)
         env = dict(os.environ)
         env.update(self.env or {})
-        self.manager.start_kernel(env=env)
+        self.manager.start_kernel(env=env, **({"cwd": str(self.cwd)} if self.cwd else {}))
         self.client = self.manager.client()
         self.client.start_channels()
         self.client.wait_for_ready(timeout=self.startup_timeout)

@@ -12,12 +12,20 @@
   a `:dep` sends the next build through cargo again;
 - MECHLENS_CELL_OPT_LEVEL reaches the slot's profile for cells, and a bad value is named;
 - a kernel killed mid-cell leaves a slot the next kernel starts in cleanly;
-- with no network, a kernel starts and `:dep` of a crate in the lock works.
+- with no network, a kernel starts and `:dep` of a crate in the lock works;
+- a kernel idle for a while starts a standby (kernel/standby.py), which the next kernel takes
+  over (in its own working directory, with earlier variables of neither); the standby's evcxr
+  ends with the kernel that took it, even when that kernel is killed;
+- only a standby of the same environment and library is taken over, and only by one kernel;
+  others are retired; a standby ends when the Jupyter server that started it exits, when
+  mechlens' sources change, and when no warm build slot is free.
 
 Prints "N passed, M failed" last; exits non-zero on any failure.
 """
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,8 +35,12 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Each check's kernel starts from nothing; the standby checks turn standbys on for themselves.
+os.environ["MECHLENS_STANDBY"] = "0"
 sys.path.insert(0, str(ROOT / "kernel"))
 from session import PRELUDE_CELL, PRELUDE_CELL_RESULT, KernelSession  # noqa: E402
+import standby  # noqa: E402
+from backend import env_fingerprint, library_fingerprint  # noqa: E402
 
 CHECKS = []
 
@@ -294,6 +306,171 @@ def no_network_kernel_starts_and_adds_a_dep_from_the_lock():
         expect(reply.status == "ok" and reply.text == "true", f"offline: {reply.text} {reply.error}")
 
 
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        expect(time.monotonic() < deadline, f"{what} within {timeout} s")
+        time.sleep(0.2)
+
+
+def standby_is_taken_over_by_the_next_kernel_and_ends_with_it():
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"MECHLENS_STANDBY": "1", "MECHLENS_STANDBY_DIR": str(Path(tmp, "standby")),
+               "MECHLENS_STANDBY_AFTER_IDLE_S": "1"}
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)  # for standby.standbys() here
+        try:
+            with KernelSession(env=env) as first:
+                expect(first.run("let in_first = 1; in_first").text == "1", "first kernel")
+                ready = lambda: [i for _, i in standby.standbys() if i["state"] == "ready"]
+                wait_for(ready, 600, "a standby ready after the kernel went idle")
+                waiting = ready()[0]
+                expect(waiting["cwd"] == os.getcwd(), f"standby in {waiting['cwd']}")
+                second = KernelSession(env=env, cwd=tmp).__enter__()
+                try:
+                    reply = second.run(PRELUDE_CELL)
+                    expect(reply.status == "ok" and reply.text == PRELUDE_CELL_RESULT, reply.error)
+                    owner = (Path(waiting["folder"]) / "claim").read_text()
+                    expect(owner == str(second.manager.provisioner.process.pid),
+                           f"standby claimed by {owner!r}, not the second kernel")
+                    reply = second.run("std::env::current_dir()?")
+                    expect(tmp in reply.text, f"cells of the taken-over kernel run in {reply.text}")
+                    reply = second.run("let in_second = 41; in_second + 1")
+                    expect(reply.text == "42", f"a let in the taken-over kernel: {reply.error}")
+                    reply = second.run("in_first")
+                    expect(reply.status == "error", "the first kernel's variable is in the second")
+                finally:
+                    second.client.stop_channels()
+                    second.manager.shutdown_kernel(now=True)  # SIGKILL, as Jupyter kills
+                wait_for(lambda: not standby.pid_alive(waiting["pid"]), 30,
+                         "the standby and its evcxr end with their killed owner")
+                wait_for(lambda: not group_alive(waiting["pid"]), 10,
+                         "every process of the standby's evcxr ends with it")
+                expect(first.run("in_first + 1").text == "2", "the first kernel after the second's kill")
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name)
+                else:
+                    os.environ[name] = value
+            pids = standby.retire_all({"MECHLENS_STANDBY_DIR": env["MECHLENS_STANDBY_DIR"]})
+            for pid in pids:
+                wait_for(lambda: not standby.pid_alive(pid), 30, "a retired standby ends")
+
+
+def group_alive(pgid):
+    """Whether a process of group `pgid` still runs (zombies, which only wait to be reaped, not counted)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def fake_standby(root, name, state, env=None, library=None, pid=None):
+    """A standby's folder as standby.py writes it, for a process that stands in for it."""
+    folder = Path(root, name)
+    folder.mkdir(parents=True)
+    proc = None
+    if pid is None:
+        proc = subprocess.Popen(["sleep", "60"])
+        pid = proc.pid
+    info = {"pid": pid, "state": state, "cwd": "/", "folder": str(folder),
+            "connection_file": str(folder / "connection.json"),
+            "env": env or env_fingerprint(), "library": library or library_fingerprint()}
+    (folder / "info.json").write_text(json.dumps(info))
+    return folder, proc
+
+
+def only_a_matching_standby_is_taken_and_only_once():
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, MECHLENS_STANDBY_DIR=tmp)
+        procs = []
+        try:
+            other_env, p1 = fake_standby(tmp, "other-env", "ready", env="0" * 16)
+            stale, p2 = fake_standby(tmp, "stale-library", "ready", library="0" * 16)
+            good, p3 = fake_standby(tmp, "good", "ready")
+            dead, _ = fake_standby(tmp, "dead", "ready", pid=2 ** 22 + 17)
+            procs = [p1, p2, p3]
+            taken, warming, retired = standby.claim(1234, env)
+            expect(taken is not None and taken["folder"] == str(good), f"taken: {taken}")
+            expect((good / "claim").read_text() == "1234", "the claim does not name its owner")
+            expect(warming is None, f"warming: {warming}")
+            expect(sorted(retired) == sorted([p1.pid, p2.pid]), f"retired {retired}")
+            for folder in (other_env, stale):
+                expect((folder / "claim").read_text() == standby.RETIRE, f"{folder.name} not retired")
+            expect(not dead.exists(), "a dead standby's folder was left")
+            again = standby.claim(5678, env)
+            expect(again == (None, None, []), f"a second kernel got {again}")
+            (good / "claim").unlink()
+            expect(standby.take(good, 9) is not None and standby.take(good, 10) is None,
+                   "take() is not exclusive")
+            warm, p4 = fake_standby(tmp, "warming", "warming")
+            procs.append(p4)
+            taken, warming, _ = standby.claim(1234, env)
+            expect(taken is None and warming is not None and warming["folder"] == str(warm),
+                   f"a warming standby: taken {taken}, warming {warming}")
+            expect(standby.state_of(warm) == "warming", "state of a warming standby")
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+
+
+def standby_ends_with_its_server_on_a_source_change_and_without_a_warm_slot():
+    with tempfile.TemporaryDirectory() as tmp:
+        stub = Path(tmp, "fake-evcxr")
+        # Stands in for evcxr_jupyter: never answers, so the standby keeps warming up.
+        stub.write_text("#!/bin/sh\nsleep 600\n")
+        stub.chmod(0o755)
+        crate = Path(tmp, "crate")
+        (crate / "src").mkdir(parents=True)
+        (crate / "Cargo.toml").write_text('[package]\nname = "mechlens"\n')
+        (crate / "src" / "lib.rs").write_text("")
+        slots = Path(tmp, "slots")
+        (slots / "slot-0" / "build" / "target" / "debug" / "deps").mkdir(parents=True)
+        env = dict(os.environ, MECHLENS_EVCXR=str(stub), MECHLENS_SLOTS_DIR=str(slots),
+                   MECHLENS_SLOT_POOL="1", MECHLENS_STANDBY_DIR=str(Path(tmp, "standby")),
+                   MECHLENS_CRATE=str(crate), MECHLENS_STANDBY="1")
+        log = Path(tmp, "standby", "standby.log")
+
+        def start(server_pid):
+            standby.spawn(tmp, server_pid, env)
+            wait_for(lambda: standby.standbys(env), 30, "a standby started")
+            return standby.standbys(env)[0][1]["pid"]
+
+        def ends(pid, reason):
+            wait_for(lambda: not standby.pid_alive(pid), 30, f"a standby ends when {reason}")
+            expect(reason in log.read_text(), f"log does not say {reason!r}: {log.read_text()}")
+
+        server = subprocess.Popen(["sleep", "600"])
+        pid = start(server.pid)
+        running = lambda: subprocess.run(["pgrep", "-f", str(stub)], capture_output=True).stdout != b""
+        wait_for(running, 30, "the standby's (stub) evcxr started")
+        server.kill()
+        server.wait()
+        ends(pid, f"the Jupyter server {server.pid} that started it is gone")
+        wait_for(lambda: not running(), 10, "the standby's (stub) evcxr ends with it")
+
+        pid = start(os.getpid())
+        time.sleep(1)
+        (crate / "src" / "lib.rs").write_text("pub fn changed() {}\n")
+        ends(pid, "mechlens' sources changed")
+
+        # The one warm slot is held (as by a kernel): the standby does not take a cold one.
+        holder = subprocess.Popen(["flock", str(slots / "slot-0.lock"), "sleep", "600"])
+        try:
+            time.sleep(0.5)
+            pid = start(os.getpid())
+            ends(pid, "no warm build slot was free")
+        finally:
+            holder.kill()
+            holder.wait()
+
+
 def main() -> int:
     results = []
 
@@ -317,6 +494,11 @@ def main() -> int:
     record("kernel_killed_mid_cell_leaves_a_working_slot", kernel_killed_mid_cell_leaves_a_working_slot)
     record("no_network_kernel_starts_and_adds_a_dep_from_the_lock",
            no_network_kernel_starts_and_adds_a_dep_from_the_lock)
+    record("only_a_matching_standby_is_taken_and_only_once", only_a_matching_standby_is_taken_and_only_once)
+    record("standby_ends_with_its_server_on_a_source_change_and_without_a_warm_slot",
+           standby_ends_with_its_server_on_a_source_change_and_without_a_warm_slot)
+    record("standby_is_taken_over_by_the_next_kernel_and_ends_with_it",
+           standby_is_taken_over_by_the_next_kernel_and_ends_with_it)
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if all(results) else 1
