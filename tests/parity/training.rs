@@ -416,3 +416,59 @@ fn the_committed_grokking_models_clustered_neurons_match_transformer_lens() {
     // (2026-12-04).
     assert_eq!((share * 512.0).round(), 348.0);
 }
+
+#[test]
+fn adamw_steps_equal_torch_optim_adamw() {
+    use mechlens_train::{AdamW, AdamWConfig};
+    let dir = temp_dir("adamw");
+    let cfg = AdamWConfig {
+        betas: (0.9, 0.98),
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    tch::manual_seed(3);
+    let starts = [
+        Tensor::randn([4, 3], (Kind::Float, Device::Cpu)),
+        Tensor::randn([5], (Kind::Float, Device::Cpu)),
+    ];
+    let params: Vec<Tensor> = starts.iter().map(Tensor::copy).collect();
+    let mut adam = AdamW::new(cfg, &params).unwrap();
+    // A warm-up's zero first, then a decay; gradients of every scale, some exactly zero.
+    let lrs = [0.0, 1e-3, 2e-3, 1e-2, 5e-3, 1e-3, 1e-4];
+    let mut saved: Vec<(String, Tensor)> = Vec::new();
+    for (i, start) in starts.iter().enumerate() {
+        saved.push((format!("p{i}.start"), start.copy()));
+    }
+    for (step, lr) in lrs.iter().enumerate() {
+        let grads: Vec<Tensor> = params
+            .iter()
+            .map(|p| {
+                let g = Tensor::randn(p.size(), (Kind::Float, Device::Cpu))
+                    * 10f64.powi(step as i32 - 3);
+                g.masked_fill(
+                    &Tensor::rand(p.size(), (Kind::Float, Device::Cpu)).lt(0.2),
+                    0.0,
+                )
+            })
+            .collect();
+        adam.step(&params, &grads, *lr).unwrap();
+        for (i, g) in grads.iter().enumerate() {
+            saved.push((format!("p{i}.grad.{step}"), g.copy()));
+        }
+    }
+    for (i, p) in params.iter().enumerate() {
+        saved.push((format!("p{i}.ours"), p.copy()));
+    }
+    saved.push(("lr".into(), Tensor::from_slice(&lrs)));
+    let named: Vec<(&str, &Tensor)> = saved.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    Tensor::write_safetensors(&named, dir.join("adamw.safetensors")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!(
+            r#"{{"betas": [{}, {}], "eps": {}, "weight_decay": {}}}"#,
+            cfg.betas.0, cfg.betas.1, cfg.eps, cfg.weight_decay
+        ),
+    )
+    .unwrap();
+    mechlens_tests::run_check("check_adamw.py", &dir);
+}

@@ -126,14 +126,22 @@ impl AdamW {
             if self.cfg.weight_decay != 0.0 {
                 let _ = p.f_mul_scalar_(1.0 - lr * self.cfg.weight_decay)?;
             }
+            // In place and fused where torch.optim.AdamW is (addcmul_, addcdiv_): on small
+            // models each libtorch call costs more than its arithmetic.
+            // (tch's addcmul_ and addcdiv_ take no scale: it goes into one factor.)
             let _ = m.f_lerp_(g, 1.0 - b1)?;
-            let _ = v.f_mul_scalar_(b2)?;
-            let _ = v.f_add_(&g.f_square()?.f_mul_scalar_(1.0 - b2)?)?;
+            let _ = v
+                .f_mul_scalar_(b2)?
+                .f_addcmul_(&g.f_mul_scalar(1.0 - b2)?, g)?;
+            if lr == 0.0 {
+                continue; // a warm-up's first step: the moments move, the weights do not
+            }
             let mut denom = v.f_sqrt()?;
             let _ = denom
                 .f_div_scalar_(bias2_sqrt)?
-                .f_add_scalar_(self.cfg.eps)?;
-            let _ = p.f_add_(&m.f_div(&denom)?.f_mul_scalar_(-lr / bias1)?)?;
+                .f_add_scalar_(self.cfg.eps)?
+                .f_mul_scalar_(-bias1 / lr)?;
+            let _ = p.f_addcdiv_(m, &denom)?;
         }
         Ok(())
     }
