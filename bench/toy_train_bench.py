@@ -195,7 +195,7 @@ def main():
         "The toy step: since 2026-12-04 the toy trainer computes its gradient in closed form (three more "
         "batched matmuls; equal to libtorch's autograd, tested) instead of building an autograd graph, and "
         "AdamW updates with addcmul_/addcdiv_ as torch.optim.AdamW does (bit-equal to it, tested): 419 → "
-        "1,017 steps/s with the peer at 387-714 in runs of the same day. Goal ≥ 2×, not met: drawing the "
+        "1,017-1,334 steps/s, the peer at 387-762 in runs of the same day (1.75-1.85×). Goal ≥ 2×, not met: drawing the "
         "batch (two uniform draws of 51,200 floats, ~0.35 ms) is the same work on both sides and about half "
         "of our step; it cannot change without changing every committed TMS run's data. Drawing it on a "
         "second thread, one step ahead, was slower (694 steps/s) on 2 cores.",
