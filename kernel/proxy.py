@@ -89,7 +89,7 @@ class MechlensKernel(Kernel):
         self._user_cell_seen = False
         self._last_activity = time.monotonic()
         if standby.enabled():
-            taken, warming, retired = standby.claim(os.getpid())
+            taken, warming, retired = standby.claim(os.getpid(), self._library)
         else:
             # Off: a standby left by a JupyterLab session quits, freeing its warm build slot.
             taken, warming, retired = None, None, standby.retire_all()

@@ -19,8 +19,9 @@ Lifetime, so that nothing is left behind:
 - a front whose environment or library differs does not take it: it retires it, which frees
   its build slot, and starts evcxr itself.
 
-The hand-over is a file: the front creates `claim` in the standby's folder with O_EXCL and its
-pid; the standby creates it with "retire" when it decides to quit. Whoever creates it first wins.
+The hand-over is a file: the front creates `claim` in the standby's folder (atomically, with its
+pid in it); the standby creates it with "retire" when it decides to quit. Whoever creates it
+first wins.
 
 MECHLENS_STANDBY=0 turns standbys off (`make test` does; its kernels must not share state).
 
@@ -45,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backend import ROOT, WARM_UP_CELL, env_fingerprint, library_fingerprint  # noqa: E402
 
 POLL_S = 0.5
+# Reading mechlens' sources' sizes and times takes a few ms: every 5 s, not every poll.
+LIBRARY_CHECK_S = 5
 RETIRE = "retire"
 # A warm slot starts evcxr in well under a minute; a loaded machine, a few.
 STARTUP_TIMEOUT_S = 900
@@ -103,13 +106,9 @@ def standbys(env=None):
     if not root.is_dir():
         return found
     for folder in root.iterdir():
-        info_file = folder / "info.json"
-        if not info_file.is_file():
+        info = _read_info(folder)
+        if info is None:
             continue
-        try:
-            info = json.loads(info_file.read_text())
-        except (OSError, ValueError):
-            continue  # being written
         if pid_alive(info["pid"]):
             found.append((folder, info))
         elif not (folder / "claim").exists() or not pid_alive(_claim_owner(folder)):
@@ -117,13 +116,13 @@ def standbys(env=None):
     return found
 
 
-def claim(owner_pid, env=None):
-    """Takes over a ready standby that matches this environment and library. Returns
-    (its info, with `connection_file`, or None; a matching standby still warming up, which the
-    caller may wait for, or None; the pids of the standbys retired because they do not match,
-    which quit within a second and free their build slots)."""
+def claim(owner_pid, library, env=None):
+    """Takes over a ready standby that matches this environment and `library` (the caller's
+    library_fingerprint). Returns (its info, with `connection_file`, or None; a matching standby
+    still warming up, which the caller may wait for, or None; the pids of the standbys retired
+    because they do not match, which quit within a second and free their build slots)."""
     env = os.environ if env is None else env
-    wanted = {"env": env_fingerprint(env), "library": library_fingerprint(env)}
+    wanted = {"env": env_fingerprint(env), "library": library}
     taken, warming, retired = None, None, []
     for folder, info in standbys(env):
         if (folder / "claim").exists():
@@ -141,29 +140,25 @@ def claim(owner_pid, env=None):
 
 def state_of(folder: Path):
     """"warming", "ready", "taken" (claimed or retiring) or None (gone)."""
-    try:
-        info = json.loads((folder / "info.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not pid_alive(info["pid"]):
+    info = _read_info(folder)
+    if info is None or not pid_alive(info["pid"]):
         return None
     return "taken" if (folder / "claim").exists() else info["state"]
 
 
 def take(folder: Path, owner_pid):
     """Takes over the standby in `folder`: its info, or None if another kernel was first."""
-    if state_of(folder) != "ready" or not _create_claim(folder, str(owner_pid)):
+    info = _read_info(folder)
+    if (info is None or info["state"] != "ready" or not pid_alive(info["pid"])
+            or not _create_claim(folder, str(owner_pid))):
         return None
-    return json.loads((folder / "info.json").read_text())
+    return info
 
 
 def retire(folder: Path):
     """Tells the standby in `folder` to quit, unless it is taken; returns [its pid] or []."""
-    try:
-        pid = json.loads((folder / "info.json").read_text())["pid"]
-    except (OSError, ValueError):
-        return []
-    return [pid] if _create_claim(folder, RETIRE) else []
+    info = _read_info(folder)
+    return [info["pid"]] if info is not None and _create_claim(folder, RETIRE) else []
 
 
 def retire_all(env=None):
@@ -176,16 +171,27 @@ def standby_running(env=None) -> bool:
     return any(not (folder / "claim").exists() for folder, _ in standbys(env))
 
 
-def _create_claim(folder: Path, content: str) -> bool:
+def _read_info(folder: Path):
+    """A standby's info.json (written whole by write_info), or None."""
     try:
-        fd = os.open(folder / "claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    except FileNotFoundError:
-        return False  # the standby just quit
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
-    return True
+        return json.loads((folder / "info.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _create_claim(folder: Path, content: str) -> bool:
+    """Creates `claim` with `content` unless it exists. The content is written to a file of
+    its own first and then linked in (link fails if the name exists), so whoever reads `claim`
+    never sees it empty."""
+    draft = folder / f"claim.{os.getpid()}.{time.monotonic_ns()}"
+    try:
+        draft.write_text(content)
+        os.link(draft, folder / "claim")
+        return True
+    except (FileExistsError, FileNotFoundError):
+        return False  # taken by someone else, or the standby just quit
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def _claim_owner(folder: Path) -> int:
@@ -231,6 +237,7 @@ def serve(folder, info, backend, server_pid, lock):
     client.load_connection_file(info["connection_file"])
     client.start_channels()
     started = time.monotonic()
+    next_library_check = started
     warmed = False
     try:
         while True:
@@ -247,7 +254,10 @@ def serve(folder, info, backend, server_pid, lock):
             if owner and not pid_alive(owner):
                 return f"its owner {owner} is gone"
             if not owner:
-                why = quit_reason(info, server_pid, started)
+                check_library = time.monotonic() >= next_library_check
+                if check_library:
+                    next_library_check = time.monotonic() + LIBRARY_CHECK_S
+                why = quit_reason(info, server_pid, started, check_library)
                 if why and _create_claim(folder, RETIRE):
                     return why
             if not warmed:
@@ -270,10 +280,10 @@ def serve(folder, info, backend, server_pid, lock):
             client.stop_channels()
 
 
-def quit_reason(info, server_pid, started):
+def quit_reason(info, server_pid, started, check_library):
     if server_pid and not pid_alive(server_pid):
         return f"the Jupyter server {server_pid} that started it is gone"
-    if library_fingerprint() != info["library"]:
+    if check_library and library_fingerprint() != info["library"]:
         return "mechlens' sources changed"
     if time.monotonic() - started > max_unclaimed_s():
         return "nobody took it over"

@@ -395,7 +395,7 @@ def only_a_matching_standby_is_taken_and_only_once():
             good, p3 = fake_standby(tmp, "good", "ready")
             dead, _ = fake_standby(tmp, "dead", "ready", pid=2 ** 22 + 17)
             procs = [p1, p2, p3]
-            taken, warming, retired = standby.claim(1234, env)
+            taken, warming, retired = standby.claim(1234, library_fingerprint(env), env)
             expect(taken is not None and taken["folder"] == str(good), f"taken: {taken}")
             expect((good / "claim").read_text() == "1234", "the claim does not name its owner")
             expect(warming is None, f"warming: {warming}")
@@ -403,14 +403,14 @@ def only_a_matching_standby_is_taken_and_only_once():
             for folder in (other_env, stale):
                 expect((folder / "claim").read_text() == standby.RETIRE, f"{folder.name} not retired")
             expect(not dead.exists(), "a dead standby's folder was left")
-            again = standby.claim(5678, env)
+            again = standby.claim(5678, library_fingerprint(env), env)
             expect(again == (None, None, []), f"a second kernel got {again}")
             (good / "claim").unlink()
             expect(standby.take(good, 9) is not None and standby.take(good, 10) is None,
                    "take() is not exclusive")
             warm, p4 = fake_standby(tmp, "warming", "warming")
             procs.append(p4)
-            taken, warming, _ = standby.claim(1234, env)
+            taken, warming, _ = standby.claim(1234, library_fingerprint(env), env)
             expect(taken is None and warming is not None and warming["folder"] == str(warm),
                    f"a warming standby: taken {taken}, warming {warming}")
             expect(standby.state_of(warm) == "warming", "state of a warming standby")
