@@ -44,6 +44,8 @@ expect_failure "no python3" "python3 was not found on PATH" \
   env PATH="$(path_with nopython cargo flock)" scripts/setup
 expect_failure "no cargo" "cargo was not found on PATH" \
   env PATH="$(path_with nocargo python3 flock)" scripts/setup
+expect_failure "no git" "git was not found on PATH" \
+  env PATH="$(path_with nogit python3 cargo flock)" scripts/setup
 printf 'torch==0.0.1\n' >"$tmp/requirements.txt"
 expect_failure "torch wheel unavailable" "PyPI has no torch==0.0.1 wheel" \
   env MECHLENS_VENV="$tmp/venv" MECHLENS_REQUIREMENTS="$tmp/requirements.txt" scripts/setup
