@@ -12,12 +12,14 @@
    - rustc's front end on the cell (`--emit=metadata`: parsing, loading the dependencies'
      metadata, type checking);
    - rustc through code generation (`--emit=obj`, no link);
-   - the whole rustc command (with the link of the cell's shared library);
+   - the whole rustc command (with the link of the cell's shared library), as cargo runs it
+     and with kernel/cell_linker.sh as the linker (what the kernel runs);
    - the whole `cargo build` after the cell's source changed;
    - what the kernel runs instead after its first build: kernel/cell_build.py replaying the
      recorded rustc command (as evcxr calls it, with the environment in the slot's record).
    What the kernel adds beyond the build (evcxr's own work, loading the library, running
-   the cell, the front process) is the cell's time minus the replayed build.
+   the cell, the front process) is each cell's time minus its own build, which
+   kernel/cell_build.py times in the kernel (median over the cells).
 
 Usage: cell_phases.py   (run alone: two builds at once on 2 cores slow each other)
 Prints the table and returns it to kernel_bench.py.
@@ -48,13 +50,22 @@ def cell_times():
             f'let t{i} = Tensor::arange({i + 2}, (Kind::Float, Device::Cpu)); let n{i} = df!("x" => &[{i}i64])?.height();'
             for i in range(RUNS)],
     }
-    times = {}
+    times, outside = {}, {}
     # The warm-up cell (kernel/proxy.py) would only delay the first measured cell.
     with KernelSession(env={"MECHLENS_NO_WARM_UP": "1"}) as k:
         k.run(PRELUDE_CELL)
+        slot = k.run('std::env::var("EVCXR_TMPDIR").unwrap()').text.strip('"')
+        build_seconds = Path(slot, "target", "mechlens-cell-build.seconds")
         for name, codes in cells.items():
-            times[name] = statistics.median(k.run_timed(codes))
-    return times
+            cell_s, beyond_s = [], []
+            for code in codes:
+                (seconds,) = k.run_timed([code])
+                cell_s.append(seconds)
+                # kernel/cell_build.py writes how long the cell's (last) build took.
+                beyond_s.append(seconds - float(build_seconds.read_text()))
+            times[name] = statistics.median(cell_s)
+            outside[name] = statistics.median(beyond_s)
+    return times, outside
 
 
 def evcxr_env():
@@ -105,6 +116,8 @@ def build_phases():
         "rustc front end (--emit=metadata)": timed(with_emit("metadata"), rustc_env, cwd=SLOT.parent),
         "rustc to object code (--emit=obj, no link)": timed(with_emit("obj"), rustc_env, cwd=SLOT.parent),
         "rustc with the link": timed(words, rustc_env, cwd=SLOT.parent),
+        "rustc with the link, through kernel/cell_linker.sh": timed(
+            words + ["-C", f"linker={ROOT / 'kernel' / 'cell_linker.sh'}"], rustc_env, cwd=SLOT.parent),
         "cargo build of a changed cell": timed(cargo, env, before=touch),
     }
     replay = cell_builder_replay(touch)
@@ -132,15 +145,14 @@ def cell_builder_replay(touch):
 
 
 def main():
-    cells = cell_times()
+    cells, outside = cell_times()
     phases = build_phases()
     link = phases["rustc with the link"] - phases["rustc to object code (--emit=obj, no link)"]
-    build = phases.get("kernel/cell_build.py replay of a changed cell", phases["cargo build of a changed cell"])
     rows = [(name, seconds) for name, seconds in cells.items()]
     rows += [(f"build: {name}", seconds) for name, seconds in phases.items()]
     rows += [("build: the link alone (with link − to object code)", link),
-             ("outside the build, trivial cell (cell − its build)", cells["trivial cell (`i + 1`)"] - build),
-             ("outside the build, `let` cell (cell − its build)", cells["`let` cell (tch + polars)"] - build)]
+             ("outside the build, trivial cell (cell − its build)", outside["trivial cell (`i + 1`)"]),
+             ("outside the build, `let` cell (cell − its build)", outside["`let` cell (tch + polars)"])]
     for name, seconds in rows:
         print(f"{seconds:7.3f} s  {name}")
     return rows

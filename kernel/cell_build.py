@@ -11,7 +11,8 @@ runs this file), and this program:
   crate's manifests, lock or build environment (a `:dep`, `:build_env`), and whenever it has
   no valid record. That run goes through this file as cargo's RUSTC_WORKSPACE_WRAPPER, which
   records the exact rustc command cargo ran for the cell's crate (`ctx`) and what cargo
-  reported it built;
+  reported it built. It gives that command kernel/cell_linker.sh as its linker, which keeps
+  libtorch's libraries out of the cell's link (~0.06-0.1 s a cell);
 - otherwise runs that recorded rustc command itself, on the new src/lib.rs, and reports to
   evcxr as cargo would have (rustc's JSON diagnostics, then the artifact line), after linking
   the library where cargo would have put it.
@@ -23,8 +24,8 @@ if its sources changed), the same manifests and lock, and each file rustc links 
 its own (`:cache`, `:sccache`, `:allow_static_linking false`), and every other cargo command go
 to the real cargo unchanged.
 
-The replay path imports only os, sys and marshal: it runs before every cell, and `json` or
-`subprocess` alone would add ~10 ms each to it.
+The replay path imports only os, sys, time and marshal (built into the interpreter or frozen):
+it runs before every cell, and `json` or `subprocess` alone would add ~10 ms each to it.
 
 Usage (by evcxr, not by hand): cargo build --target HOST --message-format=json
            (by cargo, while recording): cell_build.py RUSTC ARGS...
@@ -33,12 +34,14 @@ Usage (by evcxr, not by hand): cargo build --target HOST --message-format=json
 import marshal
 import os
 import sys
+import time
 
 CRATE_NAME = "ctx"  # evcxr's name for the crate that holds the cells
 STATE_FILE = "target/mechlens-cell-build.state"  # relative to evcxr's crate dir
 RECORD_FILE = "target/mechlens-cell-build.record"
 REPLAY_STDERR = "target/mechlens-cell-build.stderr"
 LAST_FILE = "target/mechlens-cell-build.last"  # "replay" or "cargo": how the last cell was built
+SECONDS_FILE = "target/mechlens-cell-build.seconds"  # how long the last cell's build took
 RECORD_ENV = "MECHLENS_CELL_BUILD_RECORD"
 REAL_CARGO_ENV = "MECHLENS_REAL_CARGO"
 SELF_ENV = "MECHLENS_CELL_BUILD"  # the command that runs this file (kernel/launch writes it)
@@ -53,13 +56,15 @@ def main(argv):
     if os.environ.get(RECORD_ENV) and len(argv) > 1 and is_rustc(argv[1]):
         return record_and_run_rustc(argv[1:])
     if is_cell_build(argv):
+        started = time.monotonic()
         key = build_key(argv)
         replayed = replay(key)
         if replayed is not None:
-            note("replay")
+            note("replay", started)
             return replayed
-        note("cargo")
-        return build_with_cargo(argv)
+        status = build_with_cargo(argv)
+        note("cargo", started)
+        return status
     cargo = real_cargo()
     os.execvp(cargo, [cargo] + argv[1:])
 
@@ -125,10 +130,13 @@ def save(path, value):
     os.replace(tmp, path)
 
 
-def note(how):
+def note(how, started):
+    """How the cell was built, and how long its build took (for bench/cell_phases.py)."""
     try:
         with open(LAST_FILE, "w") as f:
             f.write(how)
+        with open(SECONDS_FILE, "w") as f:
+            f.write(f"{time.monotonic() - started:.6f}")
     except OSError:
         pass
 
@@ -250,9 +258,19 @@ def remember(key, record, cargo_stdout):
                       "stamps": {path: stamp(path) for path in linked}})
 
 
+def with_cell_linker(rustc_argv):
+    """The cell's rustc command with kernel/cell_linker.sh as its linker (see there: it keeps
+    libtorch's libraries out of each cell's link), unless the user chose a linker."""
+    chosen = [a for a in flag_values(rustc_argv, "-C") + rustc_argv if a.startswith(("linker=", "-Clinker="))]
+    if chosen:
+        return rustc_argv
+    return rustc_argv + ["-C", "linker=" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "cell_linker.sh")]
+
+
 def record_and_run_rustc(rustc_argv):
     """As cargo's RUSTC_WORKSPACE_WRAPPER: note the cell crate's rustc command, then run it."""
     if CRATE_NAME in flag_values(rustc_argv[1:], "--crate-name"):
+        rustc_argv = with_cell_linker(rustc_argv)
         env = {k: v for k, v in os.environ.items()
                if k not in (RECORD_ENV, "RUSTC_WORKSPACE_WRAPPER") and k not in JOBSERVER_ENV}
         save(os.environ[RECORD_ENV], (rustc_argv, env, os.getcwd()))

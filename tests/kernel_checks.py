@@ -24,6 +24,7 @@ Prints "N passed, M failed" last; exits non-zero on any failure.
 """
 
 import json
+import marshal
 import os
 import signal
 import subprocess
@@ -201,6 +202,35 @@ def cells_are_built_by_replay_and_a_dep_goes_through_cargo(k):
     expect(last.exists() and last.read_text() == "cargo", ":dep did not build through cargo")
     built_by("either::Either::<i32, i32>::Left(replayed).is_left()", "true")
     expect(built_by("replayed + 1", "43") == "replay", "cells after :dep were not replayed")
+
+
+@check
+def cells_link_without_libtorchs_libraries(k):
+    """kernel/cell_linker.sh drops libtorch's `-l` flags from a cell's link, keeps every other
+    argument, and tch still works in a replayed cell (through libmechlens.so)."""
+    slot = k.run('std::env::var("EVCXR_TMPDIR").unwrap()')
+    expect(slot.status == "ok", f"cell failed: {slot.error}")
+    target = Path(slot.text.strip('"'), "target")
+    reply = k.run("Tensor::from_slice(&[1.5f64, 2.0, 4.0]).sum(Kind::Double).double_value(&[])")
+    expect(reply.status == "ok" and reply.text == "7.5", f"tch cell: {reply.text!r} {reply.error}")
+    expect((target / "mechlens-cell-build.last").read_text() == "replay", "the tch cell went through cargo")
+    state = marshal.loads((target / "mechlens-cell-build.state").read_bytes())
+    argv = state["rustc"][0]
+    expect(any(a.endswith("/cell_linker.sh") for a in argv), f"the cell's rustc has no cell linker: {argv}")
+    # What the linker gets from rustc, and what cell_linker.sh passes on to the compiler driver.
+    libtorch = state["rustc"][1].get("LIBTORCH")
+    expect(libtorch and Path(libtorch, "lib", "libtorch_cpu.so").exists(), f"no libtorch at LIBTORCH={libtorch}")
+    with tempfile.TemporaryDirectory() as tmp:
+        driver = Path(tmp, "driver")
+        driver.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+        driver.chmod(0o755)
+        passed = subprocess.run(
+            [str(ROOT / "kernel" / "cell_linker.sh"), "-Wl,--as-needed", "cell.o", "-lstdc++", "-ltorch_cpu",
+             "-ltorch", "-lc10", "-lm", "-o", "my lib.so"],
+            env={**os.environ, "LIBTORCH": libtorch, "MECHLENS_CELL_CC": str(driver)},
+            capture_output=True, text=True).stdout.splitlines()
+    expect(passed == ["-Wl,--as-needed", "cell.o", "-lstdc++", "-lm", "-o", "my lib.so"],
+           f"cell_linker.sh passed on {passed}")
 
 
 # --- checks with their own kernel or launcher ----------------------------------------------
@@ -464,8 +494,11 @@ def standby_ends_with_its_server_on_a_source_change_and_without_a_warm_slot():
         holder = subprocess.Popen(["flock", str(slots / "slot-0.lock"), "sleep", "600"])
         try:
             time.sleep(0.5)
-            pid = start(os.getpid())
-            ends(pid, "no warm build slot was free")
+            standby.spawn(tmp, os.getpid(), env)
+            # It can end before a poll sees it alive: wait for what it logs, then for no standby.
+            reason = "no warm build slot was free"
+            wait_for(lambda: reason in log.read_text(), 30, f"a standby logs that {reason}")
+            wait_for(lambda: not standby.standbys(env), 10, "no standby is left")
         finally:
             holder.kill()
             holder.wait()
