@@ -166,18 +166,26 @@ def main():
          statistics.median(bare_let_read), f"bare evcxr kernel, `let x = 1;` {READING_S} s after launch"),
     ]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-    rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip()
     results = [
         {"name": n, "value": round(v, 3), "unit": u, "peer_value": round(p, 3), "peer": peer,
          "ratio": round(v / p, 2), "date": date.today().isoformat(), "machine": machine}
         for n, v, u, p, peer in figures
     ]
     write_results("kernel", results)
+    kernel_section(figures, len(tutorial), machine)
+    phase_section(machine)
+    cold_setup_from_ci_log(machine)
+
+
+def kernel_section(figures, tutorial_cells, machine):
+    """The kernel's table in BENCHMARKS.md: (name, value, unit, peer value, peer) each."""
+    rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip()
     lines = [
         "## Kernel",
         "",
-        f"Measured {date.today().isoformat()} on {machine}; {rustc}; evcxr_jupyter 0.22.0.",
-        f"Tutorial cells: every code cell of notebooks/tutorials ({len(tutorial)}), as nbclient times them.",
+        f"Measured {date.today().isoformat()} on {machine}; {rustc}; evcxr_jupyter 0.22.0 built with",
+        "kernel/evcxr-patches (the bare kernel runs the same binary).",
+        f"Tutorial cells: every code cell of notebooks/tutorials ({tutorial_cells}), as nbclient times them.",
         f"Warm start and first model: median of {WARM_START_RUNS} launches, the cell sent at once, each taking",
         "over a kernel on standby (kernel/standby.py: what a restart, or `make lab`'s first notebook, gets);",
         "\"no standby\": evcxr started from nothing, as when no standby is ready. The",
@@ -192,8 +200,6 @@ def main():
         lines.append(f"| {n} | {v:.2f} {u} | {p:.2f} {u} | {v / p:.1f}× |")
     write_section("Kernel", "\n".join(lines))
     print("\n".join(lines))
-    phase_section(machine)
-    cold_setup_from_ci_log(machine)
 
 
 # The same phases measured on 2026-12-02 on this machine class before cells linked the
@@ -232,6 +238,26 @@ PHASES_SHARED_LIBRARY = {
 }
 
 
+# The same on the morning of 2026-12-04 (commit b1beb17): cells replayed rustc, evcxr was
+# still stock (its rust-analyzer pass re-verified the crate graph on every cell) and the link
+# still read libtorch's libraries. Its "outside the build" rows subtracted a replay of the
+# last cell's source, not each cell's own build.
+PHASES_BEFORE_EVCXR_PATCH = {
+    "trivial cell (`i + 1`)": 0.337,
+    "trivial cell without a display impl (two builds)": 0.477,
+    "`let` cell (tch + polars)": 0.841,
+    "build: cargo with nothing to do": 0.391,
+    "build: rustc front end (--emit=metadata)": 0.100,
+    "build: rustc to object code (--emit=obj, no link)": 0.144,
+    "build: rustc with the link": 0.259,
+    "build: cargo build of a changed cell": 0.656,
+    "build: kernel/cell_build.py replay of a changed cell": 0.297,
+    "build: the link alone (with link − to object code)": 0.116,
+    "outside the build, trivial cell (cell − its build)": 0.040,
+    "outside the build, `let` cell (cell − its build)": 0.545,
+}
+
+
 # What the table does not show, found on 2026-12-03 (CPU time per process sampled from /proc
 # during a start; `perf record` of evcxr_jupyter; rustc -Ztime-passes on the slot's command).
 PHASE_NOTES = [
@@ -253,14 +279,25 @@ PHASE_NOTES = [
     "  kernel takes it over. What remains of a start is the front's own launch (Python,",
     "  ~0.6 s), a cell that moves the cells' process to the notebook's folder and the first",
     "  cell (\"kernel warm start\", \"time to first model\").",
-    "- **Every later `let` cell** spends 0.2-0.4 s in that rust-analyzer pass (evcxr's own CPU",
-    "  time, sampled per cell); a cell with no new variable ~0.05 s. evcxr offers no way around",
-    "  it: it needs each variable's type to store it between cells.",
-    "- **The build**: cargo is run once per kernel session; later cells replay the recorded",
-    "  rustc command (kernel/cell_build.py, ~25 ms of Python around rustc). Cells compile at",
-    "  opt-level 0: a 190-line cell of tutorial 05 took 1.03 s in rustc at evcxr's opt-level 2",
-    "  and 0.33 s at 0; for one-line cells the two are within noise. Of rustc's time on a small",
-    "  cell, ~0.1 s is the link against the 110 MB shared library.",
+    "- **Every later `let` cell** runs that rust-analyzer pass again: evcxr needs each new",
+    "  variable's type to store it between cells. Until 2026-12-04 it took 0.2-0.4 s a cell,",
+    "  because evcxr put every source file (the cells' crate, ~430 dependencies, std) in one",
+    "  *local* source root: each cell's edit made salsa re-verify everything the inference had",
+    "  touched across the graph (`perf`: `maybe_changed_after`, `deep_verify_edges` on top).",
+    "  evcxr is now built with kernel/evcxr-patches/library-roots.patch, which makes the",
+    "  dependencies library roots as rust-analyzer's own loader does; evcxr's work before a",
+    "  cell's build is 20-40 ms (timed around kernel/cell_build.py in a kernel).",
+    "- **The build** is now nearly all of a cell's time: cargo is run once per kernel session;",
+    "  later cells replay the recorded rustc command (kernel/cell_build.py, ~25 ms of Python",
+    "  around rustc). Cells compile at opt-level 0: a 190-line cell of tutorial 05 took 1.03 s",
+    "  in rustc at evcxr's opt-level 2 and 0.33 s at 0; for one-line cells the two are within",
+    "  noise. `rustc -Ztime-passes` on a tutorial cell (0.28 s): the link 0.07 s, loading the",
+    "  dependencies' metadata 0.05 s, saving the incremental state 0.04 s (without incremental",
+    "  the build is slower: 0.60 against 0.46 s on tutorial 05's last cell), code generation",
+    "  0.03 s. Since 2026-12-04 the link goes through kernel/cell_linker.sh, which keeps",
+    "  libtorch's libraries (~900 MB that rust-lld read on every cell) out of it.",
+    "- In the tutorials (`tutorial cell p50`), the median cell spends ~0.34 s in its build and",
+    "  ~0.14 s in everything else, its own work included (timed in a kernel, 2026-12-04).",
     "- Timings on this shared 2-core machine move by 10-30% between runs (trivial cells measured",
     "  0.25-0.40 s on the same day).",
 ]
@@ -279,15 +316,17 @@ def phase_section(machine):
         "(then every cell ending in a number, string, Vec or Option built twice) and before",
         "kernel/cell_build.py replayed rustc instead of running cargo for each cell.",
         "",
-        "The middle column is 2026-12-02 with the shared library, cargo still building each cell.",
+        "\"Stock evcxr\" is the morning of 2026-12-04, cells replayed but evcxr not yet built with",
+        "kernel/evcxr-patches and the link not yet through kernel/cell_linker.sh; \"shared library,",
+        "cargo\" is 2026-12-02 with the shared library, cargo still building each cell.",
         "",
-        "| phase | now | shared library, cargo | before |",
-        "| --- | --- | --- | --- |",
+        "| phase | now | stock evcxr | shared library, cargo | before |",
+        "| --- | --- | --- | --- | --- |",
     ]
     cell = lambda value: f"{value:.3f} s" if value is not None else ""
     for name, seconds in rows:
-        lines.append(f"| {name} | {seconds:.3f} s | {cell(PHASES_SHARED_LIBRARY.get(name))} "
-                     f"| {cell(PHASES_BEFORE.get(name))} |")
+        lines.append(f"| {name} | {seconds:.3f} s | {cell(PHASES_BEFORE_EVCXR_PATCH.get(name))} "
+                     f"| {cell(PHASES_SHARED_LIBRARY.get(name))} | {cell(PHASES_BEFORE.get(name))} |")
     lines += ["", *PHASE_NOTES]
     write_section("Where a cell's time goes", "\n".join(lines))
     print("\n".join(lines))
