@@ -5,6 +5,9 @@
   there), and earlier variables survive it;
 - std values (numbers, strings, Vec, Option) display as their Debug text;
 - CUDA is visible inside the kernel exactly when the machine has an NVIDIA driver;
+- tab completion still finds tch's and polars' names (rust-analyzer's, whose source roots
+  kernel/evcxr-patches changes);
+- a cell's link leaves out libtorch's libraries (kernel/cell_linker.sh) and tch still works;
 - a library that does not build shows the compiler's error in the cell instead of a kernel
   that dies and restarts;
 - two kernels at once never share a build slot, and a freed slot is reused;
@@ -202,6 +205,25 @@ def cells_are_built_by_replay_and_a_dep_goes_through_cargo(k):
     expect(last.exists() and last.read_text() == "cargo", ":dep did not build through cargo")
     built_by("either::Either::<i32, i32>::Left(replayed).is_left()", "true")
     expect(built_by("replayed + 1", "43") == "replay", "cells after :dep were not replayed")
+
+
+@check
+def completion_finds_the_libraries_names(k):
+    """Tab completion is rust-analyzer's, whose source roots kernel/evcxr-patches changes: it
+    still completes tch's and polars' methods on a cell's variables, and associated functions."""
+    reply = k.run('let completed = Tensor::zeros([2], (Kind::Float, Device::Cpu)); let frame = df!("x" => &[1i64])?;')
+    expect(reply.status == "ok", f"cell failed: {reply.error}")
+    for code, expected in [("completed.sum_d", "sum_dim_intlist"), ("frame.hei", "height"),
+                           ("Tensor::zer", "zeros")]:
+        msg_id = k.client.complete(code, len(code))
+        deadline = time.monotonic() + 60
+        matches = None
+        while matches is None and time.monotonic() < deadline:
+            answer = k.client.get_shell_msg(timeout=60)
+            if answer["parent_header"].get("msg_id") == msg_id:
+                matches = answer["content"].get("matches", [])
+        expect(matches is not None, f"no completion reply for {code!r}")
+        expect(any(m.startswith(expected) for m in matches), f"{code!r} completed to {matches}, not {expected}")
 
 
 @check
