@@ -261,8 +261,8 @@ def remember(key, record, cargo_stdout):
 def with_cell_linker(rustc_argv):
     """The cell's rustc command with kernel/cell_linker.sh as its linker (see there: it keeps
     libtorch's libraries out of each cell's link), unless the user chose a linker."""
-    chosen = [a for a in flag_values(rustc_argv, "-C") + rustc_argv if a.startswith(("linker=", "-Clinker="))]
-    if chosen:
+    # (`-C linker=X` and `-Clinker=X` both leave a word starting so in the command.)
+    if any(word.startswith(("linker=", "-Clinker=")) for word in rustc_argv):
         return rustc_argv
     return rustc_argv + ["-C", "linker=" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "cell_linker.sh")]
 
