@@ -6,8 +6,8 @@
      `(expr).evcxr_display()`, which fails, then builds again with Debug: what every
      number, string, Vec or Option cell cost before mechlens displayed std values;
    - a `let` cell (tch and polars), which also runs evcxr's rust-analyzer pass.
-2. The build evcxr runs for a cell, replayed in the same warm build slot with evcxr's exact
-   command and environment (no kernel running in it):
+2. The build evcxr runs for a cell, replayed in the same warm build slot with the exact
+   command and environment kernel/cell_build.py gives cargo (no kernel running in it):
    - cargo with nothing to do (fingerprinting ~270 crates);
    - rustc's front end on the cell (`--emit=metadata`: parsing, loading the dependencies'
      metadata, type checking);
@@ -69,7 +69,8 @@ def cell_times():
 
 
 def evcxr_env():
-    """The environment evcxr 0.22 gives cargo for a cell (eval_context.rs, cargo_command)."""
+    """The environment evcxr 0.22 gives cargo for a cell (eval_context.rs, cargo_command),
+    before kernel/cell_build.py changes it to build as the workspace does."""
     env = dict(os.environ)
     torch = next((ROOT / ".venv" / "lib").glob("python*/site-packages/torch"))
     env.update({"CARGO_TARGET_DIR": "target", "CARGO_BUILD_BUILD_DIR": "target",
@@ -92,10 +93,13 @@ def timed(cmd, env, runs=5, before=None, cwd=SLOT):
 
 
 def build_phases():
-    env = evcxr_env()
+    import cell_build  # kernel/, on the path above
+
     target = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout
     triple = next(l.split()[1] for l in target.splitlines() if l.startswith("host:"))
-    cargo = ["cargo", "build", "--target", triple, "--message-format=json"]
+    # evcxr's command, as the kernel's cell builder runs it.
+    cargo, env = cell_build.as_the_workspace_builds(
+        ["cargo", "build", "--target", triple, "--message-format=json"], evcxr_env())
     touch = lambda: (SLOT / "src" / "lib.rs").touch()
     touch()
     verbose = subprocess.run(cargo + ["-v"], cwd=SLOT, env=env, capture_output=True, text=True)

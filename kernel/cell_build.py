@@ -17,6 +17,12 @@ runs this file), and this program:
   evcxr as cargo would have (rustc's JSON diagnostics, then the artifact line), after linking
   the library where cargo would have put it.
 
+Every cargo run it makes (and evcxr's `cargo check`) builds as the workspace does, not as
+evcxr asks: without `--target HOST` and without RUSTFLAGS=-Cprefer-dynamic, which would give
+every crate another hash and a second build, with kernel/dylib_rustc.sh adding that flag back
+where it matters (see there). A new slot then starts from the workspace's compiled
+dependencies (kernel/seed_slot.py).
+
 "Nothing but the cell changed" means: the same arguments and environment (which include the
 kernel's session id, so each kernel starts with a real cargo run, which also rebuilds mechlens
 if its sources changed), the same manifests and lock, and each file rustc links against
@@ -66,11 +72,40 @@ def main(argv):
         note("cargo", started)
         return status
     cargo = real_cargo()
-    os.execvp(cargo, [cargo] + argv[1:])
+    argv, env = as_the_workspace_builds(argv, dict(os.environ))
+    os.execvpe(cargo, [cargo] + argv[1:], env)
 
 
 def real_cargo():
     return os.environ.get(REAL_CARGO_ENV) or "cargo"
+
+
+def as_the_workspace_builds(argv, env):
+    """evcxr's `cargo build|check --target HOST` with RUSTFLAGS=-Cprefer-dynamic, as the same
+    command without either and with kernel/dylib_rustc.sh as the rustc wrapper. Unchanged: other
+    commands, and evcxr's modes that bring a rustc wrapper of their own (`:cache`, `:sccache`)."""
+    if len(argv) < 2 or argv[1] not in ("build", "check") or env.get("RUSTC_WRAPPER"):
+        return argv, env
+    kept, words = [], iter(argv)
+    for word in words:
+        if word == "--target":
+            next(words, None)
+        elif not word.startswith("--target="):
+            kept.append(word)
+    flags, words = [], iter(env.pop("RUSTFLAGS", "").split())
+    for word in words:
+        if word == "-C":
+            value = next(words, "")
+            if value != "prefer-dynamic":
+                flags += [word, value]
+        elif word != "-Cprefer-dynamic":
+            flags.append(word)
+    # (Any flag left, a user's `:build_env RUSTFLAGS` or `:linker`, replaces the workspace's as
+    # RUSTFLAGS always does: those builds cannot share the workspace's dependencies.)
+    if flags:
+        env["RUSTFLAGS"] = " ".join(flags)
+    env["RUSTC_WRAPPER"] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dylib_rustc.sh")
+    return kept, env
 
 
 def is_rustc(word):
@@ -215,11 +250,11 @@ def build_with_cargo(argv):
         os.unlink(record_path)
     except OSError:
         pass
-    env = dict(os.environ)
+    cargo_argv, env = as_the_workspace_builds(argv, dict(os.environ))
     env[RECORD_ENV] = record_path
     env["RUSTC_WORKSPACE_WRAPPER"] = os.environ.get(SELF_ENV) or os.path.abspath(sys.argv[0])
     # stderr (cargo's progress and rustc's messages) streams straight to evcxr.
-    result = subprocess.run([real_cargo()] + argv[1:], env=env, stdout=subprocess.PIPE)
+    result = subprocess.run([real_cargo()] + cargo_argv[1:], env=env, stdout=subprocess.PIPE)
     sys.stdout.buffer.write(result.stdout)
     sys.stdout.flush()
     if result.returncode == 0:

@@ -11,6 +11,8 @@
 - a library that does not build shows the compiler's error in the cell instead of a kernel
   that dies and restarts;
 - two kernels at once never share a build slot, and a freed slot is reused;
+- a new build slot starts from the workspace build's compiled dependencies (kernel/seed_slot.py)
+  and compiles none of them again, only mechlens' own crates and the cells;
 - after a kernel's first build, a cell is built by replaying rustc (kernel/cell_build.py), and
   a `:dep` sends the next build through cargo again;
 - MECHLENS_CELL_OPT_LEVEL reaches the slot's profile for cells, and a bad value is named;
@@ -306,6 +308,28 @@ def two_kernels_get_different_slots_and_reuse_them():
         expect(d4 == d1, f"a freed slot was not reused: {d4}")
 
 
+def a_new_slot_compiles_no_dependency_of_the_workspace_again():
+    # Under the checkout, as the kernel's own slots are (cargo finds .cargo/config.toml there).
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    workspace_deps = ROOT / "target" / "debug" / "deps"
+    with tempfile.TemporaryDirectory(dir=ROOT / ".cache", prefix="check-slots-") as tmp:
+        with KernelSession(env={"MECHLENS_SLOTS_DIR": tmp}, startup_timeout=600) as k:
+            # Long enough for mechlens' crates; compiling every dependency takes ~12 min.
+            reply = k.run(PRELUDE_CELL, timeout=600)
+        expect(reply.status == "ok" and reply.text == PRELUDE_CELL_RESULT, f"first cell: {reply.error}")
+        slot_deps = Path(tmp, "slot-0", "build", "target", "debug", "deps")
+        compiled = []
+        for built in slot_deps.iterdir():
+            if not built.name.endswith(".rlib"):
+                continue
+            shared = workspace_deps / built.name
+            if not (shared.exists() and shared.stat().st_ino == built.stat().st_ino):
+                compiled.append(built.name.split("-")[0].removeprefix("lib"))
+        expect(compiled, "the slot compiled nothing, not even mechlens")
+        foreign = sorted(c for c in compiled if not c.startswith(("mechlens", "ctx")))
+        expect(not foreign, f"the slot compiled dependencies the workspace build had: {foreign}")
+
+
 def cell_opt_level_reaches_the_slot_and_a_bad_one_is_named():
     with tempfile.TemporaryDirectory() as tmp:
         stub = Path(tmp, "fake-evcxr")
@@ -544,6 +568,8 @@ def main() -> int:
             record(fn.__name__, fn, k)
     record("broken_library_shows_compiler_error", broken_library_shows_compiler_error)
     record("two_kernels_get_different_slots_and_reuse_them", two_kernels_get_different_slots_and_reuse_them)
+    record("a_new_slot_compiles_no_dependency_of_the_workspace_again",
+           a_new_slot_compiles_no_dependency_of_the_workspace_again)
     record("cell_opt_level_reaches_the_slot_and_a_bad_one_is_named",
            cell_opt_level_reaches_the_slot_and_a_bad_one_is_named)
     record("kernel_killed_mid_cell_leaves_a_working_slot", kernel_killed_mid_cell_leaves_a_working_slot)
