@@ -121,7 +121,13 @@ class MechlensKernel(Kernel):
     def _connect(self, connection_file):
         self._client = AsyncKernelClient()
         self._client.load_connection_file(connection_file)
-        self._client.start_channels()
+        # No heartbeat channel: whether evcxr is alive is its process's state (_backend_gone).
+        # jupyter_client's heartbeat resets its connection when a ping goes unanswered for 1 s,
+        # as it can while evcxr starts on a busy machine; evcxr's heartbeat task ends on that
+        # reset ("hb error: ... Connection reset by peer" in kernel.log), and a client that
+        # waits for heartbeats before it asks whether the kernel is ready then waited forever
+        # (seen once: setup's first cell hung with evcxr idle).
+        self._client.start_channels(hb=False)
 
     async def _await_standby(self):
         """Takes over the standby that was warming when this kernel started, once it is ready;

@@ -10,6 +10,8 @@
 - a cell's link leaves out libtorch's libraries (kernel/cell_linker.sh) and tch still works;
 - a library that does not build shows the compiler's error in the cell instead of a kernel
   that dies and restarts;
+- a kernel whose heartbeat never answers still runs cells (kernel/proxy.py goes by evcxr's
+  process, not by its heartbeat, which dies on a reset while evcxr starts);
 - two kernels at once never share a build slot, and a freed slot is reused;
 - a new build slot starts from the workspace build's compiled dependencies (kernel/seed_slot.py)
   and compiles none of them again, only mechlens' own crates and the cells;
@@ -272,6 +274,29 @@ def broken_library_shows_compiler_error():
     shown = reply.error + reply.stderr
     expect(reply.status == "error", "a cell ran although the library does not build")
     expect("mismatched types" in shown and "lib.rs" in shown, f"compiler error not shown: {shown!r}")
+
+
+def a_kernel_without_a_heartbeat_still_runs_cells():
+    with tempfile.TemporaryDirectory() as tmp:
+        # evcxr listens for heartbeats on another port than the connection file the front
+        # reads names, so that no ping it sends is ever answered.
+        launcher = Path(tmp, "launch-with-another-heartbeat")
+        launcher.write_text(textwrap.dedent(f"""\
+            #!/bin/sh
+            "{sys.executable}" - "$1" "$1.evcxr" <<'EOF'
+            import json, socket, sys
+            info = json.load(open(sys.argv[1]))
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                info["hb_port"] = s.getsockname()[1]
+            json.dump(info, open(sys.argv[2], "w"))
+            EOF
+            exec "{ROOT / 'kernel' / 'launch'}" "$1.evcxr"
+            """))
+        launcher.chmod(0o755)
+        with KernelSession(env={"MECHLENS_LAUNCH": str(launcher)}) as k:
+            reply = k.run("40 + 2", timeout=300)
+        expect(reply.status == "ok" and reply.text == "42", f"no answer without a heartbeat: {reply.error}")
 
 
 def two_kernels_get_different_slots_and_reuse_them():
@@ -567,6 +592,7 @@ def main() -> int:
         for fn in CHECKS:
             record(fn.__name__, fn, k)
     record("broken_library_shows_compiler_error", broken_library_shows_compiler_error)
+    record("a_kernel_without_a_heartbeat_still_runs_cells", a_kernel_without_a_heartbeat_still_runs_cells)
     record("two_kernels_get_different_slots_and_reuse_them", two_kernels_get_different_slots_and_reuse_them)
     record("a_new_slot_compiles_no_dependency_of_the_workspace_again",
            a_new_slot_compiles_no_dependency_of_the_workspace_again)
