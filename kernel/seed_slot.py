@@ -6,8 +6,8 @@ same hash in its file names, as in the workspace's `target/`. Cargo cannot share
 dir between the workspace and the slots (each slot's cells are uplifted to fixed names and
 every slot's cargo would wait on one lock), but it takes a unit it finds in its own target
 dir, with its fingerprint, as built. So this links each compiled library of SOURCE into the
-slot (hard links: no copy, no disk; nothing when the two lie on different file systems) and copies the fingerprints and build-script outputs
-beside them. Cargo then compiles only what differs: mechlens' own crates (their hashes
+slot (hard links: no copy, no disk; nothing when the two lie on different file systems) and
+copies the fingerprints and build-script outputs beside them. Cargo then compiles only what differs: mechlens' own crates (their hashes
 depend on the workspace root they are built from), the facade and the cells.
 
 Nothing is overwritten: a unit's files are named by its hash, so one the slot already has is
@@ -22,6 +22,7 @@ import fcntl
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 # What a dependent build links against; test and example executables are not needed.
@@ -43,10 +44,9 @@ def seed(source: Path, slot: Path) -> int:
         raise OtherFileSystem()
     with cargo_lock(source):
         for entry in os.scandir(source / "deps"):
-            target = slot / "deps" / entry.name
-            if entry.name.endswith(LIBRARY_SUFFIXES) and entry.is_file() and not target.exists():
+            if entry.name.endswith(LIBRARY_SUFFIXES) and entry.is_file():
                 try:
-                    os.link(entry.path, target)
+                    os.link(entry.path, slot / "deps" / entry.name)
                 except FileExistsError:
                     pass
         added = 0
@@ -62,33 +62,27 @@ def seed(source: Path, slot: Path) -> int:
                     shutil.rmtree(tmp, ignore_errors=True)
                     shutil.copytree(entry.path, tmp, symlinks=True)
                     tmp.rename(target)
-                    added += part == ".fingerprint"
+                    if part == ".fingerprint":
+                        added += 1
     return added
 
 
-class cargo_lock:
+@contextmanager
+def cargo_lock(profile_dir: Path):
     """A shared hold on the lock cargo takes while it builds in `profile_dir`, so that no
     half-finished build is copied (cargo holds it exclusively while it runs)."""
-
-    def __init__(self, profile_dir: Path):
-        self.path = profile_dir / ".cargo-lock"
-        self.file = None
-
-    def __enter__(self):
+    try:
+        lock = open(profile_dir / ".cargo-lock", "rb")
+    except OSError:  # cargo never built there
+        yield
+        return
+    with lock:
         try:
-            self.file = open(self.path, "rb")
-        except OSError:
-            return self
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"mechlens: waiting for the cargo build in {self.path.parent} to finish", file=sys.stderr)
-            fcntl.flock(self.file, fcntl.LOCK_SH)
-        return self
-
-    def __exit__(self, *exc):
-        if self.file:
-            self.file.close()
+            print(f"mechlens: waiting for the cargo build in {profile_dir} to finish", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
 
 
 def main(argv):
