@@ -33,6 +33,7 @@ mod residual_mlp;
 mod sae_source;
 mod sparse_features;
 mod superposition;
+mod superposition_batch;
 mod superposition_gradient;
 mod sweep;
 

@@ -16,6 +16,7 @@ use mechlens_train::{AdamW, AdamWConfig};
 use polars::prelude::{Column, DataFrame};
 use tch::{Device, Kind, Tensor};
 
+use crate::superposition_batch::sparse_batch;
 use crate::superposition_gradient::loss_and_gradients;
 
 /// A toy model's sizes and its instances' importance and feature probability.
@@ -197,17 +198,42 @@ impl ToyModel {
         Ok(out.f_add(&self.b_final)?.f_relu()?)
     }
 
-    /// A batch: each feature present with its instance's probability, then uniform in [0, 1].
+    /// Batch number `index` of this model's training stream: each feature present with its
+    /// instance's probability, then uniform in [0, 1). [`Self::train`]'s step `s` trains on
+    /// batch `s`; the stream depends only on the model's seed (superposition_batch).
+    ///
+    /// # Shapes
+    /// → `[batch, n_instances, n_features]`
+    ///
+    /// # Errors
+    /// Only libtorch's.
+    pub fn batch(&self, batch: usize, index: u64) -> Result<Tensor> {
+        let (probability, shape) = self.flat_probability()?;
+        sparse_batch(&probability, shape, batch, self.seed, index)
+    }
+
+    /// A fresh batch drawn by the same rule as [`Self::batch`], from a stream seeded by
+    /// libtorch's generator (so `tch::manual_seed` repeats it, and each call differs).
     ///
     /// # Shapes
     /// → `[batch, n_instances, n_features]`
     pub fn generate_batch(&self, batch: usize) -> Result<Tensor> {
+        let seed = Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?;
+        let (probability, shape) = self.flat_probability()?;
+        sparse_batch(
+            &probability,
+            shape,
+            batch,
+            seed.f_int64_value(&[0])? as u64,
+            0,
+        )
+    }
+
+    /// The probabilities as the sampler reads them, and their `[n_instances, n_features]`.
+    fn flat_probability(&self) -> Result<(Vec<f32>, [i64; 2])> {
         let size = self.probability.size();
-        let shape = [batch as i64, size[0], size[1]];
-        let values = Tensor::f_rand(shape, (Kind::Float, Device::Cpu))?;
-        let present =
-            Tensor::f_rand(shape, (Kind::Float, Device::Cpu))?.f_lt_tensor(&self.probability)?;
-        Ok(values.f_mul(&present)?)
+        let flat = Vec::<f32>::try_from(self.probability.f_flatten(0, -1)?)?;
+        Ok((flat, [size[0], size[1]]))
     }
 
     /// Importance-weighted squared error, mean over batch and features, per instance
@@ -232,7 +258,6 @@ impl ToyModel {
                 "steps and batch must be at least 1",
             ));
         }
-        tch::manual_seed(self.seed.wrapping_add(1) as i64);
         let params = [self.w.shallow_clone(), self.b_final.shallow_clone()];
         let mut adam = AdamW::new(
             AdamWConfig {
@@ -247,8 +272,9 @@ impl ToyModel {
                 .every(Duration::ZERO)
         });
         let mut rows: Vec<(u64, Vec<f64>)> = Vec::new();
+        let (probability, shape) = self.flat_probability()?;
         for step in 0..opts.steps {
-            let x = self.generate_batch(opts.batch)?;
+            let x = sparse_batch(&probability, shape, opts.batch, self.seed, step as u64)?;
             // The gradient in closed form: the same values as autograd's through forward()
             // and loss(), without building a graph each step (superposition_gradient).
             let (per_instance, grad_w, grad_b) =
