@@ -192,13 +192,15 @@ def main():
         f"| grokking epoch, p = 113, full batch of 3,831 pairs | {epoch_ms['ours']:,.0f} ms | "
         f"{epoch_ms['peer']:,.0f} ms (the paper's model in plain PyTorch) | {ratio['grok']:.2f}× |",
         "",
-        "The toy step: since 2026-12-04 the toy trainer computes its gradient in closed form (three more "
-        "batched matmuls; equal to libtorch's autograd, tested) instead of building an autograd graph, and "
-        "AdamW updates with addcmul_/addcdiv_ as torch.optim.AdamW does (bit-equal to it, tested): 419 → "
-        "1,017-1,334 steps/s, the peer at 387-762 in runs of the same day (1.75-1.85×). Goal ≥ 2×, not met: drawing the "
-        "batch (two uniform draws of 51,200 floats, ~0.35 ms) is the same work on both sides and about half "
-        "of our step; it cannot change without changing every committed TMS run's data. Drawing it on a "
-        "second thread, one step ahead, was slower (694 steps/s) on 2 cores.",
+        "The toy step: the toy trainer computes its gradient in closed form (three more batched matmuls; "
+        "equal to libtorch's autograd, tested) instead of building an autograd graph, and AdamW updates with "
+        "addcmul_/addcdiv_ as torch.optim.AdamW does (bit-equal to it, tested). Since 2026-12-04 (second "
+        "change) it also draws its batches in Rust: one SplitMix64 draw per entry gives both of its uniforms "
+        "(presence and value, from disjoint bits), where libtorch draws each uniform alone under its "
+        "generator's lock (two calls of torch.rand, ~0.27 ms per batch here, more than half of our step "
+        "before). The peer draws as ARENA's code does, with torch.rand. The same distribution on both sides; "
+        "the committed TMS-based runs were regenerated on the new stream. Before this change: 1,017-1,334 "
+        "steps/s, 1.75-1.85× the peer.",
         "",
         "The grokking epoch: our trainer runs the last block's MLP and the unembedding only at the "
         "position the loss reads (`forward_with_grad_at`; logits and gradients equal the full run's, "
