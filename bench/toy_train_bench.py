@@ -194,8 +194,8 @@ def main():
         "",
         "The toy step: the toy trainer computes its gradient in closed form (three more batched matmuls; "
         "equal to libtorch's autograd, tested) instead of building an autograd graph, and AdamW updates with "
-        "addcmul_/addcdiv_ as torch.optim.AdamW does (bit-equal to it, tested). Since 2026-12-04 (second "
-        "change) it also draws its batches in Rust: one SplitMix64 draw per entry gives both of its uniforms "
+        "addcmul_/addcdiv_ as torch.optim.AdamW does (bit-equal to it, tested). Since 2026-12-04 it also "
+        "draws its batches in Rust: one SplitMix64 draw per entry gives both of its uniforms "
         "(presence and value, from disjoint bits), where libtorch draws each uniform alone under its "
         "generator's lock (two calls of torch.rand, ~0.27 ms per batch here, more than half of our step "
         "before). The peer draws as ARENA's code does, with torch.rand. The same distribution on both sides; "

@@ -7,8 +7,9 @@ dir between the workspace and the slots (each slot's cells are uplifted to fixed
 every slot's cargo would wait on one lock), but it takes a unit it finds in its own target
 dir, with its fingerprint, as built. So this links each compiled library of SOURCE into the
 slot (hard links: no copy, no disk; nothing when the two lie on different file systems) and
-copies the fingerprints and build-script outputs beside them. Cargo then compiles only what differs: mechlens' own crates (their hashes
-depend on the workspace root they are built from), the facade and the cells.
+copies the fingerprints and build-script outputs beside them. Cargo then compiles only what
+differs: mechlens' own crates (their hashes depend on the workspace root they are built
+from), the facade and the cells.
 
 Nothing is overwritten: a unit's files are named by its hash, so one the slot already has is
 the same unit. rustc and the linker replace an output by renaming a new file over it, so a

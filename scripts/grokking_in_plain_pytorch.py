@@ -30,6 +30,7 @@ Usage: .venv/bin/python scripts/grokking_in_plain_pytorch.py [--epochs N] [--see
 
 import argparse
 import math
+import random
 import time
 
 import numpy as np
@@ -125,8 +126,6 @@ def main() -> None:
     p = args.p
 
     # The paper's split: all pairs (a, b, "="), shuffled with Python's random at the seed.
-    import random
-
     pairs = [(a, b, p) for a in range(p) for b in range(p)]
     random.seed(args.seed)
     random.shuffle(pairs)
