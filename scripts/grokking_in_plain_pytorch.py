@@ -64,6 +64,23 @@ def init(p: int, seed: int) -> dict[str, torch.Tensor]:
     }
 
 
+def paper_split(p: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's split: all pairs (a, b, "=") shuffled with Python's random at the seed,
+    the first 30% (rounded down) for training. Rows `[a, b, p]`."""
+    pairs = [(a, b, p) for a in range(p) for b in range(p)]
+    random.seed(seed)
+    random.shuffle(pairs)
+    cut = int(0.3 * len(pairs))
+    return torch.tensor(pairs[:cut]), torch.tensor(pairs[cut:])
+
+
+def optimiser(w: dict[str, torch.Tensor]):
+    """The paper's AdamW and its 10-step warm-up from zero (step the scheduler after each
+    optimiser step)."""
+    opt = torch.optim.AdamW(w.values(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(step / 10, 1))
+
+
 def forward(w: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits at the last position `[batch, p + 1]` and the MLP's activations there."""
     resid = w["W_E"][:, x].permute(1, 2, 0) + w["W_pos"]  # [batch, 3, d]
@@ -125,17 +142,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     p = args.p
 
-    # The paper's split: all pairs (a, b, "="), shuffled with Python's random at the seed.
-    pairs = [(a, b, p) for a in range(p) for b in range(p)]
-    random.seed(args.seed)
-    random.shuffle(pairs)
-    cut = int(0.3 * len(pairs))
-    train, test = torch.tensor(pairs[:cut]), torch.tensor(pairs[cut:])
+    train, test = paper_split(p, args.seed)
     train_labels, test_labels = (train[:, 0] + train[:, 1]) % p, (test[:, 0] + test[:, 1]) % p
-
     w = init(p, args.seed)
-    opt = torch.optim.AdamW(w.values(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
-    warm_up = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(step / 10, 1))
+    opt, warm_up = optimiser(w)
     start = time.perf_counter()
     for epoch in range(args.epochs + 1):
         logits, _ = forward(w, train)

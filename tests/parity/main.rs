@@ -10,6 +10,7 @@ mod babyllama;
 mod decoders;
 mod encoders;
 mod errors;
+mod grokking;
 mod hook_lists;
 mod hooks;
 mod hub;

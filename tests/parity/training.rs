@@ -381,43 +381,6 @@ fn a_run_kept_to_the_scored_positions_has_the_full_runs_logits_and_gradients() {
 fn _data_is_object_safe(_: &mut dyn TrainData) {}
 
 #[test]
-fn the_grokking_trainer_can_keep_its_biases_at_zero() {
-    let opts = mechlens_toys::GrokkingOptions {
-        epochs: 3,
-        frozen_biases: true,
-        ..Default::default()
-    };
-    let data = opts.data().unwrap();
-    let mut trainer = opts.trainer(&data).unwrap();
-    trainer.run(&mut FullBatch(data.train.share())).unwrap();
-    let mut biases = 0;
-    for (name, t) in trainer.model().named_parameters() {
-        let largest = t.abs().max().double_value(&[]);
-        if name.rsplit('.').next().unwrap().starts_with("b_") {
-            biases += 1;
-            assert_eq!(largest, 0.0, "{name} stayed at zero");
-        } else {
-            assert!(largest > 0.0, "{name} is a trained weight");
-        }
-    }
-    // b_q, b_k, b_v, b_o, b_in, b_out, b_u
-    assert_eq!(biases, 7);
-}
-
-#[test]
-fn the_committed_grokking_models_clustered_neurons_match_transformer_lens() {
-    let run = mechlens_models::datasets::path("grokking-p113").unwrap();
-    let model =
-        HookedTransformer::from_pretrained(&run.to_string_lossy(), Default::default()).unwrap();
-    let data = mechlens_toys::GrokkingOptions::default().data().unwrap();
-    let share = mechlens_toys::clustered_neuron_share(&model, &data).unwrap();
-    // 348 of 512: TransformerLens' HookedTransformer given these weights, its hook_post at the
-    // `=` position and a 2-D Fourier transform in float64 written apart from mechlens
-    // (2026-12-04).
-    assert_eq!((share * 512.0).round(), 348.0);
-}
-
-#[test]
 fn adamw_steps_equal_torch_optim_adamw() {
     use mechlens_train::{AdamW, AdamWConfig};
     let dir = temp_dir("adamw");

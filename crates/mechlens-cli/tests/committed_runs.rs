@@ -320,4 +320,30 @@ fn bad_arguments_are_named() {
         run(&["train-toy", "tms-sparsity", "--epochs", "3", "--out", "x"])
             .contains("tms-sparsity has no option --epochs")
     );
+    // Checkpoints another set-up wrote (or one from before set-ups were recorded) are not
+    // resumed: the run would continue someone else's model.
+    let work = temp("grokking-other-setup");
+    std::fs::create_dir_all(work.join("checkpoints/step_00000100")).unwrap();
+    let args = |work: &Path| {
+        let w = work.to_str().unwrap().to_string();
+        run(&["train-toy", "grokking", "--out", "unused", "--work", &w])
+    };
+    let err = args(&work);
+    assert!(
+        err.contains("holds checkpoints of the unrecorded set-up"),
+        "{err}"
+    );
+    std::fs::write(
+        work.join("setup.txt"),
+        "TransformerLens { frozen_biases: true }",
+    )
+    .unwrap();
+    let err = args(&work);
+    assert!(
+        err.contains(
+            "of the TransformerLens { frozen_biases: true } set-up, and this run is the Paper one"
+        ),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
 }

@@ -302,6 +302,7 @@ impl Spd {
             schedule: Schedule {
                 lr: self.config.lr,
                 warmup_steps: 0,
+                warmup_from_zero: false,
                 decay: self.config.lr_decay,
             },
         };

@@ -14,16 +14,34 @@ use mechlens_models::HookedTransformer;
 use mechlens_train::{ModelTrainConfig, ModelTrainer, Schedule};
 use tch::{Kind, Tensor};
 
+use crate::grokking_paper::{paper_absent_biases, paper_grokking_model};
 use crate::modular::{
     ModularData, NEURON_CLUSTER_THRESHOLD, embedding_frequency_power, grid_labels, grid_loss,
     grokking_config, key_frequency_logits, neuron_frequency_share,
 };
 
+/// How the model is initialised, which biases it has and how the pairs are split.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GrokkingSetup {
+    /// The paper's code, as far as the numbers go: its initialisation drawn from libtorch's
+    /// generator in its order ([`paper_grokking_model`]), no attention or unembedding biases,
+    /// MLP biases trained, a 10-step warm-up from zero, and its split
+    /// ([`ModularData::paper_split`]). The committed run, since 2026-12-05.
+    Paper,
+    /// TransformerLens' `HookedTransformer(cfg)`: N(0, (0.8/√d_model)²) for every weight, all
+    /// biases trained (or, `frozen_biases`, every bias kept at zero as TransformerLens'
+    /// grokking demo does), a constant learning rate and a SplitMix64 split. Clusters 68% of
+    /// neurons at 20,000 epochs, with or without biases: the comparison reproduction 03 reads.
+    TransformerLens {
+        /// Keep every bias (`b_Q`, `b_in`, `b_U`, ...) at its initial zero, untrained.
+        frozen_biases: bool,
+    },
+}
+
 /// The run's settings; the defaults are the paper's (p = 113, 30% of pairs for training,
-/// AdamW lr 1e-3, weight decay 1, betas (0.9, 0.98), full batch, loss in f64), for 20,000
-/// epochs: grokking comes at ~6,500 and the clean-up after it is most of the rest. Biases
-/// train, as in the committed run; `frozen_biases` keeps them at zero as TransformerLens'
-/// grokking demo does (tried for 20,000 epochs: the same share of clustered neurons, 68%).
+/// AdamW lr 1e-3, weight decay 1, betas (0.9, 0.98), full batch, loss in f64, the paper's
+/// [`GrokkingSetup`]), for 20,000 epochs: grokking comes at ~11,000 and the clean-up after it
+/// is most of the rest.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GrokkingOptions {
     /// The modulus (prime).
@@ -42,8 +60,8 @@ pub struct GrokkingOptions {
     pub weight_decay: f64,
     /// AdamW's β₁, β₂.
     pub betas: (f64, f64),
-    /// Keep every bias (`b_q`, `b_in`, `b_u`, ...) at its initial zero, untrained.
-    pub frozen_biases: bool,
+    /// Initialisation, biases and split.
+    pub setup: GrokkingSetup,
     /// Test loss and accuracy are logged every this many epochs (and checkpoints written,
     /// when `checkpoint_dir` is set).
     pub measure_every: usize,
@@ -64,7 +82,7 @@ impl Default for GrokkingOptions {
             lr: 1e-3,
             weight_decay: 1.0,
             betas: (0.9, 0.98),
-            frozen_biases: false,
+            setup: GrokkingSetup::Paper,
             measure_every: 100,
             checkpoint_dir: None,
             progress_every: 0,
@@ -78,30 +96,67 @@ impl GrokkingOptions {
     /// # Errors
     /// As [`ModularData::new`].
     pub fn data(&self) -> Result<ModularData> {
-        ModularData::new(self.p, self.train_fraction, self.data_seed)
+        match self.setup {
+            GrokkingSetup::Paper => {
+                ModularData::paper_split(self.p, self.train_fraction, self.data_seed)
+            }
+            GrokkingSetup::TransformerLens { .. } => {
+                ModularData::new(self.p, self.train_fraction, self.data_seed)
+            }
+        }
     }
 
-    /// A trainer for the paper's freshly initialised model, logging the train loss every 10
+    /// The freshly initialised model, and the names of the parameters that stay at zero.
+    ///
+    /// # Errors
+    /// As [`HookedTransformer::from_config`] and [`paper_grokking_model`].
+    pub fn initial_model(&self) -> Result<(HookedTransformer, Vec<String>)> {
+        match self.setup {
+            GrokkingSetup::Paper => {
+                let model = paper_grokking_model(self.p, self.model_seed)?;
+                let absent = paper_absent_biases(&model);
+                Ok((model, absent))
+            }
+            GrokkingSetup::TransformerLens { frozen_biases } => {
+                let model =
+                    HookedTransformer::from_config(&grokking_config(self.p), self.model_seed)?;
+                let biases = model
+                    .named_parameters()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .filter(|name| {
+                        frozen_biases
+                            && name.rsplit('.').next().is_some_and(|p| p.starts_with("b_"))
+                    })
+                    .collect();
+                Ok((model, biases))
+            }
+        }
+    }
+
+    /// A trainer for the freshly initialised model of [`GrokkingOptions::initial_model`], logging the train loss every 10
     /// epochs and `test_loss` and `test_accuracy` every `measure_every` epochs.
     ///
     /// # Errors
     /// As [`ModularData::new`] and [`ModelTrainer::new`].
     pub fn trainer(&self, data: &ModularData) -> Result<ModelTrainer> {
-        let model = HookedTransformer::from_config(&grokking_config(self.p), self.model_seed)?;
-        let mut cfg = ModelTrainConfig::new(self.epochs, Schedule::constant(self.lr))
+        let (model, frozen) = self.initial_model()?;
+        let schedule = match self.setup {
+            // The paper's LambdaLR(min(step / 10, 1)).
+            GrokkingSetup::Paper => Schedule {
+                warmup_steps: 10,
+                warmup_from_zero: true,
+                ..Schedule::constant(self.lr)
+            },
+            GrokkingSetup::TransformerLens { .. } => Schedule::constant(self.lr),
+        };
+        let mut cfg = ModelTrainConfig::new(self.epochs, schedule)
             .betas(self.betas.0, self.betas.1)
             .weight_decay(self.weight_decay)
             .log_every(10)
-            .progress_every(self.progress_every);
+            .progress_every(self.progress_every)
+            .freeze(frozen);
         cfg.loss_in_f64 = true;
-        if self.frozen_biases {
-            let biases = model
-                .named_parameters()
-                .into_iter()
-                .map(|(name, _)| name)
-                .filter(|name| name.rsplit('.').next().is_some_and(|p| p.starts_with("b_")));
-            cfg = cfg.freeze(biases);
-        }
         if let Some(dir) = &self.checkpoint_dir {
             cfg = cfg.checkpoints(dir, self.measure_every);
         }

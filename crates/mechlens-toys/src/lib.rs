@@ -12,7 +12,8 @@
 //! - [`ModularData`] and the Fourier analyses of modular addition (Nanda et al. 2023):
 //!   [`fourier_basis`], [`embedding_frequency_power`], [`key_frequencies`],
 //!   [`neuron_frequency_share`], [`key_frequency_logits`] (restricted and excluded logits);
-//!   [`GrokkingOptions`], the paper's grokking run, and its [`progress_measures`].
+//!   [`GrokkingOptions`], the paper's grokking run ([`paper_grokking_model`], its own
+//!   initialisation), and its [`progress_measures`].
 //! - [`FeatureTree`]: orthogonal features where a child fires only with its parent
 //!   (Chanin et al. 2024), a toy SAE trained on it ([`train_toy_sae`], tied or untied) and
 //!   the parent's absorption by the child ([`feature_absorption`]).
@@ -25,10 +26,12 @@
 mod absorption;
 mod feature_tree;
 mod grokking;
+mod grokking_paper;
 mod induction;
 mod induction_run;
 mod matching;
 mod modular;
+mod python_random;
 mod residual_mlp;
 mod sae_source;
 mod sparse_features;
@@ -42,8 +45,10 @@ pub use absorption::{
 };
 pub use feature_tree::{FeatureTree, TreeBatch, TreeFeature};
 pub use grokking::{
-    GrokkingOptions, ProgressMeasures, clustered_neuron_share, grid_logits, progress_measures,
+    GrokkingOptions, GrokkingSetup, ProgressMeasures, clustered_neuron_share, grid_logits,
+    progress_measures,
 };
+pub use grokking_paper::{paper_absent_biases, paper_grokking_model};
 pub use induction::{InductionBatch, InductionData, InductionOptions, masked_next_token_loss};
 pub use induction_run::{INDUCTION_LOG_EVERY, INDUCTION_STEPS, induction_model, train_induction};
 pub use matching::{feature_uniqueness, matched_rows, mean_correlation_coefficient};

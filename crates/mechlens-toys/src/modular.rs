@@ -7,6 +7,8 @@
 use mechlens_core::{Error, Result, SplitMix64};
 use mechlens_models::{Activation, HookedTransformerConfig};
 use mechlens_train::Batch;
+
+use crate::python_random::PythonRandom;
 use tch::{Device, Kind, Tensor};
 
 /// Whether `p` is prime.
@@ -58,20 +60,47 @@ impl ModularData {
     pub fn new(p: usize, train_fraction: f64, seed: u64) -> Result<Self> {
         need_prime(p, "modular addition's Fourier analysis")?;
         let n = p * p;
-        let n_train = (train_fraction * n as f64).round() as usize;
-        if n_train == 0 || n_train >= n {
-            return Err(Error::invalid(
-                "train_fraction",
-                format!(
-                    "must leave both splits non-empty: {train_fraction} of {n} pairs gives {n_train} for training"
-                ),
-            ));
-        }
+        let n_train = Self::train_count(n, (train_fraction * n as f64).round(), train_fraction)?;
         let mut order: Vec<usize> = (0..n).collect();
         let mut rng = SplitMix64::new(seed);
         for i in (1..n).rev() {
             order.swap(i, rng.below(i as u64 + 1) as usize);
         }
+        Self::from_order(p, &order, n_train)
+    }
+
+    /// The paper's own split: its list of pairs in `a`-major order shuffled by Python's
+    /// `random.seed(seed); random.shuffle(pairs)`, and the first `int(train_fraction · p²)`
+    /// for training. At seed 0 and 0.3 these are the very 3,830 pairs the paper trained on.
+    ///
+    /// # Errors
+    /// As [`ModularData::new`].
+    pub fn paper_split(p: usize, train_fraction: f64, seed: u64) -> Result<Self> {
+        need_prime(p, "modular addition's Fourier analysis")?;
+        let n = p * p;
+        let n_train = Self::train_count(n, (train_fraction * n as f64).floor(), train_fraction)?;
+        let mut order: Vec<usize> = (0..n).collect();
+        PythonRandom::new(seed).shuffle(&mut order);
+        Self::from_order(p, &order, n_train)
+    }
+
+    /// `count` (the train fraction of `n`, rounded as the caller's split rounds it) as a
+    /// number of pairs that leaves both splits non-empty.
+    fn train_count(n: usize, count: f64, train_fraction: f64) -> Result<usize> {
+        if !(count >= 1.0 && count < n as f64) {
+            return Err(Error::invalid(
+                "train_fraction",
+                format!(
+                    "must leave both splits non-empty: {train_fraction} of {n} pairs gives {count} for training"
+                ),
+            ));
+        }
+        Ok(count as usize)
+    }
+
+    /// The first `n_train` pairs of `order` (indices `a·p + b`) for training, the rest held out.
+    fn from_order(p: usize, order: &[usize], n_train: usize) -> Result<Self> {
+        let n = p * p;
         let pair = |i: usize| [(i / p) as i64, (i % p) as i64, p as i64];
         let tokens = |ids: &[usize]| -> Result<Tensor> {
             let flat: Vec<i64> = ids.iter().flat_map(|&i| pair(i)).collect();
@@ -358,6 +387,24 @@ mod tests {
         for (row, label) in t.iter().zip(&l) {
             assert_eq!(((row[0] + row[1]) % P as i64, row[2]), (*label, P as i64));
         }
+    }
+
+    #[test]
+    fn the_paper_split_is_pythons_shuffle() {
+        // Python 3.11: `pairs = [(a, b, 113) for a in range(113) for b in range(113)];
+        // random.seed(0); random.shuffle(pairs)`; the paper trains on `pairs[:3830]`.
+        let d = ModularData::paper_split(113, 0.3, 0).unwrap();
+        assert_eq!((d.train.len(), d.test.len()), (3830, 12769 - 3830));
+        let train: Vec<Vec<i64>> = Vec::try_from(&d.train.tokens).unwrap();
+        let test: Vec<Vec<i64>> = Vec::try_from(&d.test.tokens).unwrap();
+        assert_eq!(train[..3], [[18, 34, 113], [10, 83, 113], [55, 28, 113]]);
+        assert_eq!(train[3829], [65, 24, 113]);
+        assert_eq!(test[test.len() - 1], [55, 96, 113]);
+        let err = ModularData::paper_split(113, 0.00001, 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("non-empty"), "{err}");
     }
 
     #[test]

@@ -191,6 +191,7 @@ impl ResidualMlp {
         let schedule = Schedule {
             lr: opts.lr,
             warmup_steps: 0,
+            warmup_from_zero: false,
             decay: Decay::Cosine { final_lr: 0.0 },
         };
         let mut rows: Vec<(u64, f64, f64)> = Vec::new();

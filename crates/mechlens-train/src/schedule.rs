@@ -33,6 +33,11 @@ pub struct Schedule {
     pub lr: f64,
     /// Steps of linear warm-up from `lr / warmup_steps` to `lr` (0: none).
     pub warmup_steps: usize,
+    /// Start the warm-up at zero instead: `lr · min(step / warmup_steps, 1)`, as PyTorch's
+    /// `LambdaLR(opt, lambda step: min(step / w, 1))` does in the grokking paper's code (its
+    /// step 0 moves only the moments; the peak comes a step later).
+    #[serde(default)]
+    pub warmup_from_zero: bool,
     /// After warm-up.
     pub decay: Decay,
 }
@@ -43,6 +48,7 @@ impl Schedule {
         Self {
             lr,
             warmup_steps: 0,
+            warmup_from_zero: false,
             decay: Decay::Constant,
         }
     }
@@ -50,6 +56,9 @@ impl Schedule {
     /// The learning rate at `step` (0-based) of a run of `total_steps`.
     pub fn at(&self, step: usize, total_steps: usize) -> f64 {
         let warm = self.warmup_steps;
+        if self.warmup_from_zero && step < warm {
+            return self.lr * step as f64 / warm as f64;
+        }
         if step < warm {
             return self.lr * (step + 1) as f64 / warm as f64;
         }
@@ -74,6 +83,7 @@ mod tests {
         let mut s = Schedule {
             lr: 1.0,
             warmup_steps: 4,
+            warmup_from_zero: false,
             decay: Decay::Cosine { final_lr: 0.1 },
         };
         assert_eq!(s.at(0, 14), 0.25);
@@ -84,5 +94,27 @@ mod tests {
         s.decay = Decay::Linear { final_lr: 0.0 };
         assert!((s.at(9, 15) - 0.5).abs() < 1e-12);
         assert_eq!(Schedule::constant(0.3).at(100, 10), 0.3);
+    }
+
+    #[test]
+    fn a_warm_up_from_zero_is_the_grokking_papers_lambda_lr() {
+        // torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(step / 10, 1)), lr 1e-3:
+        // 0, 1e-4, 2e-4, ... 1e-3 from step 10 on.
+        let s = Schedule {
+            warmup_steps: 10,
+            warmup_from_zero: true,
+            ..Schedule::constant(1e-3)
+        };
+        let lrs: Vec<f64> = [0, 1, 5, 9, 10, 11, 500].map(|t| s.at(t, 1000)).to_vec();
+        let expected = [0.0, 1e-4, 5e-4, 9e-4, 1e-3, 1e-3, 1e-3];
+        for (got, want) in lrs.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-15, "{lrs:?}");
+        }
+        // Checkpoints written before this field existed read as the old warm-up.
+        let old: Schedule = serde_json::from_str(
+            r#"{"lr": 1.0, "warmup_steps": 2, "decay": {"kind": "constant"}}"#,
+        )
+        .unwrap();
+        assert!(!old.warmup_from_zero);
     }
 }

@@ -3,25 +3,28 @@
 //! Trains the grokking model of Nanda et al. (2023) with the paper's settings
 //! ([`GrokkingOptions`]' defaults, 20,000 epochs), printing progress lines and writing a
 //! checkpoint every 100 epochs into `--work` (default `target/train-toy/grokking`); run again,
-//! it resumes from the newest one. At the end it reads every checkpoint with the final model's
+//! it resumes from the newest one (refusing checkpoints another set-up wrote: `setup.txt`
+//! names the one they belong to). At the end it reads every checkpoint with the final model's
 //! key frequencies (as the paper does) and writes into `--out`:
 //!
 //! - `config.json`, `model.safetensors`: the trained model (TransformerLens' layout);
 //! - `log.csv`: `epoch, train_loss, test_loss, test_accuracy` (train loss every 10 epochs, the
 //!   test columns every 100, empty between);
 //! - `progress.csv`: the progress measures of every checkpoint (`epoch, train_loss, test_loss,
-//!   train_accuracy, test_accuracy, restricted_loss, excluded_loss, key_power_share`);
+//!   train_accuracy, test_accuracy, restricted_loss, excluded_loss, key_power_share,
+//!   clustered_share`);
 //! - `run.json`: the settings, the key frequencies and the wall time.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use mechlens_core::Result;
+use mechlens_core::{Error, Result};
 use mechlens_models::{HookedTransformer, LoadOptions};
 use mechlens_tables::numeric_csv;
 use mechlens_toys::{
-    GrokkingOptions, embedding_frequency_power, key_frequencies, progress_measures,
+    GrokkingOptions, clustered_neuron_share, embedding_frequency_power, key_frequencies,
+    progress_measures,
 };
 use mechlens_train::{FullBatch, ModelTrainer};
 
@@ -43,7 +46,26 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
     opts.checkpoint_dir = Some(ckpt_dir.clone());
     let data = opts.data()?;
     let mut trainer: ModelTrainer = opts.trainer(&data)?;
-    if let Some((_, newest)) = checkpoints(&ckpt_dir)?.last() {
+    let setup = format!("{:?}", opts.setup);
+    let marker = work.join("setup.txt");
+    let existing = checkpoints(&ckpt_dir)?;
+    if !existing.is_empty() {
+        let theirs = std::fs::read_to_string(&marker).unwrap_or_else(|_| "unrecorded".into());
+        if theirs.trim() != setup {
+            return Err(Error::invalid(
+                "--work",
+                format!(
+                    "{} holds checkpoints of the {} set-up, and this run is the {setup} one; remove the folder or pass another --work",
+                    ckpt_dir.display(),
+                    theirs.trim()
+                ),
+            ));
+        }
+    } else {
+        std::fs::create_dir_all(work).map_err(io("creating", work))?;
+        write_file(&marker, &setup)?;
+    }
+    if let Some((_, newest)) = existing.last() {
         trainer.resume_from(newest)?;
         println!(
             "resuming from {} (epoch {})",
@@ -68,7 +90,7 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
         share * 100.0
     );
     let mut progress = String::from(
-        "epoch,train_loss,test_loss,train_accuracy,test_accuracy,restricted_loss,excluded_loss,key_power_share\n",
+        "epoch,train_loss,test_loss,train_accuracy,test_accuracy,restricted_loss,excluded_loss,key_power_share,clustered_share\n",
     );
     for (epoch, dir) in checkpoints(&ckpt_dir)? {
         if epoch > opts.epochs {
@@ -77,9 +99,10 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
         let model =
             HookedTransformer::from_pretrained(&dir.to_string_lossy(), LoadOptions::default())?;
         let m = progress_measures(&model, &data, &keys)?;
+        let clustered = clustered_neuron_share(&model, &data)?;
         writeln!(
             progress,
-            "{epoch},{:.6e},{:.6e},{:.6},{:.6},{:.6e},{:.6e},{:.6}",
+            "{epoch},{:.6e},{:.6e},{:.6},{:.6},{:.6e},{:.6e},{:.6},{clustered:.6}",
             m.train_loss,
             m.test_loss,
             m.train_accuracy,
@@ -109,6 +132,8 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
         "train_fraction": opts.train_fraction,
         "data_seed": opts.data_seed,
         "model_seed": opts.model_seed,
+        "setup": setup,
+        "clustered_neuron_share": clustered_neuron_share(trainer.model(), &data)?,
         "epochs": opts.epochs,
         "lr": opts.lr,
         "weight_decay": opts.weight_decay,

@@ -343,6 +343,7 @@ impl E2eSae {
         let schedule = Schedule {
             lr: self.config.lr,
             warmup_steps: self.config.warmup_steps,
+            warmup_from_zero: false,
             decay: Decay::Cosine { final_lr: 0.0 },
         };
         let params = self.parameters();

@@ -193,6 +193,7 @@ impl Apd {
             schedule: Schedule {
                 lr: self.config.lr,
                 warmup_steps: (self.config.steps as f64 * self.config.lr_warmup_fraction) as usize,
+                warmup_from_zero: false,
                 decay: Decay::Constant,
             },
         };
