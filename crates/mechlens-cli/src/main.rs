@@ -9,7 +9,7 @@
 //! writes the SAE in SAELens' format.
 //!
 //! ```text
-//! mechlens train-toy grokking --out DIR [--epochs N] [--work DIR]
+//! mechlens train-toy grokking --out DIR [--epochs N] [--work DIR] [--seed N]
 //! ```
 //!
 //! trains a toy model of a reproduction (see `train_toy.rs`), resumable, and writes the model

@@ -2,7 +2,7 @@
 //! loads, too long to train in the notebook itself, and writes it with its logs. Each toy is
 //! its own file; this one parses the arguments and holds what they share.
 //!
-//! - `grokking --out DIR [--epochs N] [--work DIR]` (`grokking.rs`): Nanda et al. 2023.
+//! - `grokking --out DIR [--epochs N] [--work DIR] [--seed N]` (`grokking.rs`): Nanda et al. 2023.
 //! - `tms-sparsity --out DIR [--steps N]` (`tms_sparsity.rs`): Elhage et al. 2022's
 //!   dimensions-per-feature sweep.
 //! - `induction --out DIR [--steps N]` (`induction.rs`): Olsson et al. 2022's two- and
@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use mechlens_core::{Error, Result};
 
-pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--work DIR]
+pub const USAGE: &str = "mechlens train-toy grokking --out DIR [--epochs N] [--work DIR] [--seed N]
        mechlens train-toy tms-sparsity --out DIR [--steps N]
        mechlens train-toy induction --out DIR [--steps N]
        mechlens train-toy spd-tms --out DIR [--steps N]
@@ -48,6 +48,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .split_first()
         .ok_or_else(|| bad("name the toy to train".into()))?;
     let (mut out, mut work, mut length, mut model_steps) = (None, None, None, None);
+    let mut seed = None;
     let mut words = rest.iter();
     while let Some(flag) = words.next() {
         let value = words
@@ -56,6 +57,11 @@ pub fn run(args: &[String]) -> Result<()> {
         match (toy.as_str(), flag.as_str()) {
             (_, "--out") => out = Some(PathBuf::from(value)),
             ("grokking", "--work") => work = Some(PathBuf::from(value)),
+            ("grokking", "--seed") => {
+                seed = Some(value.parse::<u64>().map_err(|_| {
+                    bad(format!("{flag} must be a whole number ≥ 0, got {value:?}"))
+                })?);
+            }
             ("spd-resid-mlp", "--model-steps") => {
                 model_steps = Some(value.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(
                     || {
@@ -90,6 +96,7 @@ pub fn run(args: &[String]) -> Result<()> {
     match toy.as_str() {
         "grokking" => grokking::run(
             length.unwrap_or(mechlens_toys::GrokkingOptions::default().epochs),
+            seed.unwrap_or(0),
             &work.unwrap_or_else(|| PathBuf::from("target/train-toy/grokking")),
             &out,
         ),

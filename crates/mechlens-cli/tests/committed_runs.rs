@@ -330,7 +330,7 @@ fn bad_arguments_are_named() {
     };
     let err = args(&work);
     assert!(
-        err.contains("holds checkpoints of the unrecorded set-up"),
+        err.contains("holds checkpoints of another run (set-up unrecorded)"),
         "{err}"
     );
     std::fs::write(
@@ -341,8 +341,26 @@ fn bad_arguments_are_named() {
     let err = args(&work);
     assert!(
         err.contains(
-            "of the TransformerLens { frozen_biases: true } set-up, and this run is the Paper one"
+            "(set-up TransformerLens { frozen_biases: true }), and this one is set-up Paper, seed 0"
         ),
+        "{err}"
+    );
+    std::fs::write(work.join("setup.txt"), "Paper, seed 0").unwrap();
+    let w = work.to_str().unwrap();
+    let err = run(&[
+        "train-toy",
+        "grokking",
+        "--out",
+        "unused",
+        "--work",
+        w,
+        "--seed",
+        "3",
+    ]);
+    assert!(err.contains("this one is set-up Paper, seed 3"), "{err}");
+    let err = run(&["train-toy", "grokking", "--out", "x", "--seed", "-1"]);
+    assert!(
+        err.contains("--seed must be a whole number ≥ 0, got \"-1\""),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&work);

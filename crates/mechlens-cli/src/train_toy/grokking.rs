@@ -1,7 +1,8 @@
-//! `mechlens train-toy grokking --out DIR [--epochs N] [--work DIR]`.
+//! `mechlens train-toy grokking --out DIR [--epochs N] [--work DIR] [--seed N]`.
 //!
 //! Trains the grokking model of Nanda et al. (2023) with the paper's settings
-//! ([`GrokkingOptions`]' defaults, 20,000 epochs), printing progress lines and writing a
+//! ([`GrokkingOptions`]' defaults, 20,000 epochs; `--seed` seeds both the initialisation and
+//! the split, 0 by default as in the paper), printing progress lines and writing a
 //! checkpoint every 100 epochs into `--work` (default `target/train-toy/grokking`); run again,
 //! it resumes from the newest one (refusing checkpoints another set-up wrote: `setup.txt`
 //! names the one they belong to). At the end it reads every checkpoint with the final model's
@@ -35,9 +36,11 @@ use super::{checkpoints, finish_run, io, write_file};
 const KEY_SHARE: f64 = 0.9;
 
 /// Trains (or resumes) `epochs` epochs with checkpoints in `work`, then writes `out`.
-pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
+pub fn run(epochs: usize, seed: u64, work: &Path, out: &Path) -> Result<()> {
     let mut opts = GrokkingOptions {
         epochs,
+        model_seed: seed,
+        data_seed: seed,
         progress_every: 100,
         ..GrokkingOptions::default()
     };
@@ -46,7 +49,7 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
     opts.checkpoint_dir = Some(ckpt_dir.clone());
     let data = opts.data()?;
     let mut trainer: ModelTrainer = opts.trainer(&data)?;
-    let setup = format!("{:?}", opts.setup);
+    let setup = format!("{:?}, seed {seed}", opts.setup);
     let marker = work.join("setup.txt");
     let existing = checkpoints(&ckpt_dir)?;
     if !existing.is_empty() {
@@ -55,7 +58,7 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
             return Err(Error::invalid(
                 "--work",
                 format!(
-                    "{} holds checkpoints of the {} set-up, and this run is the {setup} one; remove the folder or pass another --work",
+                    "{} holds checkpoints of another run (set-up {}), and this one is set-up {setup}; remove the folder or pass another --work",
                     ckpt_dir.display(),
                     theirs.trim()
                 ),
@@ -127,12 +130,17 @@ pub fn run(epochs: usize, work: &Path, out: &Path) -> Result<()> {
     write("log.csv", &log)?;
     write("progress.csv", &progress)?;
     let run = serde_json::json!({
-        "command": format!("mechlens train-toy grokking --out {} --epochs {}", out.display(), opts.epochs),
+        "command": format!(
+            "mechlens train-toy grokking --out {} --epochs {}{}",
+            out.display(),
+            opts.epochs,
+            if seed == 0 { String::new() } else { format!(" --seed {seed}") }
+        ),
         "p": opts.p,
         "train_fraction": opts.train_fraction,
         "data_seed": opts.data_seed,
         "model_seed": opts.model_seed,
-        "setup": setup,
+        "setup": format!("{:?}", opts.setup),
         "clustered_neuron_share": clustered_neuron_share(trainer.model(), &data)?,
         "epochs": opts.epochs,
         "lr": opts.lr,
