@@ -93,3 +93,18 @@ pub fn paper_grokking_model(p: usize, seed: u64) -> Result<HookedTransformer> {
     }
     Ok(model)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_torch_cannot_take_is_named() {
+        let err = paper_grokking_model(113, u64::MAX)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("above i64::MAX"), "{err}");
+        assert!(err.contains(&u64::MAX.to_string()), "{err}");
+    }
+}
