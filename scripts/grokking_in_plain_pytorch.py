@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Trains the modular-addition model of Nanda et al. (2023) as the paper's own code writes it,
 in plain PyTorch, and prints the share of MLP neurons clustered on one frequency as training
-goes: the cross-check behind reproduction 03's open point (68% clustered in mechlens' run,
-the issue's bar 80%).
+goes: the cross-check behind reproduction 03 (mechlens' earlier, TransformerLens-initialised
+run clustered 68%, the issue's bar 80%), and the reference tests/fixtures/check_grokking_paper.py
+checks mechlens' paper set-up against (its `init`, `paper_split`, `optimiser`, `forward`).
 
 The model and run, as the paper's code (`transformers.py` of its repository) has them: one
 layer, d_model 128, 4 heads of 32, d_mlp 512, ReLU, no LayerNorm, attention without biases,

@@ -324,11 +324,13 @@ fn bad_arguments_are_named() {
     // resumed: the run would continue someone else's model.
     let work = temp("grokking-other-setup");
     std::fs::create_dir_all(work.join("checkpoints/step_00000100")).unwrap();
-    let args = |work: &Path| {
-        let w = work.to_str().unwrap().to_string();
-        run(&["train-toy", "grokking", "--out", "unused", "--work", &w])
+    let w = work.to_str().unwrap();
+    let resume = |more: &[&str]| {
+        let mut args = vec!["train-toy", "grokking", "--out", "unused", "--work", w];
+        args.extend_from_slice(more);
+        run(&args)
     };
-    let err = args(&work);
+    let err = resume(&[]);
     assert!(
         err.contains("holds checkpoints of another run (set-up unrecorded)"),
         "{err}"
@@ -338,7 +340,7 @@ fn bad_arguments_are_named() {
         "TransformerLens { frozen_biases: true }",
     )
     .unwrap();
-    let err = args(&work);
+    let err = resume(&[]);
     assert!(
         err.contains(
             "(set-up TransformerLens { frozen_biases: true }), and this one is set-up Paper, seed 0"
@@ -346,17 +348,7 @@ fn bad_arguments_are_named() {
         "{err}"
     );
     std::fs::write(work.join("setup.txt"), "Paper, seed 0").unwrap();
-    let w = work.to_str().unwrap();
-    let err = run(&[
-        "train-toy",
-        "grokking",
-        "--out",
-        "unused",
-        "--work",
-        w,
-        "--seed",
-        "3",
-    ]);
+    let err = resume(&["--seed", "3"]);
     assert!(err.contains("this one is set-up Paper, seed 3"), "{err}");
     let err = run(&["train-toy", "grokking", "--out", "x", "--seed", "-1"]);
     assert!(

@@ -120,22 +120,26 @@ impl GrokkingOptions {
             GrokkingSetup::TransformerLens { frozen_biases } => {
                 let model =
                     HookedTransformer::from_config(&grokking_config(self.p), self.model_seed)?;
-                let biases = model
-                    .named_parameters()
-                    .into_iter()
-                    .map(|(name, _)| name)
-                    .filter(|name| {
-                        frozen_biases
-                            && name.rsplit('.').next().is_some_and(|p| p.starts_with("b_"))
-                    })
-                    .collect();
-                Ok((model, biases))
+                let mut frozen = Vec::new();
+                if frozen_biases {
+                    frozen.extend(
+                        model
+                            .named_parameters()
+                            .into_iter()
+                            .map(|(name, _)| name)
+                            .filter(|name| {
+                                name.rsplit('.').next().is_some_and(|p| p.starts_with("b_"))
+                            }),
+                    );
+                }
+                Ok((model, frozen))
             }
         }
     }
 
-    /// A trainer for the freshly initialised model of [`GrokkingOptions::initial_model`], logging the train loss every 10
-    /// epochs and `test_loss` and `test_accuracy` every `measure_every` epochs.
+    /// A trainer for the freshly initialised model of [`GrokkingOptions::initial_model`],
+    /// logging the train loss every 10 epochs and `test_loss` and `test_accuracy` every
+    /// `measure_every` epochs.
     ///
     /// # Errors
     /// As [`ModularData::new`] and [`ModelTrainer::new`].

@@ -7,9 +7,9 @@
 use mechlens_core::{Error, Result, SplitMix64};
 use mechlens_models::{Activation, HookedTransformerConfig};
 use mechlens_train::Batch;
+use tch::{Device, Kind, Tensor};
 
 use crate::python_random::PythonRandom;
-use tch::{Device, Kind, Tensor};
 
 /// Whether `p` is prime.
 pub fn is_prime(p: usize) -> bool {
