@@ -6,7 +6,7 @@
 //! - `tms-sparsity --out DIR [--steps N]` (`tms_sparsity.rs`): Elhage et al. 2022's
 //!   dimensions-per-feature sweep.
 //! - `induction --out DIR [--steps N]` (`induction.rs`): Olsson et al. 2022's two- and
-//!   one-layer attention-only models.
+//!   one-layer attention-only models, under both training objectives.
 //! - `spd-tms --out DIR [--steps N]` (`spd_tms.rs`): Bushnaq et al. 2025's stochastic
 //!   parameter decomposition of TMS 5-2 (`spd-tms-identity`: with an identity layer).
 //! - `apd-tms --out DIR [--steps N]` (`apd_tms.rs`): Braun et al. 2025's attribution-based

@@ -121,7 +121,12 @@ fn the_committed_induction_runs_start_as_the_command_does() {
         "--out",
         dir.to_str().unwrap(),
     ]);
-    for run in ["two-layer", "one-layer"] {
+    for run in [
+        "repeated-tokens/two-layer",
+        "repeated-tokens/one-layer",
+        "every-token/two-layer",
+        "every-token/one-layer",
+    ] {
         let committed = repo()
             .join("datasets/induction-attn-only")
             .join(run)

@@ -4,7 +4,7 @@
 //! both the length and the distance random, positions alone do not tell it where to look.
 
 use mechlens_core::{Error, Result, SplitMix64};
-use mechlens_train::{Batch, TrainData};
+use mechlens_train::{Batch, IGNORE, TrainData};
 use tch::{Kind, Tensor};
 
 /// What [`InductionData`] generates.
@@ -22,6 +22,23 @@ pub struct InductionOptions {
     pub max_repeat: usize,
     /// Seed of the stream (each step's batch has its own stream derived from it).
     pub seed: u64,
+    /// Which positions the training loss scores (as [`TrainData`]; [`InductionData::sample`]
+    /// does not look at it).
+    pub objective: InductionObjective,
+}
+
+/// The positions a model trained on [`InductionData`] is scored on.
+///
+/// The two give different circuits (reproduction 02): on random tokens most positions cannot
+/// be predicted at all, and scoring them adds only noise to the gradient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InductionObjective {
+    /// Language modelling: every position predicts its next token.
+    #[default]
+    EveryToken,
+    /// Only the positions whose next token repeats the first copy
+    /// ([`InductionBatch::induction`]): the loss the reproduction measures.
+    RepeatedTokens,
 }
 
 impl Default for InductionOptions {
@@ -33,6 +50,7 @@ impl Default for InductionOptions {
             min_repeat: 6,
             max_repeat: 24,
             seed: 0,
+            objective: InductionObjective::EveryToken,
         }
     }
 }
@@ -131,7 +149,17 @@ impl InductionData {
 
 impl TrainData for InductionData {
     fn batch(&mut self, step: usize) -> Result<Batch> {
-        Batch::next_token(&self.sample(step)?.tokens)
+        let sample = self.sample(step)?;
+        let batch = Batch::next_token(&sample.tokens)?;
+        match self.opts.objective {
+            InductionObjective::EveryToken => Ok(batch),
+            InductionObjective::RepeatedTokens => Ok(Batch {
+                targets: batch
+                    .targets
+                    .f_masked_fill(&sample.induction.f_logical_not()?, IGNORE)?,
+                tokens: batch.tokens,
+            }),
+        }
     }
 }
 
@@ -200,6 +228,33 @@ mod tests {
                 ..Default::default()
             })
             .is_err()
+        );
+    }
+
+    #[test]
+    fn the_repeated_tokens_objective_scores_only_what_induction_predicts() {
+        let opts = InductionOptions {
+            batch: 8,
+            ..Default::default()
+        };
+        let sample = InductionData::new(opts).unwrap().sample(5).unwrap();
+        let every = InductionData::new(opts).unwrap().batch(5).unwrap();
+        let mut repeated = InductionData::new(InductionOptions {
+            objective: InductionObjective::RepeatedTokens,
+            ..opts
+        })
+        .unwrap();
+        let repeated = repeated.batch(5).unwrap();
+        assert!(repeated.tokens.equal(&every.tokens));
+        // Scored exactly where the mask marks, and there with the next token.
+        let scored = repeated.targets.ne(IGNORE);
+        assert!(scored.equal(&sample.induction));
+        let next = every.targets.masked_select(&sample.induction);
+        assert!(repeated.targets.masked_select(&scored).equal(&next));
+        // Every-token scores all but the last position.
+        assert_eq!(
+            every.targets.ne(IGNORE).sum(Kind::Int64).int64_value(&[]),
+            8 * 63
         );
     }
 }

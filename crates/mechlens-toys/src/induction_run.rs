@@ -6,7 +6,9 @@ use mechlens_core::Result;
 use mechlens_models::{HookedTransformer, HookedTransformerConfig};
 use mechlens_train::{ModelTrainConfig, ModelTrainer, Schedule};
 
-use crate::induction::{InductionData, InductionOptions, masked_next_token_loss};
+use crate::induction::{
+    InductionData, InductionObjective, InductionOptions, masked_next_token_loss,
+};
 
 /// Steps of the committed runs.
 pub const INDUCTION_STEPS: usize = 4_000;
@@ -35,6 +37,7 @@ pub fn induction_model(n_layers: usize) -> Result<HookedTransformer> {
     let model = HookedTransformer::from_config(&cfg, 0)?;
     let _guard = tch::no_grad_guard();
     for (name, t) in model.named_parameters() {
+        // embed.w_e and embed.w_pos
         if name.starts_with("embed.") {
             let _ = t.shallow_clone().f_mul_scalar_(10.0)?;
         }
@@ -43,12 +46,16 @@ pub fn induction_model(n_layers: usize) -> Result<HookedTransformer> {
 }
 
 /// Trains [`induction_model`]`(n_layers)` for `steps` steps on [`InductionData`]'s default
-/// stream (AdamW, constant lr 2e-3), logging `repeated_loss` (the loss on the repeated
+/// stream scored by `objective` (AdamW, constant lr 2e-3), logging `repeated_loss` (the loss on the repeated
 /// tokens of a fixed probe batch of 64, seed 999) every [`INDUCTION_LOG_EVERY`] steps.
 ///
 /// # Errors
 /// The trainer's ([`mechlens_core::Error::Training`] for a non-finite loss).
-pub fn train_induction(n_layers: usize, steps: usize) -> Result<ModelTrainer> {
+pub fn train_induction(
+    n_layers: usize,
+    steps: usize,
+    objective: InductionObjective,
+) -> Result<ModelTrainer> {
     let probe = InductionData::new(InductionOptions {
         batch: 64,
         seed: 999,
@@ -63,6 +70,9 @@ pub fn train_induction(n_layers: usize, steps: usize) -> Result<ModelTrainer> {
             masked_next_token_loss(&m.forward(&probe.tokens)?, &probe.tokens, &probe.induction)
         },
     );
-    trainer.run(&mut InductionData::new(InductionOptions::default())?)?;
+    trainer.run(&mut InductionData::new(InductionOptions {
+        objective,
+        ..Default::default()
+    })?)?;
     Ok(trainer)
 }
