@@ -26,7 +26,10 @@ checks' strict mode, so a solution that stops passing stops "Run All" (and `make
 Usage: scripts/exercises.py             write every set's notebooks
        scripts/exercises.py --check     exit 1 if a committed notebook is not what its source
                                         gives (`make test` runs this)
-       scripts/exercises.py --expected  copy the expected charts out of target/notebooks/
+       scripts/exercises.py --expected [SET ...]
+                                        copy the expected charts out of target/notebooks/
+                                        (of the named sets only, e.g. E2-induction-heads, so
+                                        that stale executed copies of other sets stay out)
        scripts/exercises.py --format    lay out every source's code blocks as rustfmt does
                                         (what tests/notebook_sources.py then requires)
 """
@@ -227,12 +230,25 @@ def text_of(nb: dict) -> str:
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def copy_expected() -> int:
-    """Saves each solution cell's svg tagged `expected=NAME` as expected/NAME."""
+def copy_expected(sets: list[str]) -> int:
+    """Saves each solution cell's svg tagged `expected=NAME` as expected/NAME, for the named
+    sets (every set when none is named)."""
     import nbformat
 
+    known = {source.stem for source in SOURCES.glob("*.md")}
+    unknown = sorted(set(sets) - known)
+    if unknown:
+        print(f"no exercise set {', '.join(unknown)}; the sets are {', '.join(sorted(known))}", file=sys.stderr)
+        return 2
+    executed_sets = sorted((EXECUTED / "solutions").glob("*.ipynb"))
+    missing = sorted(set(sets) - {e.stem for e in executed_sets})
+    if missing:
+        print(f"{', '.join(missing)} not executed: run its solution notebook first (make test does)", file=sys.stderr)
+        return 1
     saved = 0
-    for executed in sorted((EXECUTED / "solutions").glob("*.ipynb")):
+    for executed in executed_sets:
+        if sets and executed.stem not in sets:
+            continue
         nb = nbformat.read(executed, as_version=4)
         for cell in nb.cells:
             for tag in cell.get("metadata", {}).get("tags", []):
@@ -281,8 +297,18 @@ def format_sources() -> int:
 
 
 def main(argv: list[str]) -> int:
+    if "--help" in argv or "-h" in argv:
+        print(__doc__[__doc__.index("Usage:"):])
+        return 0
+    options = [a for a in argv if a.startswith("-")]
+    sets = [a for a in argv if not a.startswith("-")]
+    unknown = [o for o in options if o not in ("--check", "--expected", "--format")]
+    if unknown or (sets and "--expected" not in options):
+        usage = __doc__[__doc__.index("Usage:"):]
+        print(f"unknown arguments {' '.join(unknown or sets)}\n{usage}", file=sys.stderr)
+        return 2
     if "--expected" in argv:
-        return copy_expected()
+        return copy_expected(sets)
     if "--format" in argv:
         return format_sources()
     check = "--check" in argv
