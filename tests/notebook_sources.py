@@ -7,13 +7,16 @@ reads in all of them:
   target/notebooks/, written by run_notebooks.py);
 - every Rust cell is formatted as rustfmt formats it (a cell is a function body to rustfmt:
   statements, items and a last expression);
-- cells of evcxr commands (`:dep ...`) are left as they are.
+- cells of evcxr commands (`:dep ...`) are left as they are;
+- every cell has an id, as nbformat 4.5 requires (`--fix` gives it one derived from the
+  notebook's name and the cell's place, so a rerun gives the same).
 
 Usage: notebook_sources.py [--fix] [NOTEBOOK...]   (default: every notebook under notebooks/)
-  --fix   clears outputs and formats the cells in place instead of failing.
+  --fix   clears outputs, formats the cells and gives ids in place instead of failing.
 Ends with "N passed, M failed" (one per notebook), which `make test` counts.
 """
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -55,12 +58,29 @@ def set_source(cell, text: str) -> None:
     cell["source"] = lines
 
 
+def new_id(path: Path, index: int, taken: set[str]) -> str:
+    """A cell id that is the same each time --fix runs on the same notebook, and not in
+    `taken` (to which it is added)."""
+    salt = 0
+    while True:
+        candidate = hashlib.sha1(f"{path.name}:{index}:{salt}".encode()).hexdigest()[:8]
+        if candidate not in taken:
+            taken.add(candidate)
+            return candidate
+        salt += 1
+
+
 def check(path: Path, fix: bool) -> list[str]:
     """What is wrong with one notebook (empty when nothing); with `fix`, mends it instead."""
     nb = json.loads(path.read_text())
     problems = []
     changed = False
+    ids = {cell["id"] for cell in nb.get("cells", []) if cell.get("id")}
     for index, cell in enumerate(nb.get("cells", [])):
+        if not cell.get("id"):
+            problems.append(f"cell {index} has no id (nbformat 4.5 requires one)")
+            cell["id"] = new_id(path, index, ids)
+            changed = True
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs") or cell.get("execution_count") is not None:
@@ -95,13 +115,21 @@ def self_test() -> None:
         {"cell_type": "code", "source": ["let  y=2;"], "outputs": [], "execution_count": None, "metadata": {}},
         {"cell_type": "code", "source": ["1"], "outputs": [{"output_type": "stream", "name": "stdout", "text": "1"}], "execution_count": 3, "metadata": {}},
         {"cell_type": "code", "source": ["let = ;"], "outputs": [], "execution_count": None, "metadata": {}},
+        {"cell_type": "markdown", "source": ["no id"], "metadata": {}},
     ]
+    for index, cell in enumerate(cells[:-1]):
+        cell["id"] = f"cell{index}"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t.ipynb"
         path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
         found = check(path, fix=False)
-    expected = ["cell 2 is not rustfmt-formatted", "cell 3 has committed outputs or an execution count", "cell 4 does not parse as Rust"]
-    if len(found) != 3 or not all(f.startswith(e) for f, e in zip(found, expected)):
+    expected = [
+        "cell 2 is not rustfmt-formatted",
+        "cell 3 has committed outputs or an execution count",
+        "cell 4 does not parse as Rust",
+        "cell 5 has no id",
+    ]
+    if len(found) != len(expected) or not all(f.startswith(e) for f, e in zip(found, expected)):
         sys.exit(f"notebook_sources.py's own check is broken: expected {expected}, found {found}")
 
 
