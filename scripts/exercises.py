@@ -297,14 +297,14 @@ def format_sources() -> int:
 
 
 def main(argv: list[str]) -> int:
+    usage = __doc__[__doc__.index("Usage:"):]
     if "--help" in argv or "-h" in argv:
-        print(__doc__[__doc__.index("Usage:"):])
+        print(usage)
         return 0
     options = [a for a in argv if a.startswith("-")]
     sets = [a for a in argv if not a.startswith("-")]
     unknown = [o for o in options if o not in ("--check", "--expected", "--format")]
     if unknown or (sets and "--expected" not in options):
-        usage = __doc__[__doc__.index("Usage:"):]
         print(f"unknown arguments {' '.join(unknown or sets)}\n{usage}", file=sys.stderr)
         return 2
     if "--expected" in argv:

@@ -150,16 +150,12 @@ impl InductionData {
 impl TrainData for InductionData {
     fn batch(&mut self, step: usize) -> Result<Batch> {
         let sample = self.sample(step)?;
-        let batch = Batch::next_token(&sample.tokens)?;
-        match self.opts.objective {
-            InductionObjective::EveryToken => Ok(batch),
-            InductionObjective::RepeatedTokens => Ok(Batch {
-                targets: batch
-                    .targets
-                    .f_masked_fill(&sample.induction.f_logical_not()?, IGNORE)?,
-                tokens: batch.tokens,
-            }),
+        let mut batch = Batch::next_token(&sample.tokens)?;
+        if self.opts.objective == InductionObjective::RepeatedTokens {
+            let unscored = sample.induction.f_logical_not()?;
+            batch.targets = batch.targets.f_masked_fill(&unscored, IGNORE)?;
         }
+        Ok(batch)
     }
 }
 

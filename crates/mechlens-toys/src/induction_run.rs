@@ -46,8 +46,9 @@ pub fn induction_model(n_layers: usize) -> Result<HookedTransformer> {
 }
 
 /// Trains [`induction_model`]`(n_layers)` for `steps` steps on [`InductionData`]'s default
-/// stream scored by `objective` (AdamW, constant lr 2e-3), logging `repeated_loss` (the loss on the repeated
-/// tokens of a fixed probe batch of 64, seed 999) every [`INDUCTION_LOG_EVERY`] steps.
+/// stream scored by `objective` (AdamW, constant lr 2e-3), logging `repeated_loss` (the loss
+/// on the repeated tokens of a fixed probe batch of 64, seed 999) every
+/// [`INDUCTION_LOG_EVERY`] steps.
 ///
 /// # Errors
 /// The trainer's ([`mechlens_core::Error::Training`] for a non-finite loss).
