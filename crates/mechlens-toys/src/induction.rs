@@ -253,4 +253,24 @@ mod tests {
             8 * 63
         );
     }
+
+    #[test]
+    fn a_larger_batch_extends_a_smaller_one_row_for_row() {
+        // So a bigger probe keeps the smaller one as its first rows (reproduction 02 reads
+        // the control on both).
+        let rows = |batch| {
+            InductionData::new(InductionOptions {
+                batch,
+                seed: 999,
+                ..Default::default()
+            })
+            .unwrap()
+            .sample(0)
+            .unwrap()
+        };
+        let (small, large) = (rows(64), rows(256));
+        assert!(small.tokens.equal(&large.tokens.narrow(0, 0, 64)));
+        assert!(small.induction.equal(&large.induction.narrow(0, 0, 64)));
+        assert!(!large.tokens.narrow(0, 64, 64).equal(&small.tokens));
+    }
 }

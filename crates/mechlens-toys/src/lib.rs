@@ -52,7 +52,10 @@ pub use grokking_paper::{paper_absent_biases, paper_grokking_model};
 pub use induction::{
     InductionBatch, InductionData, InductionObjective, InductionOptions, masked_next_token_loss,
 };
-pub use induction_run::{INDUCTION_LOG_EVERY, INDUCTION_STEPS, induction_model, train_induction};
+pub use induction_run::{
+    INDUCTION_LOG_EVERY, INDUCTION_PROBE_ROWS, INDUCTION_STEPS, induction_model, induction_probe,
+    train_induction,
+};
 pub use matching::{feature_uniqueness, matched_rows, mean_correlation_coefficient};
 pub use modular::{
     ModularData, NEURON_CLUSTER_THRESHOLD, embedding_frequency_power, fourier_basis, grid_loss,

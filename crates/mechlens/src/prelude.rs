@@ -49,12 +49,12 @@ pub use mechlens_toys::{
     feature_latents, matched_rows, train_toy_sae,
 };
 pub use mechlens_toys::{
-    GrokkingOptions, InductionData, InductionObjective, InductionOptions, ModularData,
-    NEURON_CLUSTER_THRESHOLD, ProgressMeasures, SparseFeatures, SparseFeaturesOptions, ToyModel,
-    ToyModelOptions, ToyTrainOptions, clustered_neuron_share, embedding_frequency_power,
-    feature_uniqueness, fourier_basis, grid_logits, grid_loss, grokking_config, key_frequencies,
-    key_frequency_logits, masked_next_token_loss, max_cosine, mean_correlation_coefficient, mmcs,
-    mmcs_sweep, neuron_frequency_share, progress_measures,
+    GrokkingOptions, InductionBatch, InductionData, InductionObjective, InductionOptions,
+    ModularData, NEURON_CLUSTER_THRESHOLD, ProgressMeasures, SparseFeatures, SparseFeaturesOptions,
+    ToyModel, ToyModelOptions, ToyTrainOptions, clustered_neuron_share, embedding_frequency_power,
+    feature_uniqueness, fourier_basis, grid_logits, grid_loss, grokking_config, induction_probe,
+    key_frequencies, key_frequency_logits, masked_next_token_loss, max_cosine,
+    mean_correlation_coefficient, mmcs, mmcs_sweep, neuron_frequency_share, progress_measures,
 };
 pub use mechlens_train::{
     AdamWConfig, Batch, Decay, FullBatch, MiniBatches, ModelTrainConfig, ModelTrainer, Schedule,

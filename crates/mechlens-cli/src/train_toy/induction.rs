@@ -8,7 +8,7 @@
 //! - `repeated-tokens/` and `every-token/` (the [`InductionObjective`]), each with
 //!   `two-layer/` and `one-layer/`: the model (`config.json`, `model.safetensors`, which
 //!   `HookedTransformer::from_pretrained` reads) and its `log.csv` (`step, loss, lr` every
-//!   step's log row and `repeated_loss` every 250 steps);
+//!   step's log row and `repeated_loss`, on [`mechlens_toys::induction_probe`], every 250 steps);
 //! - `run.json`: the settings and the wall times.
 
 use std::path::Path;
