@@ -137,6 +137,24 @@ def views_and_panels_render_as_one_html_block(k):
 
 
 @check
+def a_final_expression_that_moves_the_cells_variable_keeps_its_display(k):
+    # evcxr stores a cell's variables after its final expression; when that expression moves
+    # one (`.bars(&labels, scores)`), the store fails, and evcxr used to show the value as
+    # Debug text (kernel/evcxr-patches/moved-display.patch).
+    reply = k.run(textwrap.dedent("""
+        let scores = vec![1.0f64, 2.0];
+        Chart::bar("moved").bars(&["a", "b"], scores)
+    """))
+    svg = reply.outputs.get("image/svg+xml", "")
+    expect(reply.status == "ok" and svg.startswith("<svg"), f"a chart moving its data not drawn: {reply}")
+    reply = k.run('let table = df!("x" => &[1i64, 2])?;\ntable')
+    expect("<table" in reply.outputs.get("text/html", ""), f"a moved DataFrame not shown as a table: {reply}")
+    # A value without a display still falls back to Debug.
+    reply = k.run("let v = vec![1, 2];\nv")
+    expect(reply.status == "ok" and reply.text == "[1, 2]", f"a moved Vec showed {reply}")
+
+
+@check
 def panic_in_library_is_an_error_and_keeps_earlier_variables(k):
     k.run("let kept = vec![1, 2, 3];")
     # tch's panicking API (as opposed to its f_* methods) panics on a shape error.
