@@ -256,8 +256,8 @@ mod tests {
 
     #[test]
     fn a_larger_batch_extends_a_smaller_one_row_for_row() {
-        // So a bigger probe keeps the smaller one as its first rows (reproduction 02 reads
-        // the control on both).
+        // A row does not depend on the batch size, so a 64-row sample of a probe is its first
+        // 64 rows (reproduction 02 reads the control on both).
         let rows = |batch| {
             InductionData::new(InductionOptions {
                 batch,

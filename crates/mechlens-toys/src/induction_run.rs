@@ -24,7 +24,6 @@ pub const INDUCTION_PROBE_ROWS: usize = 4_096;
 
 /// The fixed batch the committed runs' `repeated_loss` scores: [`INDUCTION_PROBE_ROWS`] rows
 /// of [`InductionData`] with seed 999, never trained on (the training stream has seed 0).
-/// Its first 64 rows are the earlier 64-row probe's.
 ///
 /// # Errors
 /// Only libtorch's.
